@@ -1,0 +1,174 @@
+"""The command line: one thin command per stage, plus the demo.
+
+User mistakes (`UserError`, bad options) print one line and exit 2; `--debug`
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import stages
+from .errors import UserError
+
+app = typer.Typer(
+    help="protoscope: how the features of a neural network develop during training.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console()
+err = Console(stderr=True)
+
+StudyArg = typer.Argument(..., exists=False, dir_okay=False, help="The study YAML file.")
+RunOpt = typer.Option(None, "--run", "-r", help="Only this run (repeatable). Default: every run.")
+StoreOpt = typer.Option(None, "--store", help="Override the study's store folder.")
+DeviceOpt = typer.Option(None, "--device", help="auto (GPU when present), cpu, cuda, cuda:N. Default: the study's.")
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+    """protoscope: how the features of a neural network develop during training."""
+
+
+def _load(study: Path, store: Optional[Path], device: Optional[str]):
+    from .study import load_study
+
+    overrides = {}
+    if store is not None:
+        overrides["store"] = str(store)
+    if device is not None:
+        overrides["device"] = device
+    return load_study(study, overrides)
+
+
+@app.command()
+def train(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
+          device: Optional[str] = DeviceOpt) -> None:
+    """Train the study's runs with SimCLR, one checkpoint per epoch (epoch 0 = init).
+
+    Interrupted runs resume after their last finished epoch.
+
+    Example: protoscope train study.yaml --run clrjit-s0
+    """
+    s = _load(study, store, device)
+    with stages.new_progress() as progress:
+        stages.train(s, run, progress)
+    out.print(f"checkpoints in [bold]{s.store / 'runs'}[/]")
+
+
+@app.command()
+def probe(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
+          device: Optional[str] = DeviceOpt) -> None:
+    """Fit linear probes on frozen features of every checkpoint; results go to the metrics table.
+
+    Example: protoscope probe study.yaml
+    """
+    s = _load(study, store, device)
+    with stages.new_progress() as progress:
+        stages.probe(s, run, progress)
+    _print_summary(s)
+
+
+@app.command("run")
+def run_(study: Path = StudyArg, store: Optional[Path] = StoreOpt, device: Optional[str] = DeviceOpt) -> None:
+    """Run every stage of a study that is not yet stored (train, probe, report).
+
+    Example: protoscope run study.yaml
+    """
+    s = _load(study, store, device)
+    with stages.new_progress() as progress:
+        figures = stages.run(s, progress)
+    _print_summary(s, figures)
+
+
+@app.command()
+def layers(study: Path = StudyArg, run: Optional[str] = typer.Option(None, "--run", "-r", help="Which run's architecture.")) -> None:
+    """List the layer addresses of a study's architecture (what `layers:` may name).
+
+    Example: protoscope layers study.yaml
+    """
+    from .nets.layers import layer_names, major_layers
+    from .nets.models import build_model
+
+    s = _load(study, None, None)
+    spec = s.run(run) if run else s.runs[0]
+    model = build_model(spec.arch, spec.width, spec.small_input)
+    out.print("[bold]major:[/] " + " ".join(major_layers(model)))
+    out.print("[bold]all:[/] " + " ".join(layer_names(model)))
+
+
+@app.command()
+def demo(quick: bool = typer.Option(False, "--quick", help="A small version in under two minutes."),
+         out_dir: Path = typer.Option(Path("out/demo"), "--out", help="Where the demo's store goes."),
+         show_study: bool = typer.Option(False, "--show-study", help="Print the demo's study YAML and exit.")) -> None:
+    """Train clrjit and keepclr on the built-in shapes, probe every epoch, plot the result.
+
+    Example: protoscope demo --quick
+    """
+    from .demo import demo_study
+    from .study import builtin_study
+
+    if show_study:
+        out.print(builtin_study("demo").read_text(), markup=False, highlight=False)
+        return
+    s = demo_study(out_dir, quick)
+    out.print(f"demo study ({'quick' if quick else 'full'}): store [bold]{s.store}[/]")
+    with stages.new_progress() as progress:
+        figures = stages.run(s, progress)
+    _print_summary(s, figures)
+
+
+def _print_summary(s, figures=None) -> None:
+    wide = stages.final_table(s)
+    if wide.empty:
+        out.print("no probe results yet")
+        return
+    table = Table(title="Linear probe test accuracy (init -> final epoch)")
+    table.add_column("condition")
+    table.add_column("run")
+    classifiers = sorted({c for c, _ in wide.columns})
+    for c in classifiers:
+        table.add_column(c, justify="right")
+    for (condition, run), row in wide.iterrows():
+        cells = []
+        for c in classifiers:
+            init, final = row.get((c, "init")), row.get((c, "final"))
+            cells.append(f"{init:.3f} -> {final:.3f}" if init == init and final == final else "-")
+        table.add_row(condition, run, *cells)
+    out.print(table)
+    for path in figures or []:
+        if path.suffix == ".png":
+            out.print(f"figure: {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: returns the exit code (2 for user errors).
+
+    Typer itself reports bad options and arguments (exit 2); we turn our own
+    `UserError` into one line the same way.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        app(args=argv, prog_name="protoscope")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except UserError as exc:
+        if debug:
+            raise
+        err.print(f"[red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted: finished work is stored; run the same command again to resume.")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""The demo: the built-in study, run end to end, with a summary a person can read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .study import Study, builtin_study, load_study
+
+# `--quick`: the same pipeline at a size that runs in well under two minutes (tests use it).
+QUICK = {
+    "defaults": {"epochs": 2, "data": {"epoch_size": 384}, "optimizer": {"batch_size": 64, "warmup_steps": 2}},
+    "probe": {"train_size": 256, "test_size": 128, "adam_epochs": 40},
+    "workers": 0,
+}
+
+
+def demo_study(out: str | Path = "out/demo", quick: bool = False) -> Study:
+    overrides = dict(QUICK) if quick else {}
+    overrides["store"] = str(Path(out).resolve())
+    return load_study(builtin_study("demo"), overrides)

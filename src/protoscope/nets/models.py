@@ -1,0 +1,88 @@
+"""Architectures by name: torchvision's, plus a ResNet-18 with a width multiplier.
+
+The narrow ResNet-18 keeps torchvision's module names (`conv1`, `layer1` …
+`layer4`, `avgpool`, `fc`), so a layer address means the same thing for the
+demo's CPU-sized net and for the seed's full-size ResNet-18.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision import models as tvm
+from torchvision.models.resnet import BasicBlock, ResNet
+
+from ..errors import UserError, did_you_mean
+
+# The layer whose pooled output is "the representation" (SimCLR's input to the
+# projection head, the linear probe's features).
+DEFAULT_FEATURE_LAYER = {"resnet": "avgpool"}
+
+
+class WideResNet18(ResNet):
+    """ResNet-18 with every stage's width scaled, optionally with a small-image stem.
+
+    torchvision's `ResNet` hard-codes 64 base channels for BasicBlocks, so we
+    rebuild the stem and stages but reuse its blocks, `_make_layer` and forward.
+    """
+
+    def __init__(self, width: float = 1.0, small_input: bool = False, num_classes: int = 0):
+        nn.Module.__init__(self)
+        widths = [max(1, round(c * width)) for c in (64, 128, 256, 512)]
+        self._norm_layer = nn.BatchNorm2d
+        self.dilation, self.groups, self.base_width = 1, 1, 64
+        self.inplanes = widths[0]
+        if small_input:  # 3x3 stride-1 stem, no max-pool: keeps detail in 32-96 px images
+            self.conv1 = nn.Conv2d(3, widths[0], 3, stride=1, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(3, widths[0], 7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = self._make_layer(BasicBlock, widths[0], 2)
+        self.layer2 = self._make_layer(BasicBlock, widths[1], 2, stride=2)
+        self.layer3 = self._make_layer(BasicBlock, widths[2], 2, stride=2)
+        self.layer4 = self._make_layer(BasicBlock, widths[3], 2, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(widths[3], num_classes) if num_classes else nn.Identity()
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+def available_architectures() -> list[str]:
+    return sorted(set(tvm.list_models(module=tvm)) | {"resnet18"})
+
+
+def build_model(arch: str, width: float = 1.0, small_input: bool = False, num_classes: int = 0) -> nn.Module:
+    """A freshly initialized network (use the global torch seed for reproducibility).
+
+    `num_classes=0` gives a backbone with no classifier (`fc` is the identity),
+    which is what SimCLR trains and what probes read.
+    """
+    if arch == "resnet18":
+        return WideResNet18(width=width, small_input=small_input, num_classes=num_classes)
+    if arch not in tvm.list_models(module=tvm):
+        raise UserError(f"Unknown architecture {arch!r}.{did_you_mean(arch, available_architectures())}")
+    if width != 1.0 or small_input:
+        raise UserError(f"width and small_input are only supported for resnet18, not {arch!r}.")
+    return tvm.get_model(arch, weights=None, **({"num_classes": num_classes} if num_classes else {}))
+
+
+def feature_layer(arch: str) -> str:
+    """The default layer whose pooled output is the representation."""
+    for prefix, layer in DEFAULT_FEATURE_LAYER.items():
+        if arch.startswith(prefix):
+            return layer
+    raise UserError(f"No default feature layer for {arch!r}; name one in the study (probe.layer).")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["WideResNet18", "available_architectures", "build_model", "feature_layer", "count_parameters", "torch"]

@@ -1,0 +1,74 @@
+"""Figures over training: one line per run, coloured by condition, mean ± sd band.
+
+Epoch 0 (the initialization) is always the first point, as in the seed's
+figures, so a reader sees what training added to random features.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+CONDITION_COLOURS = {"clrjit": "#1f77b4", "keepclr": "#d62728"}
+
+
+def _colour(condition: str, index: int) -> str:
+    return CONDITION_COLOURS.get(condition, f"C{index + 2}")
+
+
+def save(fig, path: Path) -> list[Path]:
+    """PNG for looking, PDF for papers."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    for p in out:
+        fig.savefig(p, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def lines_by_condition(ax, frame: pd.DataFrame, ylabel: str) -> None:
+    """Thin line per run, thick mean line and ±sd band per condition."""
+    for index, (condition, group) in enumerate(frame.groupby("condition", sort=True)):
+        colour = _colour(condition, index)
+        for _, run in group.groupby("run"):
+            run = run.sort_values("epoch")
+            ax.plot(run["epoch"], run["value"], color=colour, alpha=0.35, lw=0.8)
+        stats = group.groupby("epoch")["value"].agg(["mean", "std", "count"]).reset_index()
+        n_runs = group["run"].nunique()
+        ax.plot(stats["epoch"], stats["mean"], color=colour, lw=2, label=f"{condition} (n={n_runs})")
+        if n_runs > 1:
+            sd = stats["std"].fillna(0)
+            ax.fill_between(stats["epoch"], stats["mean"] - sd, stats["mean"] + sd, color=colour, alpha=0.15)
+    ax.set_xlabel("epoch (0 = initialization)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
+def probe_accuracy(metrics: pd.DataFrame, path: Path) -> list[Path]:
+    """Test accuracy of every linear probe over epochs, one panel per classifier."""
+    test = metrics[metrics["metric"].str.startswith("probe_") & metrics["metric"].str.endswith("_test")]
+    chance = metrics[metrics["metric"] == "probe_chance"]["value"]
+    classifiers = sorted(test["metric"].unique())
+    fig, axes = plt.subplots(1, len(classifiers), figsize=(4.2 * len(classifiers), 3.4), squeeze=False, sharey=True)
+    for ax, metric in zip(axes[0], classifiers):
+        lines_by_condition(ax, test[test["metric"] == metric], "test accuracy")
+        if len(chance):
+            ax.axhline(chance.mean(), color="grey", ls="--", lw=1, label="chance")
+        ax.set_title(metric.removeprefix("probe_").removesuffix("_test"))
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Linear probe accuracy over training")
+    return save(fig, path)
+
+
+def training_loss(metrics: pd.DataFrame, path: Path) -> list[Path]:
+    loss = metrics[metrics["metric"] == "simclr_loss"]
+    fig, ax = plt.subplots(figsize=(4.5, 3.4))
+    lines_by_condition(ax, loss, "NT-Xent loss (epoch mean)")
+    ax.legend(fontsize=8)
+    ax.set_title("SimCLR training loss")
+    return save(fig, path)

@@ -1,0 +1,149 @@
+"""The stages of a study, each a plain function with a CLI verb of the same name.
+
+A stage expands the study into jobs, skips the jobs whose results are stored,
+and runs the rest. `run` chains every stage, so re-running a study only does
+what is missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .data.datasets import labelled
+from .errors import UserError
+from .nets.checkpoints import epoch_files, load_into
+from .nets.layers import check_layers
+from .nets.models import build_model, feature_layer
+from .runtime import resolve_device, use_bf16
+from .store import MetricsTable, check_settings
+from .study import Study
+from .train.probe import chance_level, fit_probes, pooled_features
+from .train.simclr import train_run
+
+STAGES = ("train", "probe", "report")
+
+
+def new_progress(enabled: bool = True) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        disable=not enabled,
+    )
+
+
+def _selected(study: Study, runs: list[str] | None):
+    return [study.run(name) for name in runs] if runs else list(study.runs)
+
+
+def _run_row(run) -> dict:
+    return {"run": run.name, "condition": run.condition, "seed": run.seed}
+
+
+def train(study: Study, runs: list[str] | None = None, progress: Progress | None = None) -> list[dict]:
+    """Train every run of the study that has no `path` (resuming unfinished ones)."""
+    progress = progress or new_progress(False)
+    device = resolve_device(study.device)
+    bf16 = use_bf16(device, study.precision)
+    table = MetricsTable(study.store)
+    done = []
+    for run in _selected(study, runs):
+        if run.path is not None:
+            if not epoch_files(run.path):
+                raise UserError(f"Run {run.name!r}: no checkpoints (epoch_<n>.safetensors|.pt) in {run.path}")
+            continue
+        folder = study.run_dir(run)
+        from .data.datasets import TrainImages
+
+        steps = TrainImages(run.data, run.optimizer.batch_size).steps_per_epoch
+        task = progress.add_task(f"train {run.name}", total=steps * run.epochs, info="")
+
+        def on_step(epoch, step, loss, task=task, steps=steps):
+            progress.update(task, completed=(epoch - 1) * steps + step + 1, info=f"epoch {epoch} loss {loss:.3f}")
+
+        def on_epoch(record, run=run):
+            table.write("train", f"{run.name}/epoch_{record['epoch']:03d}", [
+                dict(_run_row(run), epoch=record["epoch"], layer=None, metric="simclr_loss", value=record["loss"]),
+                dict(_run_row(run), epoch=record["epoch"], layer=None, metric="seconds", value=record["seconds"]),
+            ])
+
+        records = train_run(run, folder, device, bf16, study.workers, on_step=on_step, on_epoch=on_epoch)
+        progress.update(task, completed=steps * run.epochs, info="done" if records else "already trained")
+        done.extend(dict(r, run=run.name) for r in records)
+    return done
+
+
+def probe(study: Study, runs: list[str] | None = None, progress: Progress | None = None) -> pd.DataFrame:
+    """Linear probes on every stored checkpoint of every run; returns the probe metrics."""
+    progress = progress or new_progress(False)
+    device = resolve_device(study.device)
+    spec = study.probe
+    table = MetricsTable(study.store)
+    check_settings(study.store, "probe", spec.model_dump(mode="json"))
+    cache: dict = {}
+    for run in _selected(study, runs):
+        files = epoch_files(study.run_dir(run))
+        if not files:
+            raise UserError(f"Run {run.name!r} has no checkpoints in {study.run_dir(run)}; train it first (protoscope train).")
+        todo = [e for e in files if not table.has("probe", f"{run.name}/epoch_{e:03d}")]
+        task = progress.add_task(f"probe {run.name}", total=len(files), completed=len(files) - len(todo), info="")
+        if not todo:
+            continue
+        data_spec = spec.data or run.data
+        key = data_spec.model_dump_json()
+        if key not in cache:
+            cache[key] = (labelled(data_spec, "train", spec.train_size), labelled(data_spec, "test", spec.test_size))
+        train_set, test_set = cache[key]
+        model = build_model(run.arch, run.width, run.small_input)
+        layer = check_layers(model, spec.layer or feature_layer(run.arch))[0]
+        for epoch in todo:
+            load_into(model, files[epoch])
+            x_train = pooled_features(model, layer, train_set.images, device)
+            x_test = pooled_features(model, layer, test_set.images, device)
+            scores = fit_probes(x_train, train_set.labels, x_test, test_set.labels, spec.classifiers,
+                                adam_epochs=spec.adam_epochs, seed=run.seed)
+            base = dict(_run_row(run), epoch=epoch, layer=layer)
+            rows = [dict(base, metric=f"probe_{name}_{split}", value=acc)
+                    for name, accs in scores.items() for split, acc in accs.items()]
+            rows.append(dict(base, metric="probe_chance", value=chance_level(train_set.labels, test_set.labels)))
+            table.write("probe", f"{run.name}/epoch_{epoch:03d}", rows)
+            best = scores[spec.classifiers[0]]["test"]
+            progress.update(task, advance=1, info=f"epoch {epoch}: {spec.classifiers[0]} {best:.3f}")
+    return table.read("probe")
+
+
+def report(study: Study) -> list[Path]:
+    """Draw the figures for whatever metrics are stored."""
+    from .report import figures
+
+    metrics = MetricsTable(study.store).read()
+    out = Path(study.store) / "figures"
+    paths: list[Path] = []
+    if (metrics["metric"].str.startswith("probe_")).any():
+        paths += figures.probe_accuracy(metrics, out / "probe_accuracy")
+    if (metrics["metric"] == "simclr_loss").any():
+        paths += figures.training_loss(metrics, out / "training_loss")
+    return paths
+
+
+def run(study: Study, progress: Progress | None = None) -> list[Path]:
+    """Every stage of the study that is not yet stored, in order."""
+    train(study, progress=progress)
+    probe(study, progress=progress)
+    return report(study)
+
+
+def final_table(study: Study) -> pd.DataFrame:
+    """Probe test accuracy at the initialization and the last epoch, per run and classifier."""
+    metrics = MetricsTable(study.store).read()
+    test = metrics[metrics["metric"].str.match(r"probe_.*_test")]
+    if test.empty:
+        return pd.DataFrame()
+    last = test.groupby("run")["epoch"].transform("max")
+    pick = test[(test["epoch"] == 0) | (test["epoch"] == last)].copy()
+    pick["classifier"] = pick["metric"].str.removeprefix("probe_").str.removesuffix("_test")
+    pick["when"] = pick["epoch"].map(lambda e: "init" if e == 0 else "final")
+    wide = pick.pivot_table(index=["condition", "run"], columns=["classifier", "when"], values="value")
+    return wide.sort_index(axis=1)

@@ -1,0 +1,1 @@
+"""Image synthesis: batched evolution strategies that search for activation-maximizing inputs."""

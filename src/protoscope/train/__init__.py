@@ -1,0 +1,1 @@
+"""Training: SimCLR with augmentation conditions, and linear probes."""

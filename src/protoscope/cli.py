@@ -88,6 +88,33 @@ def run_(study: Path = StudyArg, store: Optional[Path] = StoreOpt, device: Optio
 
 
 @app.command()
+def evolve(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
+           device: Optional[str] = DeviceOpt) -> None:
+    """Synthesize a prototype for every unit of the study's layers, at every checkpoint, per repeat.
+
+    Settings come from the study's `synth:` section; finished jobs are skipped.
+
+    Example: protoscope evolve study.yaml --device auto
+    """
+    s = _load(study, store, device)
+    with stages.new_progress() as progress:
+        jobs = stages.evolve(s, run, progress)
+    out.print(f"{jobs} prototype jobs done; arrays in [bold]{s.store / 'arrays.zarr'}[/]")
+
+
+@app.command()
+def export(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
+           out_dir: Optional[Path] = typer.Option(None, "--out", help="Default: STORE/prototypes.")) -> None:
+    """Write PNG grids of the stored prototypes, one per run, layer, epoch and repeat.
+
+    Example: protoscope export study.yaml --out grids/
+    """
+    s = _load(study, store, None)
+    paths = stages.export(s, out_dir, run)
+    out.print(f"{len(paths)} grids written" + (f" under [bold]{paths[0].parents[2]}[/]" if paths else ""))
+
+
+@app.command()
 def layers(study: Path = StudyArg, run: Optional[str] = typer.Option(None, "--run", "-r", help="Which run's architecture.")) -> None:
     """List the layer addresses of a study's architecture (what `layers:` may name).
 

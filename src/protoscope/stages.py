@@ -23,7 +23,7 @@ from .study import Study
 from .train.probe import chance_level, fit_probes, pooled_features
 from .train.simclr import train_run
 
-STAGES = ("train", "probe", "report")
+STAGES = ("train", "probe", "evolve", "report")
 
 
 def new_progress(enabled: bool = True) -> Progress:
@@ -114,6 +114,53 @@ def probe(study: Study, runs: list[str] | None = None, progress: Progress | None
     return table.read("probe")
 
 
+def evolve(study: Study, runs: list[str] | None = None, progress: Progress | None = None) -> int:
+    """Prototypes for every unit of every studied layer, checkpoint and repeat; returns jobs done now."""
+    from .synth.jobs import evolve_run
+
+    progress = progress or new_progress(False)
+    device = resolve_device(study.device)
+    bf16 = use_bf16(device, study.precision)
+    done = 0
+    for run in _selected(study, runs):
+        files = epoch_files(study.run_dir(run))
+        if not files:
+            raise UserError(f"Run {run.name!r} has no checkpoints in {study.run_dir(run)}; train it first (protoscope train).")
+        model = build_model(run.arch, run.width, run.small_input)
+        layers = check_layers(model, study.layers)
+        epochs = study.synth.epochs if study.synth.epochs is not None else list(files)
+        task = progress.add_task(f"evolve {run.name}", total=len(epochs) * len(layers) * study.synth.repeats, info="")
+
+        def on_job(layer, epoch, name, repeat, stats, task=task):
+            progress.update(task, advance=1, info=f"epoch {epoch} {layer} r{repeat}")
+
+        from .store.arrays import ArrayStore
+
+        store = ArrayStore(study.store / "arrays.zarr")
+        already = sum(len(store.done_jobs(run.name, layer)) for layer in layers if store.has_layer(run.name, layer))
+        progress.update(task, completed=already)
+        done += evolve_run(study, run, model, files, layers, device, bf16, on_job)
+    return done
+
+
+def export(study: Study, out: Path | None = None, runs: list[str] | None = None) -> list[Path]:
+    """PNG grids of every stored prototype job: `<out>/<run>/<layer>/epoch_NNN_rR.png`."""
+    from .report.prototypes import save_grid
+    from .store.arrays import ArrayStore
+
+    store = ArrayStore(study.store / "arrays.zarr")
+    out = Path(out) if out else Path(study.store) / "prototypes"
+    paths = []
+    for run in _selected(study, runs):
+        if run.name not in store.runs():
+            continue
+        for layer in store.layers(run.name):
+            for epoch, repeat in sorted(store.done_jobs(run.name, layer)):
+                images = store.read_job(run.name, layer, epoch, repeat)["prototype"]
+                paths.append(save_grid(images, out / run.name / layer / f"epoch_{epoch:03d}_r{repeat}.png"))
+    return paths
+
+
 def report(study: Study) -> list[Path]:
     """Draw the figures for whatever metrics are stored."""
     from .report import figures
@@ -125,6 +172,10 @@ def report(study: Study) -> list[Path]:
         paths += figures.probe_accuracy(metrics, out / "probe_accuracy")
     if (metrics["metric"] == "simclr_loss").any():
         paths += figures.training_loss(metrics, out / "training_loss")
+    if (Path(study.store) / "arrays.zarr").is_dir():
+        from .report.prototypes import prototype_figures
+
+        paths += prototype_figures(study, out)
     return paths
 
 
@@ -132,6 +183,7 @@ def run(study: Study, progress: Progress | None = None) -> list[Path]:
     """Every stage of the study that is not yet stored, in order."""
     train(study, progress=progress)
     probe(study, progress=progress)
+    evolve(study, progress=progress)
     return report(study)
 
 

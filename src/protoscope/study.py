@@ -107,6 +107,38 @@ class ProbeSpec(Strict):
     adam_epochs: int = Field(250, ge=1)
 
 
+class SynthSpec(Strict):
+    """Prototype synthesis: which generator, objective and budgets; see synth/engine.py."""
+
+    generator: str = "fourier"
+    generator_options: dict[str, Any] = Field(default_factory=dict, description="e.g. cutoff, weights_path")
+    objective: Literal["centre", "mean"] = "centre"
+    image_size: int | None = Field(None, ge=8, description="default: the run's image size")
+    epochs: list[int] | None = Field(None, description="default: every checkpoint")
+    repeats: int = Field(2, ge=1)
+    seed: int = Field(42, description="repeat r uses seed + r, the same at every epoch")
+    pool_size: int = Field(512, ge=1)
+    cma_generations: int = Field(10, ge=0)
+    cma_popsize: int | None = Field(None, ge=2)
+    adam_steps: int = Field(50, ge=0)
+    adam_lr: float = Field(0.05, gt=0)
+    patience: int = Field(8, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    memory_gb: float = Field(2.0, gt=0)
+    crop: bool = Field(True, description="compute only the input region the centre unit sees")
+    rf: Literal["layer", "unit", "none"] = "layer"
+    rf_samples: int = Field(500, ge=1)
+
+    def engine_config(self):
+        from .synth.engine import EngineConfig
+
+        return EngineConfig(
+            pool_size=self.pool_size, cma_generations=self.cma_generations, cma_popsize=self.cma_popsize,
+            adam_steps=self.adam_steps, adam_lr=self.adam_lr, patience=self.patience,
+            batch_size=self.batch_size, memory_gb=self.memory_gb,
+        )
+
+
 class Study(Strict):
     name: str
     store: Path
@@ -116,6 +148,7 @@ class Study(Strict):
     layers: list[str] = ["layer1", "layer2", "layer3", "layer4"]
     runs: list[RunSpec]
     probe: ProbeSpec = ProbeSpec()
+    synth: SynthSpec = SynthSpec()
 
     @model_validator(mode="after")
     def _unique_names(self):

@@ -21,16 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-try:
-    from protoscope.synth.cmaes import BatchedSepCMA, IsotropicES, default_popsize, log_weights
-except ImportError:  # source tree not installed: fall back to the src layout
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from protoscope.synth.cmaes import BatchedSepCMA, IsotropicES, default_popsize, log_weights
-
-cma = pytest.importorskip("cma")
+import cma
+from protoscope.synth.cmaes import BatchedSepCMA, IsotropicES, default_popsize, log_weights
 
 SEED = 0
 
@@ -77,12 +69,16 @@ CASES: dict[str, tuple] = {
 
 # Allowed excess of our median log10(best f) over pycma's, in orders of magnitude.
 # Measured (ours - pycma, seeds 0..11, configuration above):
-#   sphere      -0.2 .. +0.4 (mean ~0.1)
-#   ellipsoid   +0.7 .. +1.6 (mean ~1.1): pycma's sep mode uses *active* CMA
+#   sphere      -0.18 .. +0.24 (mean +0.02)
+#   ellipsoid   +0.77 .. +1.66 (mean +1.13): pycma's sep mode uses *active* CMA
 #               (negative weights), which learns the diagonal faster; pycma
-#               with CMA_active=False is ~3 orders *worse* than ours here.
-#   rosenbrock  -0.3 .. -0.1 (ours slightly ahead)
-TOL = {"sphere": 1.0, "ellipsoid": 2.0, "rosenbrock": 0.5}
+#               with CMA_active=False is 1.0 .. 2.1 orders *worse* than ours.
+#   rosenbrock  -0.32 .. -0.03 (mean -0.19, ours slightly ahead)
+TOL = {"sphere": 0.75, "ellipsoid": 2.0, "rosenbrock": 0.3}
+# How far beyond the tolerance a crippled variant must land (test_criterion_has_teeth).
+# Measured excess over pycma without CSA: sphere >= 3.3, ellipsoid >= 3.4,
+# rosenbrock >= 0.58; without covariance learning: ellipsoid >= 5.6.
+TEETH_MARGIN = 0.2
 
 
 def _starts(name: str, seed: int) -> tuple[np.ndarray, float]:
@@ -154,9 +150,9 @@ def test_progress_comparable_to_pycma(name: str) -> None:
 
 def test_ellipsoid_beats_pycma_without_active_cma() -> None:
     """Brackets the ellipsoid result: our (non-active) diagonal learning must
-    beat pycma's non-active sep mode, whose exponential update is damped by
-    log(2); measured gap ~3 orders, so 1 order is a safe margin."""
-    assert run_ours("ellipsoid") <= run_pycma("ellipsoid", active=False) - 1.0
+    beat pycma's non-active sep mode (whose exponential diagonal update is
+    damped by log(2)); measured lead 1.0 .. 2.1 orders over 12 seeds."""
+    assert run_ours("ellipsoid") <= run_pycma("ellipsoid", active=False) - 0.5
 
 
 def _no_csa(es: BatchedSepCMA) -> None:
@@ -180,7 +176,7 @@ def _no_covariance(es: BatchedSepCMA) -> None:
 def test_criterion_has_teeth(name: str, tweak: Callable[[BatchedSepCMA], None]) -> None:
     """The pycma comparison would fail for an ES without real adaptation."""
     crippled = run_ours(name, tweak=tweak)
-    assert crippled > run_pycma(name) + TOL[name] + 0.3
+    assert crippled > run_pycma(name) + TOL[name] + TEETH_MARGIN
 
 
 def test_isotropic_es_clearly_worse_on_ellipsoid() -> None:
@@ -305,6 +301,7 @@ def test_other_problems_fitness_does_not_leak() -> None:
         runs.append(_state(es))
     for key in runs[0]:
         assert torch.equal(runs[0][key][k], runs[1][key][k]), key
+    for key in ("mean", "sigma", "diag", "best_f"):
         assert not torch.equal(runs[0][key][0], runs[1][key][0]), key
 
 

@@ -164,3 +164,25 @@ def test_gather_units_is_one_vectorized_lookup() -> None:
     assert int((acts.grad != 0).sum()) == 64
     with pytest.raises(ValueError, match="units"):
         gather_units(acts, units[:3])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ChannelCentre([3, 0, 5]),
+        lambda: ChannelMean([1, 1, 2]),
+        lambda: Direction(torch.randn(3, 6), "centre"),
+        lambda: Direction(torch.randn(3, 6), "mean"),
+        lambda: ChannelCentre([0, 1, 2]) - 0.5 * ChannelMean([2, 2, 4]),
+    ],
+)
+def test_score_all_matches_scoring_each_image_for_each_row(make):
+    """score_all(acts)[b, r] is what row r's objective gives image b."""
+    torch.manual_seed(0)
+    obj = make()
+    acts = torch.randn(5, 6, 7, 4)
+    everything = obj.score_all(acts)
+    assert everything.shape == (5, obj.rows)
+    for b in range(5):
+        tiled = acts[b : b + 1].expand(obj.rows, -1, -1, -1)
+        assert torch.allclose(everything[b], obj(tiled), atol=1e-6)

@@ -30,8 +30,8 @@ _SHAPES_SEEDS = {"train": 1001, "test": 1002, "probe": 1003}
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> ImageNet-normalized float, the input every network sees."""
-    x = images.float().div_(255)
+    """uint8 (N, 3, H, W), or float in [0, 1] -> ImageNet-normalized float: what every network sees."""
+    x = images.float().div(255) if images.dtype == torch.uint8 else images
     mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std

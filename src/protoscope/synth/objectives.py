@@ -152,6 +152,14 @@ class Objective:
         """The same objective restricted to some rows (to run units in chunks)."""
         raise NotImplementedError
 
+    def score_all(self, acts: Tensor) -> Tensor:
+        """Every image against every row's target: ``[B_images, rows]``.
+
+        Why: one forward pass of a shared pool of random images then scores
+        each image for *all* units at once (the engine's search phase).
+        """
+        raise NotImplementedError
+
     def __call__(self, acts: Tensor) -> Tensor:
         _check_rows(self, acts)
         return self.score(acts)
@@ -242,6 +250,10 @@ class LinearCombination(Objective):
     def select(self, index: Sequence[int] | Tensor | slice) -> LinearCombination:
         return LinearCombination([(c, o.select(index)) for c, o in self.terms], self.constant)
 
+    def score_all(self, acts: Tensor) -> Tensor:
+        total = sum(c * o.score_all(acts) for c, o in self.terms)
+        return total + self.constant if self.constant else total
+
     def describe(self) -> str:
         parts: list[str] = []
         for c, obj in self.terms:
@@ -315,6 +327,11 @@ class ChannelCentre(_UnitObjective):
         self._need_4d(acts)
         return gather_units(acts, self._units_on(acts.device), "centre")
 
+    def score_all(self, acts: Tensor) -> Tensor:
+        self._need_4d(acts)
+        y, x = centre_index(acts.shape[2], acts.shape[3])
+        return acts[:, :, y, x][:, self._units_on(acts.device)]
+
 
 class ChannelMean(_UnitObjective):
     """Channel ``units[i]`` averaged over all positions (lucent's ``channel``,
@@ -323,6 +340,10 @@ class ChannelMean(_UnitObjective):
     def score(self, acts: Tensor) -> Tensor:
         self._need_4d(acts)
         return gather_units(acts, self._units_on(acts.device), "mean")
+
+    def score_all(self, acts: Tensor) -> Tensor:
+        self._need_4d(acts)
+        return acts.mean(dim=(2, 3))[:, self._units_on(acts.device)]
 
 
 class Neuron(_UnitObjective):
@@ -334,6 +355,11 @@ class Neuron(_UnitObjective):
         flat = acts.reshape(acts.shape[0], -1)
         _check_units("Neuron", self._max_unit, flat.shape[1], "features per row")
         return gather_units(flat, self._units_on(acts.device))
+
+    def score_all(self, acts: Tensor) -> Tensor:
+        flat = acts.reshape(acts.shape[0], -1)
+        _check_units("Neuron", self._max_unit, flat.shape[1], "features per row")
+        return flat[:, self._units_on(acts.device)]
 
 
 class Direction(Objective):
@@ -378,6 +404,14 @@ class Direction(Objective):
             )
         d = self.directions.to(device=vec.device, dtype=vec.dtype)
         return (vec * d).sum(dim=1)
+
+    def score_all(self, acts: Tensor) -> Tensor:
+        if acts.ndim == 4:
+            y, x = centre_index(acts.shape[2], acts.shape[3])
+            vec = acts[:, :, y, x] if self.position == "centre" else acts.mean(dim=(2, 3))
+        else:
+            vec = acts
+        return vec @ self.directions.to(device=vec.device, dtype=vec.dtype).T
 
     def select(self, index: Sequence[int] | Tensor | slice) -> Direction:
         return Direction(_select_rows(self.directions, index), self.position)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 METRIC_COLUMNS = ["run", "condition", "seed", "repeat", "epoch", "layer", "metric", "space", "value"]
 _DTYPES = {
@@ -68,8 +68,8 @@ def check_settings(store: str | Path, stage: str, settings: dict) -> None:
     """
     import json
 
-    from .atomic import write_text
-    from .errors import UserError
+    from ..atomic import write_text
+    from ..errors import UserError
 
     path = Path(store) / "metrics" / stage / "_settings.json"
     text = json.dumps(settings, sort_keys=True, default=str)

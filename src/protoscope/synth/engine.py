@@ -1,0 +1,239 @@
+"""The hybrid engine: a prototype for every unit of a layer in one batched run.
+
+Three phases, all units together:
+1. **Shared pool.** One set of random latents is rendered and scored once; a
+   single forward pass gives every image's response for *every* unit
+   (`Objective.score_all`), so each unit starts from its best pool image at the
+   cost of a few batches — not one search per unit.
+2. **Batched CMA-ES**, only for the units the pool left silent (best response
+   ≤ 0): one separable CMA-ES per unit, advanced together (`BatchedSepCMA`),
+   each unit leaving the search as soon as it responds.
+3. **Batched Adam** on the latents, starting from each unit's best latent. The
+   loss is the negated *sum* of all units' scores: row i's latent only reaches
+   row i's score, so the gradient of the sum is each unit's own gradient. A unit
+   whose score stops improving leaves the batch (early exit), so later steps
+   cost less.
+
+Images go through the network in batches sized to a memory budget. Everything
+random comes from one seeded `torch.Generator`, so a (seed, device) pair
+always gives the same prototypes. The network runs under bf16 autocast when
+asked (the generator stays float32); reported scores are recomputed in float32.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from ..runtime import autocast
+from .cmaes import BatchedSepCMA, default_popsize
+from .generators import Generator
+from .objectives import Objective
+
+Forward = Callable[[Tensor], Tensor]  # images in [0, 1] -> the layer's activations
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Budgets of the three phases. Defaults are what the benchmark found worth it."""
+
+    pool_size: int = 512
+    cma_generations: int = 10
+    cma_popsize: int | None = None  # None: CMA-ES's default for the latent size
+    cma_sigma: float | None = None  # None: the generator's own initial scale
+    adam_steps: int = 50
+    adam_lr: float = 0.05
+    patience: int = 8  # Adam steps without improvement before a unit exits
+    tol: float = 1e-3  # relative improvement that counts
+    batch_size: int | None = None  # images per forward pass; None: from memory_gb
+    memory_gb: float = 2.0
+
+
+@dataclass
+class Prototypes:
+    """What one run of the engine found, one row per unit."""
+
+    images: Tensor  # uint8 (U, S, S, 3)
+    score: Tensor  # float32 (U,), recomputed in float32
+    latent: Tensor  # float32 (U, D)
+    trace: Tensor  # float32 (U, adam_steps): score at each Adam step, NaN after exit
+    silent: Tensor  # bool (U,): no input found that makes the unit respond
+    stats: dict = field(default_factory=dict)  # seconds and evaluations per phase
+
+
+def activation_bytes_per_image(forward: Forward, generator: Generator, device: torch.device, bf16: bool) -> int:
+    """Bytes autograd keeps per image for one forward+backward (measured, not guessed)."""
+    saved = 0
+
+    def pack(t: Tensor):
+        nonlocal saved
+        saved += t.numel() * t.element_size()
+        return t
+
+    z = generator.sample(2, device=device).requires_grad_(True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        images = generator(z)
+        with autocast(device, bf16):
+            forward(images).float().sum()
+    return max(1, saved // 2)
+
+
+def pick_batch_size(config: EngineConfig, forward: Forward, generator: Generator, device: torch.device, bf16: bool) -> int:
+    if config.batch_size:
+        return config.batch_size
+    per_image = activation_bytes_per_image(forward, generator, device, bf16)
+    # 3x: saved activations, their gradients, and the forward's transients
+    return int(max(8, min(4096, config.memory_gb * 2**30 // (3 * per_image))))
+
+
+def _batches(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def _to_uint8(images: Tensor) -> Tensor:
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def synthesize(
+    forward: Forward,
+    generator: Generator,
+    objective: Objective,
+    *,
+    seed: int = 0,
+    config: EngineConfig = EngineConfig(),
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
+    on_phase: Callable[[str, int], None] | None = None,
+) -> Prototypes:
+    """Prototypes for the `objective.rows` units: row i of every batch is scored for unit i.
+
+    `forward` maps images in [0, 1] (N, 3, S, S) to the target layer's
+    activations. `on_phase(name, units_left)` reports progress.
+    """
+    device = torch.device(device)
+    units = objective.rows
+    rng = torch.Generator(device=device).manual_seed(int(seed))
+    batch = pick_batch_size(config, forward, generator, device, bf16)
+    stats: dict = {"batch_size": batch}
+    report = on_phase or (lambda name, left: None)
+
+    def scores_of(z: Tensor, rows: Tensor) -> Tensor:
+        """Scores of latents z, row j scored for unit rows[j]; no gradient, batched."""
+        out = torch.empty(len(z), device=device)
+        with torch.no_grad():
+            for part in _batches(len(z), batch):
+                images = generator(z[part])
+                with autocast(device, bf16):
+                    acts = forward(images)
+                out[part] = objective.select(rows[part])(acts).float()
+        return out
+
+    # 1. Shared pool: every image scored for every unit.
+    start = time.perf_counter()
+    best = torch.full((units,), -math.inf, device=device)
+    best_z = torch.zeros(units, generator.latent_dim, device=device)
+    with torch.no_grad():
+        for part in _batches(config.pool_size, batch):
+            z = generator.sample(part.stop - part.start, generator=rng, device=device)
+            images = generator(z)
+            with autocast(device, bf16):
+                acts = forward(images)
+            top, index = objective.score_all(acts).float().max(dim=0)
+            better = top > best
+            best = torch.where(better, top, best)
+            best_z[better] = z[index[better]]
+    stats["pool_seconds"] = time.perf_counter() - start
+    stats["silent_after_pool"] = int((best <= 0).sum())
+    report("pool", units)
+
+    # 2. CMA-ES for the units the pool left silent.
+    start = time.perf_counter()
+    silent = (best <= 0).nonzero().flatten()
+    evaluations = 0
+    if len(silent) and config.cma_generations:
+        popsize = config.cma_popsize or default_popsize(generator.latent_dim)
+        sigma = config.cma_sigma or generator.init_std
+        es = BatchedSepCMA(best_z[silent].clone(), sigma, popsize, generator=rng)
+        rows = silent.repeat_interleave(popsize)
+        searching = torch.ones(len(silent), dtype=torch.bool, device=device)
+        for _ in range(config.cma_generations):
+            candidates = es.ask()
+            fitness = -scores_of(candidates.reshape(-1, generator.latent_dim), rows).view(len(silent), popsize)
+            evaluations += fitness.numel()
+            es.tell(candidates, fitness, active=searching)
+            searching &= es.best_f >= 0  # still no positive response
+            report("cma", int(searching.sum()))
+            if not searching.any():
+                break
+        found = -es.best_f
+        better = found > best[silent]
+        best[silent[better]] = found[better]
+        best_z[silent[better]] = es.best_x[better]
+    stats["cma_seconds"] = time.perf_counter() - start
+    stats["cma_evaluations"] = evaluations
+    stats["cma_units"] = len(silent)
+
+    # 3. Batched Adam from each unit's best latent, with early exit.
+    start = time.perf_counter()
+    z = best_z.clone()
+    best = torch.full((units,), -math.inf, device=device)  # re-measured along the Adam path
+    moment1, moment2 = torch.zeros_like(z), torch.zeros_like(z)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    trace = torch.full((units, config.adam_steps), math.nan)
+    stale = torch.zeros(units, dtype=torch.int64, device=device)
+    alive = torch.arange(units, device=device)
+    adam_images = 0
+    for step in range(config.adam_steps):
+        if not len(alive):
+            break
+        grad = torch.empty(len(alive), generator.latent_dim, device=device)
+        score = torch.empty(len(alive), device=device)
+        for part in _batches(len(alive), batch):
+            zb = z[alive[part]].clone().requires_grad_(True)
+            images = generator(zb)  # float32: generators are cheap, and FFTs gain nothing from bf16
+            with autocast(device, bf16):
+                s = objective.select(alive[part])(forward(images)).float()
+            (-s.sum()).backward()
+            grad[part], score[part] = zb.grad, s.detach()
+        adam_images += len(alive)
+        trace[alive.cpu(), step] = score.cpu()
+        previous = best[alive]
+        improved = ~torch.isfinite(previous) | (score > previous + config.tol * previous.abs().clamp_min(1e-6))
+        better = score > best[alive]
+        best_z[alive[better]] = z[alive[better]]
+        best[alive] = torch.maximum(best[alive], score)
+        stale[alive] = torch.where(improved, 0, stale[alive] + 1)
+        # Adam on the rows still in the run (hand-written: torch.optim cannot drop rows)
+        t = step + 1
+        m = moment1[alive] = beta1 * moment1[alive] + (1 - beta1) * grad
+        v = moment2[alive] = beta2 * moment2[alive] + (1 - beta2) * grad * grad
+        update = config.adam_lr * (m / (1 - beta1**t)) / ((v / (1 - beta2**t)).sqrt() + eps)
+        z[alive] = z[alive] - update  # descent on the loss (-score)
+        alive = alive[stale[alive] < config.patience]
+        report("adam", len(alive))
+    stats["adam_seconds"] = time.perf_counter() - start
+    stats["adam_images"] = adam_images
+
+    # Final: the best latent per unit, rendered and scored in float32.
+    start = time.perf_counter()
+    score = torch.empty(units, device=device)
+    images = torch.empty(units, 3, generator.image_size, generator.image_size, device=device)
+    with torch.no_grad():
+        for part in _batches(units, batch):
+            images[part] = generator(best_z[part])
+            score[part] = objective.select(torch.arange(part.start, part.stop, device=device))(forward(images[part])).float()
+    stats["final_seconds"] = time.perf_counter() - start
+    return Prototypes(
+        images=_to_uint8(images).cpu(),
+        score=score.cpu(),
+        latent=best_z.float().cpu(),
+        trace=trace,
+        silent=(score <= 0).cpu(),
+        stats=stats,
+    )

@@ -1,0 +1,128 @@
+"""Synthesis jobs: every (run, epoch, layer, repeat) of a study, written to the array store.
+
+A job is idempotent and marked done only after its arrays are written, so an
+interrupted `evolve` resumes with the first unfinished job. Repeat r uses seed
+`synth.seed + r` at every epoch and layer: the same random pool at every
+checkpoint, so epoch-to-epoch differences come from the network, not the draw.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..data.datasets import normalize
+from ..errors import UserError
+from ..nets.layers import truncate
+from ..store import MetricsTable
+from ..store.arrays import ArrayStore
+from .engine import Forward, synthesize
+from .generators import Generator, make_generator
+from .objectives import ChannelCentre, ChannelMean, Objective
+from .receptive import crop_plan, rf_map, rf_mask
+
+
+def build_generator(spec, image_size: int, device: torch.device) -> Generator:
+    options = dict(spec.generator_options)
+    size_key = "output_size" if spec.generator.lower().replace("_", "-") == "deepsim-fc6" else "size"
+    options.setdefault(size_key, image_size)
+    return make_generator(spec.generator, **options).to(device)
+
+
+def make_objective(kind: str, units: int) -> Objective:
+    return (ChannelCentre if kind == "centre" else ChannelMean)(range(units))
+
+
+def layer_forward(model: nn.Module, layer: str, image_size: int, crop: bool) -> tuple[Forward, object]:
+    """images in [0, 1] -> the layer's activation; with `crop`, only the centre unit's input region.
+
+    The cropped forward returns a (B, C, 1, 1) activation holding exactly the
+    full image's centre unit, so a centre objective reads the same value.
+    """
+    net = truncate(model, layer)
+    plan = crop_plan(model, layer, image_size) if crop else None
+    if plan is None:
+        return (lambda x: net(normalize(x))[layer]), None
+
+    def cropped(x: torch.Tensor) -> torch.Tensor:
+        acts = net(normalize(plan.crop(x)))[layer]
+        return acts[:, :, plan.out_y : plan.out_y + 1, plan.out_x : plan.out_x + 1]
+
+    return cropped, plan
+
+
+def layer_units(model: nn.Module, layers: list[str], image_size: int) -> dict[str, int]:
+    """Channels (or features) of each layer, from one forward pass."""
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        out = truncate(model, layers)(torch.zeros(1, 3, image_size, image_size, device=next(model.parameters()).device))
+    model.train(was)
+    return {layer: out[layer].shape[1] for layer in layers}
+
+
+def evolve_run(study, run, model: nn.Module, files: dict, layers: list[str], device: torch.device, bf16: bool,
+               on_job: Callable[[str, int, str, int, dict], None] | None = None) -> int:
+    """Synthesize every missing prototype job of one run; returns the number of jobs done now."""
+    spec = study.synth
+    size = spec.image_size or run.data.image_size
+    epochs = spec.epochs if spec.epochs is not None else list(files)
+    missing = [e for e in epochs if e not in files]
+    if missing:
+        raise UserError(f"Run {run.name!r} has no checkpoint for epochs {missing}; stored: {list(files)}")
+    generator = build_generator(spec, size, device)
+    store = ArrayStore(study.store / "arrays.zarr")
+    table = MetricsTable(study.store)
+    units = layer_units(model.to(device), layers, size)
+    settings = spec.model_dump(mode="json", exclude={"epochs"})
+    for layer in layers:
+        store.ensure_layer(run.name, layer, epochs=epochs, repeats=spec.repeats, units=units[layer], image_size=size,
+                           latent_dim=generator.latent_dim, steps=spec.adam_steps, per_unit_rf=spec.rf == "unit",
+                           attrs=settings)
+    done_now = 0
+    for epoch in epochs:
+        todo = {layer: [r for r in range(spec.repeats) if not store.is_done(run.name, layer, epoch, r)] for layer in layers}
+        need_rf = {layer: spec.rf != "none" and not store.has_rf(run.name, layer, epoch) for layer in layers}
+        if not any(todo.values()) and not any(need_rf.values()):
+            continue
+        from ..nets.checkpoints import load_into
+
+        load_into(model, files[epoch])
+        model.to(device).eval()
+        for layer in layers:
+            if need_rf[layer]:
+                _write_rf(store, spec, model, run.name, layer, epoch, size, device)
+            if not todo[layer]:
+                continue
+            forward, _ = layer_forward(model, layer, size, spec.crop)
+            objective = make_objective(spec.objective, units[layer])
+            for repeat in todo[layer]:
+                result = synthesize(forward, generator, objective, seed=spec.seed + repeat,
+                                    config=spec.engine_config(), device=device, bf16=bf16)
+                base = {"run": run.name, "condition": run.condition, "seed": run.seed, "repeat": repeat,
+                        "epoch": epoch, "layer": layer}
+                table.write("evolve", f"{run.name}/{layer}/epoch_{epoch:03d}_r{repeat}", [
+                    dict(base, metric="prototype_score", value=float(result.score.mean())),
+                    dict(base, metric="silent_fraction", value=float(result.silent.float().mean())),
+                ])
+                store.write_job(run.name, layer, epoch, repeat, prototype=result.images.numpy(),
+                                score=result.score.numpy(), latent=result.latent.numpy(),
+                                trace=result.trace.numpy(), silent=result.silent.numpy())
+                done_now += 1
+                if on_job:
+                    on_job(layer, epoch, run.name, repeat, result.stats)
+    return done_now
+
+
+def _write_rf(store: ArrayStore, spec, model, run_name: str, layer: str, epoch: int, size: int, device) -> None:
+    """The centre unit's receptive field at this checkpoint: per layer, and per unit on request."""
+    rng = torch.Generator().manual_seed(spec.seed)
+    layer_map = rf_map(model, layer, size, n_samples=spec.rf_samples, generator=rng, device=device)
+    unit_maps = unit_masks = None
+    if spec.rf == "unit":
+        maps = rf_map(model, layer, size, n_samples=spec.rf_samples, units="all", generator=rng, device=device)
+        unit_maps = maps.cpu().numpy()
+        unit_masks = torch.stack([rf_mask(m) for m in maps]).numpy()
+    store.write_rf(run_name, layer, epoch, layer_map.cpu().numpy(), rf_mask(layer_map).numpy(), unit_maps, unit_masks)

@@ -1,0 +1,113 @@
+"""The hybrid engine on small nets: shapes, determinism, silent units, the CMA rescue, precision."""
+
+import pytest
+import torch
+from torch import nn
+
+from protoscope.nets.models import build_model
+from protoscope.synth.engine import EngineConfig, activation_bytes_per_image, pick_batch_size, synthesize
+from protoscope.synth.generators import FourierGenerator, PixelGenerator
+from protoscope.synth.jobs import layer_forward
+from protoscope.synth.objectives import ChannelCentre, ChannelMean
+
+FAST = EngineConfig(pool_size=64, cma_generations=3, adam_steps=15, adam_lr=0.1, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    return build_model("resnet18", width=0.0625, small_input=True).eval()
+
+
+def test_shapes_dtypes_and_adam_improves(net):
+    forward, _ = layer_forward(net, "layer2", 16, crop=False)
+    gen = FourierGenerator(size=16, cutoff=6)
+    units = 8
+    out = synthesize(forward, gen, ChannelCentre(range(units)), seed=0, config=FAST)
+    assert out.images.shape == (units, 16, 16, 3) and out.images.dtype == torch.uint8
+    assert out.score.shape == (units,) and out.score.dtype == torch.float32
+    assert out.latent.shape == (units, gen.latent_dim) and out.trace.shape == (units, FAST.adam_steps)
+    assert out.silent.dtype == torch.bool
+    start = out.trace[:, 0]
+    assert (out.score >= start - 1e-4).all()  # the best latent is kept, never a worse one
+    assert out.score.mean() > 1.2 * start.mean()  # Adam made real progress
+    # the stored image really evokes the stored score
+    images = out.images.permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        again = ChannelCentre(range(units))(forward(images))
+    assert torch.allclose(again, out.score, rtol=0.05, atol=0.05)  # up to uint8 rounding
+
+
+def test_deterministic_for_a_seed(net):
+    forward, _ = layer_forward(net, "layer1", 16, crop=False)
+    gen = FourierGenerator(size=16, cutoff=6)
+    a = synthesize(forward, gen, ChannelMean(range(4)), seed=3, config=FAST)
+    b = synthesize(forward, gen, ChannelMean(range(4)), seed=3, config=FAST)
+    c = synthesize(forward, gen, ChannelMean(range(4)), seed=4, config=FAST)
+    assert torch.equal(a.latent, b.latent) and torch.equal(a.images, b.images) and torch.equal(a.score, b.score)
+    assert not torch.equal(a.latent, c.latent)
+
+
+class _Thresholds(nn.Module):
+    """Unit k = relu(red at the centre - t_k): dead (t > 1), rare (t just below 1) or easy (t = 0)."""
+
+    def __init__(self, thresholds):
+        super().__init__()
+        self.t = torch.tensor(thresholds)
+
+    def forward(self, images):
+        red = images[:, 0:1, 1:2, 1:2]  # (B, 1, 1, 1): centre of a 4x4 image at ((4-1)//2)
+        return torch.relu(red - self.t.view(1, -1, 1, 1))
+
+
+def test_silent_units_are_reported_and_cma_rescues_rare_ones():
+    gen = PixelGenerator(size=4, latent_size=4)
+    model = _Thresholds([1.5, 0.9, 0.0])  # dead, rare (1.4% of random images), easy
+    config = EngineConfig(pool_size=8, cma_generations=30, cma_popsize=16, adam_steps=5, batch_size=64)
+    out = synthesize(model, gen, ChannelCentre([0, 1, 2]), seed=1, config=config)
+    assert out.stats["silent_after_pool"] == 2  # the pool missed both the dead and the rare unit
+    assert out.stats["cma_units"] == 2
+    assert out.silent.tolist() == [True, False, False]  # CMA found the rare one; the dead one stays silent
+    assert out.score[0] == 0 and out.score[1] > 0
+    no_cma = synthesize(model, gen, ChannelCentre([0, 1, 2]), seed=1, config=EngineConfig(
+        pool_size=8, cma_generations=0, adam_steps=5, batch_size=64))
+    assert no_cma.silent.tolist() == [True, True, False]  # without the search phase it would be lost
+
+
+def test_early_exit_drops_converged_units(net):
+    forward, _ = layer_forward(net, "layer1", 16, crop=False)
+    gen = FourierGenerator(size=16, cutoff=6)
+    config = EngineConfig(pool_size=32, cma_generations=0, adam_steps=40, adam_lr=0.1, patience=2, tol=0.5, batch_size=64)
+    out = synthesize(forward, gen, ChannelCentre(range(4)), seed=0, config=config)
+    assert out.stats["adam_images"] < 4 * 40  # some units left early
+    assert torch.isnan(out.trace[:, -1]).any()
+
+
+@pytest.mark.parametrize("layer", ["layer1", "layer2"])
+def test_cropped_forward_equals_full_for_the_centre_unit(net, layer):
+    full, _ = layer_forward(net, layer, 32, crop=False)
+    cropped, plan = layer_forward(net, layer, 32, crop=True)
+    assert plan is not None and plan.fraction < 1
+    images = torch.rand(6, 3, 32, 32)
+    objective = ChannelCentre(range(4))
+    with torch.no_grad():
+        assert torch.allclose(objective.score_all(full(images)), objective.score_all(cropped(images)), atol=1e-5)
+
+
+def test_bf16_reaches_a_similar_activation(net):
+    forward, _ = layer_forward(net, "layer2", 16, crop=False)
+    gen = FourierGenerator(size=16, cutoff=6)
+    fp32 = synthesize(forward, gen, ChannelCentre(range(8)), seed=0, config=FAST, bf16=False)
+    bf16 = synthesize(forward, gen, ChannelCentre(range(8)), seed=0, config=FAST, bf16=True)
+    assert bf16.score.mean() == pytest.approx(fp32.score.mean().item(), rel=0.15)
+    assert bf16.score.dtype == torch.float32  # reported scores are float32 either way
+
+
+def test_batch_size_follows_the_memory_budget(net):
+    forward, _ = layer_forward(net, "layer2", 32, crop=False)
+    gen = FourierGenerator(size=32, cutoff=6)
+    per_image = activation_bytes_per_image(forward, gen, torch.device("cpu"), False)
+    assert per_image > 3 * 32 * 32 * 4  # at least the input image is kept for backward
+    small = pick_batch_size(EngineConfig(memory_gb=0.01), forward, gen, torch.device("cpu"), False)
+    large = pick_batch_size(EngineConfig(memory_gb=1.0), forward, gen, torch.device("cpu"), False)
+    assert small < large

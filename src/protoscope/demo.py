@@ -10,6 +10,7 @@ from .study import Study, builtin_study, load_study
 QUICK = {
     "defaults": {"epochs": 2, "data": {"epoch_size": 384}, "optimizer": {"batch_size": 64, "warmup_steps": 2}},
     "probe": {"train_size": 256, "test_size": 128, "adam_epochs": 40},
+    "synth": {"pool_size": 32, "adam_steps": 4, "cma_generations": 2, "rf_samples": 8},
     "workers": 0,
 }
 

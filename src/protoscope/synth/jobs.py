@@ -15,6 +15,7 @@ from torch import nn
 
 from ..data.datasets import normalize
 from ..errors import UserError
+from ..nets.checkpoints import load_into
 from ..nets.layers import truncate
 from ..store import MetricsTable
 from ..store.arrays import ArrayStore
@@ -35,14 +36,16 @@ def make_objective(kind: str, units: int) -> Objective:
     return (ChannelCentre if kind == "centre" else ChannelMean)(range(units))
 
 
-def layer_forward(model: nn.Module, layer: str, image_size: int, crop: bool) -> tuple[Forward, object]:
+def layer_forward(model: nn.Module, layer: str, image_size: int, crop: bool, plan="auto") -> tuple[Forward, object]:
     """images in [0, 1] -> the layer's activation; with `crop`, only the centre unit's input region.
 
     The cropped forward returns a (B, C, 1, 1) activation holding exactly the
     full image's centre unit, so a centre objective reads the same value.
+    `plan` may be passed in: it depends on the architecture only, not the weights.
     """
     net = truncate(model, layer)
-    plan = crop_plan(model, layer, image_size) if crop else None
+    if plan == "auto":
+        plan = crop_plan(model, layer, image_size) if crop else None
     if plan is None:
         return (lambda x: net(normalize(x))[layer]), None
 
@@ -76,27 +79,28 @@ def evolve_run(study, run, model: nn.Module, files: dict, layers: list[str], dev
     store = ArrayStore(study.store / "arrays.zarr")
     table = MetricsTable(study.store)
     units = layer_units(model.to(device), layers, size)
-    settings = spec.model_dump(mode="json", exclude={"epochs"})
+    settings = {f"synth_{k}": v for k, v in spec.model_dump(mode="json", exclude={"epochs"}).items()}
     for layer in layers:
         store.ensure_layer(run.name, layer, epochs=epochs, repeats=spec.repeats, units=units[layer], image_size=size,
                            latent_dim=generator.latent_dim, steps=spec.adam_steps, per_unit_rf=spec.rf == "unit",
                            attrs=settings)
+    # Traced once per layer: the traced graph shares the model's parameters, so
+    # loading each epoch's weights into `model` updates it in place.
+    model.to(device).eval()
+    can_crop = spec.crop and spec.objective == "centre"  # a spatial mean needs the whole image
+    forwards = {layer: layer_forward(model, layer, size, can_crop) for layer in layers}
     done_now = 0
     for epoch in epochs:
         todo = {layer: [r for r in range(spec.repeats) if not store.is_done(run.name, layer, epoch, r)] for layer in layers}
         need_rf = {layer: spec.rf != "none" and not store.has_rf(run.name, layer, epoch) for layer in layers}
         if not any(todo.values()) and not any(need_rf.values()):
             continue
-        from ..nets.checkpoints import load_into
-
         load_into(model, files[epoch])
         model.to(device).eval()
         for layer in layers:
+            forward, plan = forwards[layer]
             if need_rf[layer]:
-                _write_rf(store, spec, model, run.name, layer, epoch, size, device)
-            if not todo[layer]:
-                continue
-            forward, _ = layer_forward(model, layer, size, spec.crop)
+                _write_rf(store, spec, model, run.name, layer, epoch, size, device, plan)
             objective = make_objective(spec.objective, units[layer])
             for repeat in todo[layer]:
                 result = synthesize(forward, generator, objective, seed=spec.seed + repeat,
@@ -116,13 +120,13 @@ def evolve_run(study, run, model: nn.Module, files: dict, layers: list[str], dev
     return done_now
 
 
-def _write_rf(store: ArrayStore, spec, model, run_name: str, layer: str, epoch: int, size: int, device) -> None:
+def _write_rf(store: ArrayStore, spec, model, run_name: str, layer: str, epoch: int, size: int, device, plan) -> None:
     """The centre unit's receptive field at this checkpoint: per layer, and per unit on request."""
     rng = torch.Generator().manual_seed(spec.seed)
-    layer_map = rf_map(model, layer, size, n_samples=spec.rf_samples, generator=rng, device=device)
+    layer_map = rf_map(model, layer, size, n_samples=spec.rf_samples, generator=rng, device=device, plan=plan)
     unit_maps = unit_masks = None
     if spec.rf == "unit":
-        maps = rf_map(model, layer, size, n_samples=spec.rf_samples, units="all", generator=rng, device=device)
+        maps = rf_map(model, layer, size, n_samples=spec.rf_samples, units="all", generator=rng, device=device, plan=plan)
         unit_maps = maps.cpu().numpy()
         unit_masks = torch.stack([rf_mask(m) for m in maps]).numpy()
     store.write_rf(run_name, layer, epoch, layer_map.cpu().numpy(), rf_mask(layer_map).numpy(), unit_maps, unit_masks)

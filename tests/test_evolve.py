@@ -1,0 +1,100 @@
+"""`protoscope evolve` / `export` on a tiny study: the store, resume after a kill, errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from protoscope import stages
+from protoscope.cli import main
+from protoscope.store import MetricsTable, open_store
+from protoscope.store.arrays import ArrayStore
+from protoscope.study import load_study
+from conftest import tiny_study_dict
+
+SYNTH = {"repeats": 2, "pool_size": 32, "cma_generations": 2, "adam_steps": 6, "adam_lr": 0.1,
+         "batch_size": 64, "rf_samples": 8}
+
+
+def _study(tmp_path, write_study, **synth):
+    data = tiny_study_dict(tmp_path / "store")
+    data["runs"] = [{"condition": "clrjit", "seed": 0}]
+    data["defaults"]["epochs"] = 1
+    data["layers"] = ["layer1", "layer2"]
+    data["synth"] = dict(SYNTH, **synth)
+    return write_study(data)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_evolve_fills_the_store_and_resumes_after_a_kill(tmp_path, write_study, monkeypatch):
+    path = _study(tmp_path, write_study)
+    study = load_study(path)
+    stages.train(study)
+
+    import protoscope.synth.jobs as jobs
+
+    real, calls = jobs.synthesize, []
+
+    def dies_on_third_job(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "synthesize", dies_on_third_job)
+    with pytest.raises(Killed):
+        stages.evolve(study)
+    store = ArrayStore(study.store / "arrays.zarr")
+    assert store.done_jobs("clrjit-s0", "layer1") == {(0, 0), (0, 1)}
+    assert not store.is_done("clrjit-s0", "layer1", 1, 0)  # the killed job is not marked done
+    monkeypatch.setattr(jobs, "synthesize", real)
+    assert stages.evolve(study) == 2 * 2 * 2 - 2  # only what was missing
+
+    tree = open_store(study.store / "arrays.zarr")
+    ds = tree["runs/clrjit-s0/layer2"].ds
+    units = 8  # width 0.0625: layer2 has 8 channels
+    assert ds.prototype.dims == ("epoch", "repeat", "unit", "y", "x", "rgb")
+    assert ds.prototype.shape == (2, 2, units, 16, 16, 3) and ds.prototype.dtype == np.uint8
+    assert ds.score.shape == (2, 2, units) and ds.score.dtype == np.float32
+    assert ds.latent.dims == ("epoch", "repeat", "unit", "dim") and ds.silent.dtype == bool
+    assert ds.trace.shape[-1] == SYNTH["adam_steps"] and ds.rf_mask.dims == ("epoch", "y", "x")
+    assert list(ds.epoch.values) == [0, 1]
+    assert float(ds.rf_mask.max()) == pytest.approx(1.0)
+    # both repeats differ (independent seeds); prototypes are not blank
+    first = ds.prototype.sel(epoch=1)
+    assert not np.array_equal(first.sel(repeat=0).values, first.sel(repeat=1).values)
+    assert first.values.std() > 5
+
+    # determinism: the resumed job equals the same job computed in a fresh store
+    fresh = load_study(path, {"store": str(tmp_path / "fresh")})
+    import shutil
+
+    shutil.copytree(study.store / "runs", fresh.store / "runs")
+    stages.evolve(fresh)
+    again = open_store(fresh.store / "arrays.zarr")["runs/clrjit-s0/layer1"].ds
+    np.testing.assert_array_equal(again.latent.values, open_store(study.store / "arrays.zarr")["runs/clrjit-s0/layer1"].ds.latent.values)
+
+    metrics = MetricsTable(study.store).read("evolve")
+    assert set(metrics["metric"]) == {"prototype_score", "silent_fraction"} and len(metrics) == 2 * 8
+
+    figures = stages.report(study)
+    names = {p.name for p in figures}
+    assert {"prototypes_layer1.png", "development_layer2.png"} <= names
+    grids = stages.export(study)
+    assert len(grids) == 8 and all(p.stat().st_size > 100 for p in grids)
+
+
+def test_missing_generator_weights_is_a_clear_error(tmp_path, write_study, capsys):
+    path = _study(tmp_path, write_study, generator="deepsim-fc6",
+                  generator_options={"weights_path": str(tmp_path / "nope" / "fc6.safetensors")})
+    assert main(["run", str(path)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "fc6.safetensors" in err and "Traceback" not in err
+
+
+def test_unknown_generator_lists_valid_ones(tmp_path, write_study, capsys):
+    path = _study(tmp_path, write_study, generator="fourrier")
+    assert main(["run", str(path)]) == 2
+    assert "fourier" in capsys.readouterr().err

@@ -98,3 +98,21 @@ def test_unknown_generator_lists_valid_ones(tmp_path, write_study, capsys):
     path = _study(tmp_path, write_study, generator="fourrier")
     assert main(["run", str(path)]) == 2
     assert "fourier" in capsys.readouterr().err
+
+
+def test_evolve_from_flags_on_a_run_folder(tmp_path, write_study):
+    """No study file: a run folder (with the run.yaml training wrote) and flags."""
+    data = tiny_study_dict(tmp_path / "store")
+    data["runs"] = [{"condition": "keepclr", "seed": 1}]
+    data["defaults"]["epochs"] = 1
+    stages.train(load_study(write_study(data)))
+    run_dir = tmp_path / "store" / "runs" / "keepclr-s1"
+    out = tmp_path / "protos"
+    code = main(["evolve", "--run-dir", str(run_dir), "--layers", "layer1", "--epochs", "1", "--repeats", "1",
+                 "--pool", "16", "--adam-steps", "2", "--cma-generations", "1", "--precision", "float32",
+                 "--store", str(out)])
+    assert code == 0
+    ds = open_store(out / "arrays.zarr")["runs/keepclr-s1/layer1"].ds
+    assert list(ds.epoch.values) == [1] and ds.prototype.shape == (1, 1, 4, 16, 16, 3)
+    assert main(["evolve", "--run-dir", str(tmp_path / "nowhere")]) == 2
+    assert main(["evolve", "--run-dir", str(run_dir), "--epochs", "one"]) == 2

@@ -88,18 +88,85 @@ def run_(study: Path = StudyArg, store: Optional[Path] = StoreOpt, device: Optio
 
 
 @app.command()
-def evolve(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
-           device: Optional[str] = DeviceOpt) -> None:
-    """Synthesize a prototype for every unit of the study's layers, at every checkpoint, per repeat.
+def evolve(
+    study: Optional[Path] = typer.Argument(None, dir_okay=False, help="The study YAML file (or use --run-dir)."),
+    run: Optional[List[str]] = RunOpt,
+    store: Optional[Path] = StoreOpt,
+    device: Optional[str] = DeviceOpt,
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Without a study: a run folder of checkpoints (epoch_<n>.safetensors|.pt)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="With --run-dir: the architecture, if the folder has no run.yaml."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated layer names, e.g. layer1,layer3."),
+    epochs: Optional[str] = typer.Option(None, "--epochs", help="Comma-separated epochs. Default: every checkpoint."),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="Independent seeds per unit."),
+    generator: Optional[str] = typer.Option(None, "--generator", help="fourier, pixel or deepsim-fc6."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Prototype size in pixels."),
+    pool_size: Optional[int] = typer.Option(None, "--pool", help="Shared random latents per layer."),
+    adam_steps: Optional[int] = typer.Option(None, "--adam-steps"),
+    cma_generations: Optional[int] = typer.Option(None, "--cma-generations"),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 where native), bf16 or float32."),
+) -> None:
+    """Synthesize a prototype for every unit of the chosen layers, at every checkpoint, per repeat.
 
-    Settings come from the study's `synth:` section; finished jobs are skipped.
+    Settings come from the study's `synth:` section, or from flags (which override it).
+    Finished jobs are skipped, so an interrupted run resumes.
 
     Example: protoscope evolve study.yaml --device auto
+
+    Example: protoscope evolve --run-dir runs/clrjit-s0 --layers layer1,layer4 --store out/protos
     """
-    s = _load(study, store, device)
+    from .study import load_study, parse_study
+
+    synth = {k: v for k, v in {"repeats": repeats, "generator": generator, "image_size": image_size,
+                               "pool_size": pool_size, "adam_steps": adam_steps, "cma_generations": cma_generations,
+                               "epochs": _ints(epochs, "--epochs")}.items() if v is not None}
+    overrides: dict = {"synth": synth} if synth else {}
+    for key, value in (("store", str(store) if store else None), ("device", device), ("precision", precision)):
+        if value is not None:
+            overrides[key] = value
+    if layers:
+        overrides["layers"] = [name.strip() for name in layers.split(",") if name.strip()]
+    if study is not None:
+        s = load_study(study, overrides)
+    elif run_dir is not None:
+        s = parse_study(_study_for_run_dir(run_dir, arch, store), run_dir / "run.yaml", overrides)
+    else:
+        raise UserError("Give a study file, or --run-dir with a folder of checkpoints.")
     with stages.new_progress() as progress:
         jobs = stages.evolve(s, run, progress)
     out.print(f"{jobs} prototype jobs done; arrays in [bold]{s.store / 'arrays.zarr'}[/]")
+
+
+def _ints(text: Optional[str], flag: str) -> Optional[list[int]]:
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{flag} takes comma-separated integers, got {text!r}") from None
+
+
+def _study_for_run_dir(run_dir: Path, arch: Optional[str], store: Optional[Path]) -> dict:
+    """A one-run study for a folder of checkpoints; run.yaml (as training writes it) fills the architecture."""
+    import yaml
+
+    run_dir = run_dir.resolve()
+    if not run_dir.is_dir():
+        raise UserError(f"Run folder not found: {run_dir}")
+    info = {}
+    if (run_dir / "run.yaml").is_file():
+        info = yaml.safe_load((run_dir / "run.yaml").read_text()) or {}
+    run = {"name": run_dir.name, "path": str(run_dir)}
+    for key in ("arch", "width", "small_input", "condition", "seed"):
+        if key in info:
+            run[key] = info[key]
+    training = info.get("training", {})
+    if isinstance(training.get("data"), dict) and "image_size" in training["data"]:
+        run["data"] = {"name": "shapes", "image_size": training["data"]["image_size"]}
+    if arch:
+        run["arch"] = arch
+    if "arch" not in run:
+        raise UserError(f"{run_dir} has no run.yaml; say which architecture its checkpoints are with --arch.")
+    return {"name": run_dir.name, "store": str((store or run_dir / "protoscope").resolve()), "runs": [run]}
 
 
 @app.command()

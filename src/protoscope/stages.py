@@ -131,15 +131,21 @@ def evolve(study: Study, runs: list[str] | None = None, progress: Progress | Non
         epochs = study.synth.epochs if study.synth.epochs is not None else list(files)
         task = progress.add_task(f"evolve {run.name}", total=len(epochs) * len(layers) * study.synth.repeats, info="")
 
+        units_task = progress.add_task("  units searching", total=1, info="")
+
         def on_job(layer, epoch, name, repeat, stats, task=task):
             progress.update(task, advance=1, info=f"epoch {epoch} {layer} r{repeat}")
+
+        def on_phase(phase, left, units, task=units_task):
+            progress.update(task, total=units, completed=units - left, info=phase)
 
         from .store.arrays import ArrayStore
 
         store = ArrayStore(study.store / "arrays.zarr")
         already = sum(len(store.done_jobs(run.name, layer)) for layer in layers if store.has_layer(run.name, layer))
         progress.update(task, completed=already)
-        done += evolve_run(study, run, model, files, layers, device, bf16, on_job)
+        done += evolve_run(study, run, model, files, layers, device, bf16, on_job, on_phase)
+        progress.remove_task(units_task)
     return done
 
 

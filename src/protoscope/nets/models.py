@@ -34,12 +34,11 @@ class WideResNet18(ResNet):
         self.inplanes = widths[0]
         if small_input:  # 3x3 stride-1 stem, no max-pool: keeps detail in 32-96 px images
             self.conv1 = nn.Conv2d(3, widths[0], 3, stride=1, padding=1, bias=False)
-            self.maxpool = nn.Identity()
         else:
             self.conv1 = nn.Conv2d(3, widths[0], 7, stride=2, padding=3, bias=False)
-            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(3, stride=2, padding=1)
         self.layer1 = self._make_layer(BasicBlock, widths[0], 2)
         self.layer2 = self._make_layer(BasicBlock, widths[1], 2, stride=2)
         self.layer3 = self._make_layer(BasicBlock, widths[2], 2, stride=2)

@@ -67,8 +67,13 @@ def layer_units(model: nn.Module, layers: list[str], image_size: int) -> dict[st
 
 
 def evolve_run(study, run, model: nn.Module, files: dict, layers: list[str], device: torch.device, bf16: bool,
-               on_job: Callable[[str, int, str, int, dict], None] | None = None) -> int:
-    """Synthesize every missing prototype job of one run; returns the number of jobs done now."""
+               on_job: Callable[[str, int, str, int, dict], None] | None = None,
+               on_phase: Callable[[str, int, int], None] | None = None) -> int:
+    """Synthesize every missing prototype job of one run; returns the number of jobs done now.
+
+    `on_job(layer, epoch, run, repeat, stats)` follows jobs; `on_phase(phase, units_left, units)` the
+    units of the job in progress.
+    """
     spec = study.synth
     size = spec.image_size or run.data.image_size
     epochs = spec.epochs if spec.epochs is not None else list(files)
@@ -103,8 +108,9 @@ def evolve_run(study, run, model: nn.Module, files: dict, layers: list[str], dev
                 _write_rf(store, spec, model, run.name, layer, epoch, size, device, plan)
             objective = make_objective(spec.objective, units[layer])
             for repeat in todo[layer]:
+                report = (lambda phase, left, n=units[layer]: on_phase(phase, left, n)) if on_phase else None
                 result = synthesize(forward, generator, objective, seed=spec.seed + repeat,
-                                    config=spec.engine_config(), device=device, bf16=bf16)
+                                    config=spec.engine_config(), device=device, bf16=bf16, on_phase=report)
                 base = {"run": run.name, "condition": run.condition, "seed": run.seed, "repeat": repeat,
                         "epoch": epoch, "layer": layer}
                 table.write("evolve", f"{run.name}/{layer}/epoch_{epoch:03d}_r{repeat}", [

@@ -240,7 +240,12 @@ def run_lucent(model, layer, forward, generator, units, seed, device, flops_fwd,
     """lucent's render_vis one unit at a time, on our generator (as its param_f) and centre unit."""
     from lucent.optvis import objectives, render
 
+    import inspect
+
     y, x = centre_index(shape[0], shape[1])
+    # lucent >= 0.1.8 can keep the image size; older versions upsample anything under 224 px to 224
+    fixed = "fixed_image_size" in inspect.signature(render.render_vis).parameters
+    size_option = {"fixed_image_size": generator.image_size} if fixed else {}
     latents, times = [], []
     for unit in units:
         start = time.perf_counter()
@@ -248,12 +253,13 @@ def run_lucent(model, layer, forward, generator, units, seed, device, flops_fwd,
         z = generator.sample(1, generator=rng).to(device).requires_grad_(True)
         render.render_vis(model, objectives.neuron(layer, unit, x=x, y=y), lambda: ([z], lambda: generator(z)),
                           thresholds=(args.lucent_steps,), transforms=[], preprocess=True, show_image=False,
-                          progress=False, fixed_image_size=generator.image_size)
+                          progress=False, **size_option)
         latents.append(z.detach())
         times.append(time.perf_counter() - start)
     scores = final_scores(forward, generator, torch.cat(latents), units)
     return Run("lucent", list(units), float(sum(times)), scores, flops=flops_fwd * 3 * args.lucent_steps * len(units),
-               phases={"seconds_each": times}, note="lucent Adam lr 0.05, no transforms")
+               phases={"seconds_each": times},
+               note="lucent Adam lr 0.05, no transforms" + ("" if fixed else "; this lucent upsamples to 224 px"))
 
 
 @contextlib.contextmanager
@@ -308,6 +314,30 @@ def run_ours(model, layer, generator, units, seed, device, config, bf16, crop, p
 # --------------------------------------------------------------------------
 
 
+def probe_gflops(device) -> float:
+    """A short float32 conv (~2 GFLOP), median of 3: how much CPU this process gets right now."""
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).to(device).eval().requires_grad_(False)
+    x = torch.randn(8, 64, 56, 56, device=device)
+    times = []
+    with torch.no_grad():
+        conv(x)
+        for _ in range(3):
+            start = time.perf_counter()
+            conv(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+    return 2 * 64 * 64 * 9 * 56 * 56 * 8 / float(np.median(times)) / 1e9
+
+
+def probed(device, fn, *a, **kw) -> Run:
+    """Run a method between two load probes; the probes go into run.phases."""
+    before = probe_gflops(device)
+    run = fn(*a, **kw)
+    run.phases["probe_gflop_per_s"] = [before, probe_gflops(device)]
+    return run
+
+
 def machine_conv_gflops(device, repeats: int = 3) -> dict:
     """A 64->64 3x3 conv at 56x56, batch 64: float32 and bf16 autocast, best of `repeats`."""
     conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).to(device).eval().requires_grad_(False)
@@ -358,23 +388,23 @@ def run_condition(name, model, args, device, generator, config, bf16, machine) -
         log(f"[{name}] {layer}: {C} channels, output {shapes[layer]}, sample {sample}, ours on {len(ours_units)} units")
         if "per-unit" in args.methods:
             warm_up(full_forward, generator, device)
-            runs["per-unit"] = run_per_unit(full_forward, generator, sample, args.seed, device, flops_full, args)
+            runs["per-unit"] = probed(device, run_per_unit, full_forward, generator, sample, args.seed, device, flops_full, args)
             log(f"  per-unit      {runs['per-unit'].per_unit:7.3f} s/unit  mean {runs['per-unit'].mean:.3f}")
         if "seed-batched" in args.methods:
             warm_up(full_forward, generator, device)
-            runs["seed-batched"] = run_seed_batched(full_forward, generator, sample, args.seed, device, flops_full, args)
+            runs["seed-batched"] = probed(device, run_seed_batched, full_forward, generator, sample, args.seed, device, flops_full, args)
             log(f"  seed-batched  {runs['seed-batched'].per_unit:7.3f} s/unit  mean {runs['seed-batched'].mean:.3f}")
         if "lucent" in args.methods:
             if lucent_available():
                 try:
                     warm_up(full_forward, generator, device)
-                    runs["lucent"] = run_lucent(model, layer, full_forward, generator, sample, args.seed, device,
+                    runs["lucent"] = probed(device, run_lucent, model, layer, full_forward, generator, sample, args.seed, device,
                                                 flops_full, args, shapes[layer])
                     log(f"  lucent        {runs['lucent'].per_unit:7.3f} s/unit  mean {runs['lucent'].mean:.3f}")
                 except Exception as err:  # an optional baseline must not sink the benchmark
                     log(f"  lucent failed: {type(err).__name__}: {err}")
         if "protoscope" in args.methods:
-            runs["protoscope"] = run_ours(model, layer, generator, ours_units, args.seed, device, config, bf16,
+            runs["protoscope"] = probed(device, run_ours, model, layer, generator, ours_units, args.seed, device, config, bf16,
                                           args.crop, plans, full_forward, freeze=args.freeze)
             r = runs["protoscope"]
             log(f"  protoscope    {r.per_unit:7.3f} s/unit  mean {r.mean:.3f}  ({r.seconds:.1f} s for {len(r.units)} units)")
@@ -396,29 +426,38 @@ def run_ablations(name, model, layer, info, generator, config, bf16, plans, devi
     full_forward, _ = layer_forward(model, layer, generator.image_size, crop=False)
     has_crop = layer_forward(model, layer, generator.image_size, True, plans.get((id(model), layer), "auto"))[1] is not None
     variants = [
-        ("shared pool", "pool_size=1 (CMA-ES does the search)", dict(config=replace(config, pool_size=1))),
+        ("shared pool", "pool_size=1 (one random start for all units)", dict(config=replace(config, pool_size=1))),
+        ("CMA-ES for silent", "cma_generations=0 (Adam only)", dict(config=replace(config, cma_generations=0)))
+        if config.cma_generations else None,
         ("early exit", f"patience={config.adam_steps + 1} (never exit)", dict(config=replace(config, patience=config.adam_steps + 1))),
         ("bf16", "float32 network", dict(bf16=False)) if bf16 else None,
         ("input cropping", "crop=False (full image)", dict(crop=False)) if args.crop and has_crop else None,
     ]
     rows = [{"technique": "(engine as configured)", "without": "-", "run": base}]
+    na = []
+    if not config.cma_generations:
+        na.append({"technique": "CMA-ES for silent", "without": "n/a: cma_generations=0 in this config", "run": None})
+    if not bf16:
+        na.append({"technique": "bf16", "without": "n/a: this run is float32 already", "run": None})
     if not has_crop:
-        rows.append({"technique": "input cropping", "without": "n/a: the receptive field covers the image", "run": None})
+        na.append({"technique": "input cropping", "without": "n/a: the receptive field covers the image", "run": None})
+    elif not args.crop:
+        na.append({"technique": "input cropping", "without": "n/a: this run does not crop", "run": None})
     for variant in variants:
         if variant is None:
             continue
         technique, without, change = variant
         kwargs = dict(config=config, bf16=bf16, crop=args.crop) | change
         log(f"[{name}] ablation {layer}: without {technique} ({without})")
-        run = run_ours(model, layer, generator, units, args.seed, device, kwargs["config"], kwargs["bf16"],
-                       kwargs["crop"], plans, full_forward, freeze=args.freeze, name=f"without {technique}")
+        run = probed(device, run_ours, model, layer, generator, units, args.seed, device, kwargs["config"],
+                     kwargs["bf16"], kwargs["crop"], plans, full_forward, freeze=args.freeze, name=f"without {technique}")
         rows.append({"technique": technique, "without": without, "run": run})
     if not args.freeze:
         log(f"[{name}] ablation {layer}: with frozen weights (not an engine technique)")
-        run = run_ours(model, layer, generator, units, args.seed, device, config, bf16, args.crop, plans,
-                       full_forward, freeze=True, name="frozen weights")
+        run = probed(device, run_ours, model, layer, generator, units, args.seed, device, config, bf16, args.crop,
+                     plans, full_forward, freeze=True, name="frozen weights")
         rows.append({"technique": "frozen weights*", "without": "network parameters requires_grad=False", "run": run})
-    return {"units": len(units), "rows": rows}
+    return {"units": len(units), "rows": rows + na}
 
 
 # --------------------------------------------------------------------------
@@ -473,11 +512,32 @@ def summarize(cond: dict) -> dict:
     return out
 
 
-def print_condition(cond: dict, machine: dict, header: str) -> None:
+def cpu_share(run: Run | None, reference: float) -> float:
+    probes = (run.phases.get("probe_gflop_per_s") if run else None) or []
+    return 100 * float(np.mean(probes)) / reference if probes and reference > 0 else math.nan
+
+
+def cpu_cell(share: float) -> str:
+    return "-" if not math.isfinite(share) else f"{share:.0f}{'!' if share < CONTENDED else ''}"
+
+
+CONTENDED = 70  # % of the best load probe below which a row is marked contended
+
+
+def all_runs(cond: dict):
+    for info in cond["layers"].values():
+        yield from info["runs"].values()
+    for ab in cond["ablations"].values():
+        yield from (row["run"] for row in ab["rows"] if row["run"] is not None)
+
+
+def print_condition(cond: dict, machine: dict, header: str, args) -> None:
+    reference = max([machine["probe"]] + [p for r in all_runs(cond) for p in r.phases.get("probe_gflop_per_s", [])])
+    contended = False
     print()
     print(header)
     cols = f"{'layer':<7} {'C':>4} {'method':<13} {'units':>5} {'s/unit':>8} {'act(sample)':>11} {'act(run)':>9} " \
-           f"{'silent':>6} {'GFLOP/s':>8} {'speed x':>8} {'act x':>6}"
+           f"{'silent':>6} {'GFLOP/s':>8} {'cpu%':>5} {'speed x':>8} {'act x':>6}"
     print(cols)
     print("-" * len(cols))
     for layer, info in cond["layers"].items():
@@ -491,10 +551,17 @@ def print_condition(cond: dict, machine: dict, header: str) -> None:
             on_sample = float(np.mean(r.on(info["sample"])))
             speed = ref.per_unit / r.per_unit if ref else math.nan
             act = on_sample / ref.mean if ref and ref.mean > 0 else math.nan
+            share = cpu_share(r, reference)
             print(f"{layer if first else '':<7} {info['channels'] if first else '':>4} {method:<13} {len(r.units):>5} "
                   f"{fmt(r.per_unit):>8} {fmt(on_sample):>11} {fmt(r.mean):>9} {fmt(r.silent, '.2f'):>6} "
-                  f"{fmt(r.gflops, '.1f'):>8} {fmt(speed, '.1f'):>8} {fmt(act, '.2f'):>6}")
+                  f"{fmt(r.gflops, '.1f'):>8} {cpu_cell(share):>5} {fmt(speed, '.1f'):>8} {fmt(act, '.2f'):>6}")
             first = False
+            contended |= share < CONTENDED
+    partial = [(l, len(i["runs"]["protoscope"].units), i["channels"]) for l, i in cond["layers"].items()
+               if "protoscope" in i["runs"] and len(i["runs"]["protoscope"].units) < i["channels"]]
+    if partial:
+        print("note: ours ran on " + ", ".join(f"{k} of {c} units of {l}" for l, k, c in partial)
+              + "; the shared pool is paid by those units only, so its s/unit is higher than on a whole layer")
     print()
     print(f"machine conv (64->64 3x3, 56x56, batch 64): float32 {machine['float32']:.1f} GFLOP/s, "
           f"bf16 autocast {machine['bf16']:.1f} GFLOP/s")
@@ -513,7 +580,8 @@ def print_condition(cond: dict, machine: dict, header: str) -> None:
         print()
         print(f"what each technique buys — {layer}, {ab['units']} units, side by side "
               f"(time x = time without / time with; act x = mean act with / without)")
-        head = f"{'technique':<22} {'variant':<44} {'seconds':>8} {'s/unit':>7} {'mean act':>8} {'silent':>6} {'time x':>7} {'act x':>6}"
+        head = (f"{'technique':<22} {'variant':<44} {'seconds':>8} {'s/unit':>7} {'mean act':>8} {'silent':>6} "
+                f"{'cpu%':>5} {'time x':>7} {'act x':>6}")
         print(head)
         print("-" * len(head))
         base = ab["rows"][0]["run"]
@@ -526,11 +594,17 @@ def print_condition(cond: dict, machine: dict, header: str) -> None:
             act_x = base.mean / r.mean if r.mean > 0 else math.nan
             if row["technique"].startswith("frozen"):  # a change *added*, not removed: report its own gain
                 time_x, act_x = base.seconds / r.seconds, r.mean / base.mean if base.mean > 0 else math.nan
+            share = cpu_share(r, reference)
+            contended |= share < CONTENDED
             print(f"{row['technique']:<22} {row['without']:<44} {r.seconds:8.2f} {r.per_unit:7.3f} {fmt(r.mean):>8} "
-                  f"{fmt(r.silent, '.2f'):>6} {fmt(time_x, '.2f'):>7} {fmt(act_x, '.2f'):>6}")
+                  f"{fmt(r.silent, '.2f'):>6} {cpu_cell(share):>5} {fmt(time_x, '.2f'):>7} {fmt(act_x, '.2f'):>6}")
         if any(row["technique"].startswith("frozen") for row in ab["rows"]):
             print("* frozen weights: not an engine technique; what freezing the network would buy "
                   "(time x = with/without, act x = frozen/as configured)")
+    if contended:
+        print()
+        print(f"! cpu% < {CONTENDED}: another process took CPU while that row ran (load probe before/after, vs the best "
+              f"probe of the run, {reference:.0f} GFLOP/s); its seconds, and the ratios built on them, are inflated")
     s = cond["summary"]
     if "whole" in s:
         w = s["whole"]
@@ -656,6 +730,7 @@ def main(argv=None) -> int:
     if "lucent" in args.methods and not lucent_available():
         print("lucent: skipped (torch-lucent is not installed)")
     machine = machine_conv_gflops(device)
+    machine["probe"] = probe_gflops(device)
     results = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                "engine_config": asdict(config),
                "bf16": bf16, "machine_conv_gflop_per_s": machine, "conditions": {}}
@@ -678,7 +753,7 @@ def main(argv=None) -> int:
         cond = run_condition(name, model, args, device, generator, config, bf16, machine)
         cond["summary"] = summarize(cond)
         summaries[name] = cond["summary"]
-        print_condition(cond, machine, f"== {header} ==")
+        print_condition(cond, machine, f"== {header} ==", args)
         sys.stdout.flush()
         results["conditions"][name] = cond
     total = time.perf_counter() - started

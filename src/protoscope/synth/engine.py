@@ -114,7 +114,9 @@ def synthesize(
     """Prototypes for the `objective.rows` units: row i of every batch is scored for unit i.
 
     `forward` maps images in [0, 1] (N, 3, S, S) to the target layer's
-    activations. `on_phase(name, units_left)` reports progress.
+    activations; freeze the network inside it (`requires_grad_(False)`), or
+    every step also computes gradients for its weights. `on_phase(name,
+    units_left)` reports progress.
     """
     device = torch.device(device)
     units = objective.rows

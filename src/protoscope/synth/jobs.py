@@ -90,8 +90,10 @@ def evolve_run(study, run, model: nn.Module, files: dict, layers: list[str], dev
                            latent_dim=generator.latent_dim, steps=spec.adam_steps, per_unit_rf=spec.rf == "unit",
                            attrs=settings)
     # Traced once per layer: the traced graph shares the model's parameters, so
-    # loading each epoch's weights into `model` updates it in place.
-    model.to(device).eval()
+    # loading each epoch's weights into `model` updates it in place. Frozen: the
+    # search needs gradients for the latents only, and weight gradients would
+    # cost as much again as the rest of the backward pass.
+    model.to(device).eval().requires_grad_(False)
     can_crop = spec.crop and spec.objective == "centre"  # a spatial mean needs the whole image
     forwards = {layer: layer_forward(model, layer, size, can_crop) for layer in layers}
     done_now = 0

@@ -114,9 +114,8 @@ def synthesize(
     """Prototypes for the `objective.rows` units: row i of every batch is scored for unit i.
 
     `forward` maps images in [0, 1] (N, 3, S, S) to the target layer's
-    activations; freeze the network inside it (`requires_grad_(False)`), or
-    every step also computes gradients for its weights. `on_phase(name,
-    units_left)` reports progress.
+    activations. Only the latents' gradients are computed, never the
+    network's. `on_phase(name, units_left)` reports progress.
     """
     device = torch.device(device)
     units = objective.rows
@@ -201,8 +200,9 @@ def synthesize(
             images = generator(zb)  # float32: generators are cheap, and FFTs gain nothing from bf16
             with autocast(device, bf16):
                 s = objective.select(alive[part])(forward(images)).float()
-            (-s.sum()).backward()
-            grad[part], score[part] = zb.grad, s.detach()
+            # gradients for the latents only: the network's weights get none computed
+            (grad[part],) = torch.autograd.grad(-s.sum(), zb)
+            score[part] = s.detach()
         adam_images += len(alive)
         trace[alive.cpu(), step] = score.cpu()
         previous = best[alive]

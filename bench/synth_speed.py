@@ -764,10 +764,14 @@ def main(argv=None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(to_json(results), indent=1))
         print(f"results written to {args.json}")
-    if "trained" in summaries and "speedup_vs_per_unit" in summaries["trained"]:
+    primary = "random" if "random" in summaries else "trained"
+    if primary == "random" and "speedup_vs_per_unit" in summaries.get("trained", {}):
         print("trained: " + final_line(summaries["trained"]))
-    print("final line: random-init ResNet-18, layers " + "+".join(summaries.get("random", {}).get("layers", [])))
-    print(final_line(summaries.get("random", {})))
+    summary = summaries.get(primary, {})
+    print(f"final line: {'random-init' if primary == 'random' else 'trained'} ResNet-18, layers "
+          f"{'+'.join(summary.get('layers', [])) or 'none'}; activation_ratio = mean over layers of "
+          f"(ours / per-unit mean score on the sampled units); speedup and silent fractions weighted by channels")
+    print(final_line(summary))
     return 0
 
 

@@ -30,7 +30,6 @@ Progress goes to stderr. Run ``python bench/synth_speed.py --help``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import platform
@@ -109,6 +108,15 @@ class Run:
 # --------------------------------------------------------------------------
 # Shared helpers
 # --------------------------------------------------------------------------
+
+
+def fwd_bwd_factor(frozen: bool) -> int:
+    """FLOPs of one forward+backward in units of the forward's.
+
+    The backward costs about one forward for the input gradients and one more for the weight
+    gradients, which are computed only when the network's parameters require grad.
+    """
+    return 2 if frozen else 3
 
 
 def forward_flops(forward, generator, device) -> float:
@@ -204,7 +212,7 @@ def run_per_unit(forward, generator, units, seed, device, flops_fwd, args) -> Ru
         times.append(time.perf_counter() - start)
     scores = final_scores(forward, generator, torch.cat(latents), units)
     return Run("per-unit", list(units), float(sum(times)), scores,
-               flops=flops_fwd * (images_fwd + 3 * images_fb),
+               flops=flops_fwd * (images_fwd + args.fb_factor * images_fb),
                phases={"seconds_each": times, "images_forward": images_fwd, "images_fwd_bwd": images_fb})
 
 
@@ -223,7 +231,7 @@ def run_seed_batched(forward, generator, units, seed, device, flops_fwd, args) -
     seconds = time.perf_counter() - start
     scores = final_scores(forward, generator, latents, units)
     images_fwd, images_fb = args.sb_generations * 30 * len(units), args.sb_adam_steps * len(units)
-    return Run("seed-batched", list(units), seconds, scores, flops=flops_fwd * (images_fwd + 3 * images_fb),
+    return Run("seed-batched", list(units), seconds, scores, flops=flops_fwd * (images_fwd + args.fb_factor * images_fb),
                phases={"search_seconds": search, "adam_seconds": seconds - search,
                        "images_forward": images_fwd, "images_fwd_bwd": images_fb})
 
@@ -257,46 +265,31 @@ def run_lucent(model, layer, forward, generator, units, seed, device, flops_fwd,
         latents.append(z.detach())
         times.append(time.perf_counter() - start)
     scores = final_scores(forward, generator, torch.cat(latents), units)
-    return Run("lucent", list(units), float(sum(times)), scores, flops=flops_fwd * 3 * args.lucent_steps * len(units),
+    return Run("lucent", list(units), float(sum(times)), scores, flops=flops_fwd * args.fb_factor * args.lucent_steps * len(units),
                phases={"seconds_each": times},
                note="lucent Adam lr 0.05, no transforms" + ("" if fixed else "; this lucent upsamples to 224 px"))
 
 
-@contextlib.contextmanager
-def frozen(model, enabled: bool):
-    """Temporarily set requires_grad=False on the model's parameters (restored after)."""
-    if not enabled:
-        yield
-        return
-    before = [p.requires_grad for p in model.parameters()]
-    model.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(model.parameters(), before):
-            p.requires_grad_(flag)
-
-
 def run_ours(model, layer, generator, units, seed, device, config, bf16, crop, plans, full_forward,
-             freeze=False, name="protoscope") -> Run:
+             name="protoscope") -> Run:
     """The engine on `units`; the crop plan (architecture only, computed once per layer) is not timed."""
     key = (id(model), layer)
     if crop and key not in plans:
         _, plans[key] = layer_forward(model, layer, generator.image_size, True)
     forward, plan = layer_forward(model, layer, generator.image_size, crop, plans[key] if crop else None)
     flops_fwd = forward_flops(forward, generator, device)
-    with frozen(model, freeze):
-        warm_up(forward, generator, device, bf16)
-        start = time.perf_counter()
-        result = synthesize(forward, generator, ChannelCentre(units), seed=seed, config=config, device=device, bf16=bf16)
-        seconds = time.perf_counter() - start
+    warm_up(forward, generator, device, bf16)
+    start = time.perf_counter()
+    result = synthesize(forward, generator, ChannelCentre(units), seed=seed, config=config, device=device, bf16=bf16)
+    seconds = time.perf_counter() - start
     stats = dict(result.stats)
     scores = final_scores(full_forward, generator, result.latent.to(device), units)
     pool_images = config.pool_size
     phase_flops = {
         "pool": flops_fwd * pool_images,
         "cma": flops_fwd * stats.get("cma_evaluations", 0),
-        "adam": 3 * flops_fwd * stats.get("adam_images", 0),
+        # the engine asks autograd for the latents' gradients only: backward ~ 1x forward
+        "adam": 2 * flops_fwd * stats.get("adam_images", 0),
         "final": flops_fwd * len(units),
     }
     for phase, flops in phase_flops.items():
@@ -369,7 +362,10 @@ def sample_units(channels: int, n: int, seed: int) -> list[int]:
 
 
 def run_condition(name, model, args, device, generator, config, bf16, machine) -> dict:
-    model.to(device).eval()
+    # Frozen (as `evolve` runs it): no method spends time on weight gradients. With --no-freeze
+    # the baselines' backward passes also compute them, as the seed's code did; the engine asks
+    # for the latents' gradients only either way.
+    model.to(device).eval().requires_grad_(not args.freeze)
     size = generator.image_size
     channels = layer_units(model, list(args.layers), size)
     with torch.no_grad():
@@ -405,7 +401,7 @@ def run_condition(name, model, args, device, generator, config, bf16, machine) -
                     log(f"  lucent failed: {type(err).__name__}: {err}")
         if "protoscope" in args.methods:
             runs["protoscope"] = probed(device, run_ours, model, layer, generator, ours_units, args.seed, device, config, bf16,
-                                          args.crop, plans, full_forward, freeze=args.freeze)
+                                          args.crop, plans, full_forward)
             r = runs["protoscope"]
             log(f"  protoscope    {r.per_unit:7.3f} s/unit  mean {r.mean:.3f}  ({r.seconds:.1f} s for {len(r.units)} units)")
         layers[layer] = {"channels": C, "output_shape": list(shapes[layer]), "sample": sample,
@@ -450,13 +446,8 @@ def run_ablations(name, model, layer, info, generator, config, bf16, plans, devi
         kwargs = dict(config=config, bf16=bf16, crop=args.crop) | change
         log(f"[{name}] ablation {layer}: without {technique} ({without})")
         run = probed(device, run_ours, model, layer, generator, units, args.seed, device, kwargs["config"],
-                     kwargs["bf16"], kwargs["crop"], plans, full_forward, freeze=args.freeze, name=f"without {technique}")
+                     kwargs["bf16"], kwargs["crop"], plans, full_forward, name=f"without {technique}")
         rows.append({"technique": technique, "without": without, "run": run})
-    if not args.freeze:
-        log(f"[{name}] ablation {layer}: with frozen weights (not an engine technique)")
-        run = probed(device, run_ours, model, layer, generator, units, args.seed, device, config, bf16, args.crop,
-                     plans, full_forward, freeze=True, name="frozen weights")
-        rows.append({"technique": "frozen weights*", "without": "network parameters requires_grad=False", "run": run})
     return {"units": len(units), "rows": rows + na}
 
 
@@ -592,15 +583,10 @@ def print_condition(cond: dict, machine: dict, header: str, args) -> None:
                 continue
             time_x = r.seconds / base.seconds
             act_x = base.mean / r.mean if r.mean > 0 else math.nan
-            if row["technique"].startswith("frozen"):  # a change *added*, not removed: report its own gain
-                time_x, act_x = base.seconds / r.seconds, r.mean / base.mean if base.mean > 0 else math.nan
             share = cpu_share(r, reference)
             contended |= share < CONTENDED
             print(f"{row['technique']:<22} {row['without']:<44} {r.seconds:8.2f} {r.per_unit:7.3f} {fmt(r.mean):>8} "
                   f"{fmt(r.silent, '.2f'):>6} {cpu_cell(share):>5} {fmt(time_x, '.2f'):>7} {fmt(act_x, '.2f'):>6}")
-        if any(row["technique"].startswith("frozen") for row in ab["rows"]):
-            print("* frozen weights: not an engine technique; what freezing the network would buy "
-                  "(time x = with/without, act x = frozen/as configured)")
     if contended:
         print()
         print(f"! cpu% < {CONTENDED}: another process took CPU while that row ran (load probe before/after, vs the best "
@@ -673,8 +659,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
                    help="engine network precision; auto = bf16 where the device has native bf16 (baselines: float32)")
     p.add_argument("--no-crop", dest="crop", action="store_false", help="engine without input cropping")
-    p.add_argument("--freeze", action="store_true",
-                   help="set requires_grad=False on the network for every method (the engine does not do it itself)")
+    p.add_argument("--no-freeze", dest="freeze", action="store_false",
+                   help="leave the network's parameters requiring grad, so the baselines' backward passes also "
+                        "compute weight gradients (as the seed's code did); default: frozen for every method")
     g = p.add_argument_group("engine settings (EngineConfig; defaults are the engine's)")
     g.add_argument("--pool", type=int, default=defaults.pool_size, help="shared random pool size")
     g.add_argument("--cma-generations", type=int, default=defaults.cma_generations)
@@ -705,6 +692,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         if m not in METHODS:
             p.error(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
     args.conditions = [c for c in args.conditions.split(",") if c]
+    args.fb_factor = fwd_bwd_factor(frozen=args.freeze)  # the baselines' forward+backward, in forwards
     return args
 
 
@@ -724,7 +712,9 @@ def main(argv=None) -> int:
     print(f"protoscope synthesis benchmark — torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, device {device}")
     print(f"generator {args.generator} (latent {generator.latent_dim}, {args.image_size} px), objective ChannelCentre, "
-          f"engine {config}, {'bf16' if bf16 else 'float32'}, crop={args.crop}, frozen weights={args.freeze}")
+          f"engine {config}, {'bf16' if bf16 else 'float32'}, crop={args.crop}")
+    print("network frozen (requires_grad=False) for every method" if args.freeze else
+          "network not frozen (--no-freeze): the baselines also compute weight gradients")
     print(f"baselines on {args.samples} sampled units per layer, ours on "
           f"{'all' if args.ours_units <= 0 else args.ours_units} units per layer{' (quick)' if args.quick else ''}")
     if "lucent" in args.methods and not lucent_available():

@@ -16,10 +16,10 @@ def test_quick_demo_runs_end_to_end_and_resumes_for_free(tmp_path, capsys):
     metrics = MetricsTable(out).read()
     probe = metrics[metrics["metric"] == "probe_logreg_test"]
     epochs = study.runs[0].epochs
-    assert sorted(probe["run"].unique()) == ["clrjit-s0", "keepclr-s0"]
+    assert sorted(probe["run"].unique()) == ["clrjit-s0", "clrjit-s1", "keepclr-s0"]
     assert sorted(probe["epoch"].unique()) == list(range(epochs + 1))
     assert probe["value"].between(0, 1).all()
-    assert (metrics["metric"] == "simclr_loss").sum() == 2 * epochs
+    assert (metrics["metric"] == "simclr_loss").sum() == 3 * epochs
     for name in ("probe_accuracy", "training_loss"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
         assert (out / "figures" / f"{name}.pdf").is_file()

@@ -24,6 +24,41 @@ def test_quick_demo_runs_end_to_end_and_resumes_for_free(tmp_path, capsys):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
         assert (out / "figures" / f"{name}.pdf").is_file()
 
+    # RSA: trajectory metrics for every run x layer, consecutive epochs from 1, the seed's two figures.
+    rsa = metrics[metrics["metric"].str.startswith("rsa_")]
+    assert set(rsa.groupby(["run", "layer"]).groups) == {(r.name, layer) for r in study.runs for layer in study.layers}
+    consecutive = rsa[rsa["metric"] == "rsa_consecutive_pearson"]
+    assert sorted(consecutive["epoch"].unique()) == list(range(1, epochs + 1))
+    assert consecutive["value"].between(-1, 1).all() and rsa["value"].notna().all()
+    within = rsa[(rsa["metric"] == "rsa_within") & (rsa["space"] != "mean")]
+    assert sorted(within["space"].unique()) == sorted(["circle", "triangle", "square", "star"])
+    for name in ("rsa_consecutive", "rsa_categories", "rsa_mds", "rsa_rdms_clrjit-s0"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
+    assert (out / "activations.zarr" / "runs" / "clrjit-s1" / "layer4").is_dir()
+
+    # Prototype metrics: every run x layer in both spaces, every epoch; the three figures; embeddings stored.
+    proto = metrics[metrics["metric"].str.match(r"(diversity|change|consistency)_(mse|cosine)$")]
+    assert set(proto.groupby(["run", "layer", "space"]).groups) == {
+        (r.name, layer, space) for r in study.runs for layer in study.layers for space in ("pixel", "clrjit-s1-e2")}
+    assert sorted(proto[proto["metric"] == "diversity_cosine"]["epoch"].unique()) == list(range(epochs + 1))
+    assert sorted(proto[proto["metric"] == "change_mse"]["epoch"].unique()) == list(range(epochs))
+    assert (proto["value"].dropna() >= 0).all() and proto["value"].notna().mean() > 0.9
+    for name in ("prototype_diversity", "prototype_change", "prototype_consistency"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
+    assert (out / "embeddings.zarr" / "masked" / "clrjit-s1-e2" / "keepclr-s0" / "layer4").is_dir()
+    assert (out / "unit_metrics.zarr" / "pixel" / "clrjit-s0" / "layer1").is_dir()
+
+    # Alignment: the two clrjit seeds at the last epoch, every layer; clrjit-s0 tracked over every epoch.
+    align = metrics[metrics["run"] == "clrjit-s0~clrjit-s1"]
+    bipartite = align[align["metric"] == "align_corr_bipartite_mean"].set_index("layer")["value"]
+    semi = align[align["metric"] == "align_corr_semi_mean"].set_index("layer")["value"]
+    assert sorted(bipartite.index) == sorted(study.layers) and set(align["epoch"]) == {epochs}
+    assert bipartite.between(-1, 1).all() and (semi >= bipartite - 1e-9).all()
+    track = metrics[metrics["metric"] == "track_self_corr"]
+    assert set(track["run"]) == {"clrjit-s0"} and sorted(track["epoch"].unique()) == list(range(epochs + 1))
+    for name in ("align_matching", "align_track", "align_clusters", "align_cka"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
+
     # Everything is stored: a second run trains and probes nothing.
     before = {p: p.stat().st_mtime_ns for p in (out / "metrics").rglob("*.parquet")}
     assert main(["demo", "--quick", "--out", str(out)]) == 0

@@ -75,9 +75,63 @@ def probe(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Opti
     _print_summary(s)
 
 
+@app.command()
+def rsa(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
+        device: Optional[str] = DeviceOpt) -> None:
+    """RDMs of a fixed probe set at every checkpoint and layer, their change over training, and figures.
+
+    Settings come from the study's `rsa:` section (probe images, layers, distance, comparisons).
+    Activations are stored once in STORE/activations.zarr, RDMs in STORE/rsa/, metrics in the table.
+
+    Example: protoscope rsa study.yaml --run clrjit-s0
+    """
+    from .report.rsa import rsa_figures
+    from .store import MetricsTable
+
+    s = _load(study, store, device)
+    with stages.new_progress() as progress:
+        stages.rsa(s, run, progress)
+    for path in rsa_figures(s, MetricsTable(s.store).read(), s.store / "figures"):
+        if path.suffix == ".png":
+            out.print(f"figure: {path}", soft_wrap=True)
+
+
+@app.command()
+def align(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
+          device: Optional[str] = DeviceOpt) -> None:
+    """Convergent learning: align the units of paired runs, and of every epoch with a run's last one.
+
+    Settings come from the study's `align:` section (pairs, epochs, tracked runs, thresholds,
+    penalties); by default every pair of runs with the same condition is aligned at its last
+    common epoch. Results go to STORE/align/ and the metrics table, figures to STORE/figures/.
+
+    Example: protoscope align study.yaml
+
+    Example: protoscope align study.yaml --run clrjit-s0   (only the pairs and tracks with this run)
+    """
+    from .report.align import align_figures, matching_table
+    from .store import MetricsTable
+
+    s = _load(study, store, device)
+    with stages.new_progress() as progress:
+        stages.align(s, run, progress)
+    metrics = MetricsTable(s.store).read()
+    rows = matching_table(metrics)
+    if not rows.empty:
+        table = Table(title="Matched correlation of units (mean over units; unpaired: below the threshold)")
+        for column in rows.columns:
+            table.add_column(str(column), justify="left" if column in ("pair", "epoch", "layer") else "right")
+        for _, row in rows.iterrows():
+            table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+        out.print(table)
+    for path in align_figures(s, metrics, s.store / "figures"):
+        if path.suffix == ".png":
+            out.print(f"figure: {path}", soft_wrap=True)
+
+
 @app.command("run")
 def run_(study: Path = StudyArg, store: Optional[Path] = StoreOpt, device: Optional[str] = DeviceOpt) -> None:
-    """Run every stage of a study that is not yet stored (train, probe, report).
+    """Run every stage of a study that is not yet stored (train, probe, evolve, rsa, align, report).
 
     Example: protoscope run study.yaml
     """
@@ -170,6 +224,34 @@ def _study_for_run_dir(run_dir: Path, arch: Optional[str], store: Optional[Path]
 
 
 @app.command()
+def analyze(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
+            device: Optional[str] = DeviceOpt) -> None:
+    """Prototype metrics and their figures: diversity, rate of change and re-evolution consistency.
+
+    Every stored prototype is masked by its receptive field and compared in each space of the study's
+    `analyze:` section (pixels, a pretrained CNN, a checkpoint of the study) with each distance (mse,
+    cosine). Only what is missing is computed; embeddings are stored in STORE/embeddings.zarr, per-unit
+    values in STORE/unit_metrics.zarr, the rest in the metrics table. Then the figures are drawn.
+
+    Example: protoscope analyze study.yaml
+    """
+    from .report.prototype_metrics import prototype_metric_figures
+    from .report.prototypes import prototype_figures
+    from .store import MetricsTable
+
+    s = _load(study, store, device)
+    with stages.new_progress() as progress:
+        count = stages.analyze(s, run, progress)
+    out.print(f"{count} (run, layer, space) results computed now; metrics in [bold]{s.store / 'metrics' / 'analyze'}[/]")
+    figures = s.store / "figures"
+    paths = prototype_metric_figures(MetricsTable(s.store).read("analyze"), figures, s.layers)
+    paths += prototype_figures(s, figures)
+    for path in paths:
+        if path.suffix == ".png":
+            out.print(f"figure: {path}", soft_wrap=True)
+
+
+@app.command()
 def export(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
            out_dir: Optional[Path] = typer.Option(None, "--out", help="Default: STORE/prototypes.")) -> None:
     """Write PNG grids of the stored prototypes, one per run, layer, epoch and repeat.
@@ -238,7 +320,7 @@ def _print_summary(s, figures=None) -> None:
     out.print(table)
     for path in figures or []:
         if path.suffix == ".png":
-            out.print(f"figure: {path}")
+            out.print(f"figure: {path}", soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> int:

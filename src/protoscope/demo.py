@@ -11,6 +11,8 @@ QUICK = {
     "defaults": {"epochs": 2, "data": {"epoch_size": 384}, "optimizer": {"batch_size": 64, "warmup_steps": 2}},
     "probe": {"train_size": 256, "test_size": 128, "adam_epochs": 40},
     "synth": {"pool_size": 32, "adam_steps": 4, "cma_generations": 2, "rf_samples": 8},
+    "rsa": {"images": 64},
+    "align": {"images": 64, "mi_samples": 1000, "sparse_iter": 200},
     "workers": 0,
 }
 

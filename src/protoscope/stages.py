@@ -23,7 +23,7 @@ from .study import Study
 from .train.probe import chance_level, fit_probes, pooled_features
 from .train.simclr import train_run
 
-STAGES = ("train", "probe", "evolve", "report")
+STAGES = ("train", "probe", "evolve", "analyze", "rsa", "align", "report")
 
 
 def new_progress(enabled: bool = True) -> Progress:
@@ -149,6 +149,65 @@ def evolve(study: Study, runs: list[str] | None = None, progress: Progress | Non
     return done
 
 
+def rsa(study: Study, runs: list[str] | None = None, progress: Progress | None = None) -> pd.DataFrame:
+    """RDMs of the probe set per run, epoch and layer, and how they change over training; returns the RSA metrics.
+
+    Activations are computed first (once; alignment and atlases reuse them), then RDMs and metrics.
+    """
+    from .analyze.activations import compute_activations, study_epochs
+    from .analyze.rsa import metric_settings, rsa_run
+
+    progress = progress or new_progress(False)
+    check_settings(study.store, "rsa", metric_settings(study.rsa))
+    for run in _selected(study, runs):
+        layers = check_layers(build_model(run.arch, run.width, run.small_input), study.rsa.layers or study.layers)
+        total = len(study_epochs(study, run, study.rsa.epochs)) + len(layers)
+        task = progress.add_task(f"rsa {run.name}", total=total, info="")
+        compute_activations(study, [run.name], layers, on_epoch=lambda _r, epoch, task=task: progress.update(
+            task, advance=1, info=f"activations epoch {epoch}"))
+        rsa_run(study, run, layers, on_job=lambda _r, layer, task=task: progress.update(
+            task, advance=1, info=f"RDMs {layer}"))
+        progress.update(task, completed=total, info="done")
+    return MetricsTable(study.store).read("rsa")
+
+
+def align(study: Study, runs: list[str] | None = None, progress: Progress | None = None) -> pd.DataFrame:
+    """Convergent learning: align the units of paired runs (seeds) and of every epoch with a run's last
+    one, from one pass of the probe set per job; returns the align metrics."""
+    from .analyze.align.jobs import align_study
+
+    progress = progress or new_progress(False)
+    task = progress.add_task("align", total=1, info="")
+
+    def on_job(what, done, total):
+        progress.update(task, total=max(total, 1), completed=done, info=what)
+
+    if not align_study(study, runs, on_job):
+        progress.update(task, completed=1, info="stored")
+    return MetricsTable(study.store).read("align")
+
+
+def analyze(study: Study, runs: list[str] | None = None, progress: Progress | None = None) -> int:
+    """Prototype metrics (diversity, rate of change, re-evolution consistency) in every space of the
+    study's `analyze:` section, for every stored (run, layer) that misses some; returns how many
+    (run, layer, space) results were computed now. Embeddings are computed once and stored."""
+    from .analyze.prototype_metrics import analyze_prototypes
+
+    progress = progress or new_progress(False)
+    selected = _selected(study, runs)
+    task = progress.add_task("analyze prototypes", total=len(selected) * len(study.layers), info="")
+    epochs = progress.add_task("  epochs", total=1, info="")
+
+    def on_layer(run, layer, spaces):
+        progress.update(task, advance=1, info=f"{run} {layer}" + (f": {', '.join(spaces)}" if spaces else " (stored)"))
+
+    count = analyze_prototypes(study, selected, on_layer=on_layer,
+                               on_epoch=lambda i, n: progress.update(epochs, total=n, completed=i))
+    progress.update(task, completed=len(selected) * len(study.layers))
+    progress.remove_task(epochs)
+    return count
+
+
 def export(study: Study, out: Path | None = None, runs: list[str] | None = None) -> list[Path]:
     """PNG grids of every stored prototype job: `<out>/<run>/<layer>/epoch_NNN_rR.png`."""
     from .report.prototypes import save_grid
@@ -182,6 +241,18 @@ def report(study: Study) -> list[Path]:
         from .report.prototypes import prototype_figures
 
         paths += prototype_figures(study, out)
+    if metrics["metric"].str.startswith("diversity_").any():
+        from .report.prototype_metrics import prototype_metric_figures
+
+        paths += prototype_metric_figures(metrics, out, study.layers)
+    if metrics["metric"].str.startswith("rsa_").any():
+        from .report.rsa import rsa_figures
+
+        paths += rsa_figures(study, metrics, out)
+    if metrics["metric"].str.startswith(("align_", "track_")).any():
+        from .report.align import align_figures
+
+        paths += align_figures(study, metrics, out)
     return paths
 
 
@@ -190,6 +261,9 @@ def run(study: Study, progress: Progress | None = None) -> list[Path]:
     train(study, progress=progress)
     probe(study, progress=progress)
     evolve(study, progress=progress)
+    analyze(study, progress=progress)
+    rsa(study, progress=progress)
+    align(study, progress=progress)
     return report(study)
 
 

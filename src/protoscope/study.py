@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UserError
+from .synth.engine import EngineConfig
 
 Condition = Literal["clrjit", "keepclr"]
 Classifier = Literal["logreg", "svm", "adam"]
@@ -107,6 +108,9 @@ class ProbeSpec(Strict):
     adam_epochs: int = Field(250, ge=1)
 
 
+_ENGINE = EngineConfig()
+
+
 class SynthSpec(Strict):
     """Prototype synthesis: which generator, objective and budgets; see synth/engine.py."""
 
@@ -117,26 +121,127 @@ class SynthSpec(Strict):
     epochs: list[int] | None = Field(None, description="default: every checkpoint")
     repeats: int = Field(2, ge=1)
     seed: int = Field(42, description="repeat r uses seed + r, the same at every epoch")
-    pool_size: int = Field(512, ge=1)
-    cma_generations: int = Field(10, ge=0)
+    # the engine's own defaults (synth/engine.py says why they are what they are)
+    pool_size: int = Field(_ENGINE.pool_size, ge=1)
+    cma_generations: int = Field(_ENGINE.cma_generations, ge=0)
     cma_popsize: int | None = Field(None, ge=2)
-    adam_steps: int = Field(50, ge=0)
-    adam_lr: float = Field(0.05, gt=0)
-    patience: int = Field(8, ge=1)
+    adam_steps: int = Field(_ENGINE.adam_steps, ge=0)
+    adam_lr: float = Field(_ENGINE.adam_lr, gt=0, description="in units of the generator's latent scale")
+    patience: int = Field(_ENGINE.patience, ge=1)
     batch_size: int | None = Field(None, ge=1)
     memory_gb: float = Field(2.0, gt=0)
     crop: bool = Field(True, description="compute only the input region the centre unit sees")
     rf: Literal["layer", "unit", "none"] = "layer"
     rf_samples: int = Field(500, ge=1)
 
-    def engine_config(self):
-        from .synth.engine import EngineConfig
-
+    def engine_config(self) -> EngineConfig:
         return EngineConfig(
             pool_size=self.pool_size, cma_generations=self.cma_generations, cma_popsize=self.cma_popsize,
             adam_steps=self.adam_steps, adam_lr=self.adam_lr, patience=self.patience,
             batch_size=self.batch_size, memory_gb=self.memory_gb,
         )
+
+
+class RSASpec(Strict):
+    """Representational similarity over training: RDMs of one fixed probe set per run, epoch and layer.
+
+    Every run sees the same probe images, so RDMs compare across runs as well as epochs.
+    """
+
+    layers: list[str] | None = Field(None, description="default: the study's layers")
+    epochs: list[int] | None = Field(None, description="default: every checkpoint")
+    data: DataSpec | None = Field(None, description="probe images; default: the first run's data set")
+    images: int = Field(400, ge=4, description="probe images (class-balanced)")
+    features: Literal["mean", "flatten"] = Field("mean", description="conv maps averaged over space, or flattened")
+    distance: Literal["correlation", "euclidean", "crossnobis"] = "correlation"
+    folds: int = Field(2, ge=2, description="crossnobis: interleaved partitions of each category's images")
+    compare: list[Literal["pearson", "spearman", "cosine"]] = Field(
+        ["pearson", "spearman"], min_length=1, description="RDM comparison methods for the trajectory metrics")
+    snapshots: list[int] | None = Field(None, description="epochs drawn as RDMs; default: first, middle, last")
+    batch_size: int = Field(256, ge=1)
+
+
+class SpaceSpec(Strict):
+    """An embedding space: a torchvision model with local weights, or a checkpoint of this study.
+
+    `model` names a torchvision model (its weights from `weights`: a file, or the name of one of its
+    weight sets, read from the torch hub cache); `run` (+ `epoch`) names a checkpoint of the study.
+    """
+
+    model: str | None = Field(None, description="torchvision name, e.g. resnet50, vgg16, mobilenet_v2")
+    weights: str = Field("IMAGENET1K_V1", description="a weights file, or a weight-set name found in the torch hub cache")
+    run: str | None = Field(None, description="a run of this study: its checkpoint embeds the prototypes")
+    epoch: int | None = Field(None, ge=0, description="the run's checkpoint; default: its last")
+    layer: str | None = Field(None, description="default: the penultimate (pooled) layer")
+    image_size: int | None = Field(None, ge=8, description="input size; default: the model's own")
+    name: str | None = Field(None, description="the space's label in the metrics table")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.model is None) == (self.run is None):
+            raise ValueError("a space names either `model` (torchvision) or `run` (a checkpoint of the study)")
+        if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
+            raise ValueError(f"space name {self.name!r} must be non-empty, without '/', not starting with '.'")
+        return self
+
+
+class AnalyzeSpec(Strict):
+    """Prototype metrics: diversity, rate of change and re-evolution consistency; see analyze/prototype_metrics.py."""
+
+    spaces: list[str | SpaceSpec] = Field(
+        ["pixel"], min_length=1, description="pixel, a torchvision name (hub-cache weights), or a SpaceSpec")
+    distances: list[Literal["mse", "cosine"]] = Field(["mse", "cosine"], min_length=1)
+    masked: bool = Field(True, description="multiply each prototype by its receptive-field mask first")
+    exclude_silent: bool = Field(True, description="leave out units no image excited")
+    batch_size: int = Field(256, ge=1, description="images per embedding forward pass")
+    strip_units: int = Field(8, ge=1, description="units per development strip, picked by rate of change")
+    units: dict[str, list[int]] = Field(default_factory=dict, description="chosen units per layer for the strips")
+
+    @field_validator("spaces")
+    @classmethod
+    def _known_spaces(cls, value: list) -> list:
+        from torchvision import models as tvm
+
+        from .errors import did_you_mean
+
+        valid = ["pixel", *tvm.list_models(module=tvm)]
+        for space in value:
+            if isinstance(space, str) and space not in valid:
+                raise ValueError(f"unknown space {space!r}.{did_you_mean(space, valid)}")
+        return value
+
+
+class AlignSpec(Strict):
+    """Convergent learning: align the units of two runs, and of each epoch with a run's final one.
+
+    See analyze/align/. Library defaults follow the seed (Li et al. 2016).
+    """
+
+    pairs: list[tuple[str, str]] | None = Field(
+        None, description="[run, run] pairs to align; default: every pair of runs with the same condition")
+    layers: list[str] | None = Field(None, description="default: the study's layers")
+    epochs: list[int] | None = Field(None, description="epochs at which pairs are aligned; default: the last both have")
+    track: list[str] | None = Field(
+        None, description="runs whose every epoch is aligned with their final one; default: the pairs' runs; [] none")
+    images: int | None = Field(None, ge=4, description="probe images used; default: all of rsa.images")
+    batch_size: int = Field(64, ge=1)
+    threshold: float = Field(0.5, description="a unit whose matched correlation is below it has no partner")
+    mi_samples: int = Field(10000, ge=0, description="(image, position) samples for mutual information; 0 skips it")
+    bin_mass: float = Field(0.05, gt=0, le=1, description="mutual information: share of the positive values per bin")
+    penalties: list[float] = Field([1.0, 0.1, 0.01, 10**-2.6, 1e-3, 1e-4, 1e-5], min_length=1,
+                                   description="L1 penalties of the sparse prediction sweep (the seed's)")
+    sparse_iter: int = Field(2000, ge=1, description="FISTA iterations per penalty, at most")
+    cluster_penalty: float = Field(10**-2.6, ge=0, description="the penalty whose mapping is clustered hierarchically")
+    tau: float = Field(0.2, ge=-1, le=1, description="spectral clustering: correlations below it are cut")
+    clusters: int | None = Field(None, ge=1, description="spectral clusters; default: the eigen-gap's suggestion")
+    alpha: float | None = Field(0.25, gt=0, le=1, description="clusters above this share of all units are split again")
+
+    @field_validator("penalties")
+    @classmethod
+    def _non_negative(cls, value: list[float]) -> list[float]:
+        if min(value) < 0:
+            raise ValueError(f"penalties must be >= 0, got {value}")
+        return value
 
 
 class Study(Strict):
@@ -149,6 +254,9 @@ class Study(Strict):
     runs: list[RunSpec]
     probe: ProbeSpec = ProbeSpec()
     synth: SynthSpec = SynthSpec()
+    rsa: RSASpec = RSASpec()
+    analyze: AnalyzeSpec = AnalyzeSpec()
+    align: AlignSpec = AlignSpec()
 
     @model_validator(mode="after")
     def _unique_names(self):
@@ -231,9 +339,15 @@ def _resolve_paths(raw: dict, base: Path) -> None:
                 run["path"] = fix(run["path"])
             if isinstance(run.get("data"), dict) and run["data"].get("root") is not None:
                 run["data"]["root"] = fix(run["data"]["root"])
-    probe_data = raw.get("probe", {}).get("data") if isinstance(raw.get("probe"), dict) else None
-    if isinstance(probe_data, dict) and probe_data.get("root") is not None:
-        probe_data["root"] = fix(probe_data["root"])
+    analyze = raw.get("analyze")
+    for space in (analyze.get("spaces") or []) if isinstance(analyze, dict) else []:
+        weights = space.get("weights") if isinstance(space, dict) else None
+        if isinstance(weights, str) and ("/" in weights or Path(weights).suffix in (".pt", ".pth", ".safetensors")):
+            space["weights"] = fix(weights)  # a file, not a weight-set name
+    for section in ("probe", "rsa"):
+        section_data = raw.get(section, {}).get("data") if isinstance(raw.get(section), dict) else None
+        if isinstance(section_data, dict) and section_data.get("root") is not None:
+            section_data["root"] = fix(section_data["root"])
 
 
 def parse_study(raw: Any, path: Path, overrides: dict | None = None) -> Study:

@@ -72,6 +72,9 @@ def test_silent_units_are_reported_and_cma_rescues_rare_ones():
     no_cma = synthesize(model, gen, ChannelCentre([0, 1, 2]), seed=1, config=EngineConfig(
         pool_size=8, cma_generations=0, adam_steps=5, batch_size=64))
     assert no_cma.silent.tolist() == [True, True, False]  # without the search phase it would be lost
+    # a silent unit has an all-zero gradient: it leaves Adam after its first step instead of idling
+    assert not torch.isnan(out.trace[0, 0]) and torch.isnan(out.trace[0, 1:]).all()
+    assert not torch.isnan(out.trace[2]).any()
 
 
 def test_early_exit_drops_converged_units(net):

@@ -6,6 +6,7 @@ Inputs are uint8 images (N, S, S, 3) as the store keeps them.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -47,23 +48,35 @@ def layer_grids(panels: dict[str, np.ndarray], path: Path, title: str, max_units
 
 def development_strip(images: np.ndarray, epochs: list[int], units: list[int], path: Path, title: str,
                       scores: np.ndarray | None = None) -> list[Path]:
-    """Rows = units, columns = epochs: how each unit's prototype develops. images: (E, U, S, S, 3).
+    """Rows = units, columns = epochs: how each unit's prototype develops. images: (E, U, S, S, 3)."""
+    return development_strips({"": (images, epochs, units, scores)}, path, title)
 
-    Drawn as one montage image with labelled ticks (one imshow, not E x U subplots: fast).
+
+def development_strips(panels: dict[str, tuple], path: Path, title: str) -> list[Path]:
+    """Development strips side by side, one per panel: label -> (images (E, U, S, S, 3), epochs, units, scores).
+
+    Each is drawn as one montage image with labelled ticks (one imshow, not E x U subplots: fast).
+    `scores` (E, U) or None: the final epoch's score is printed beside each unit.
     """
     import matplotlib.pyplot as plt
 
-    n_epochs, n_units, size = images.shape[0], images.shape[1], images.shape[2]
-    order = np.asarray(images).transpose(1, 0, 2, 3, 4).reshape(n_epochs * n_units, size, size, 3)
-    montage = grid_image(order, ncols=n_epochs, pad=2).permute(1, 2, 0).numpy()
-    step = size + 2
-    fig, ax = plt.subplots(figsize=(0.6 * n_epochs + 1.5, 0.6 * n_units + 1.0))
-    ax.imshow(montage)
-    ax.set_xticks([2 + step * j + size / 2 for j in range(n_epochs)], [str(e) for e in epochs], fontsize=7)
-    labels = [f"unit {u}" + (f" ({scores[-1, i]:.2g})" if scores is not None else "") for i, u in enumerate(units)]
-    ax.set_yticks([2 + step * i + size / 2 for i in range(n_units)], labels, fontsize=7)
-    ax.set_xlabel("epoch")
-    ax.set_title(title, fontsize=9)
+    shapes = [(np.asarray(p[0]).shape[0], np.asarray(p[0]).shape[1]) for p in panels.values()]
+    most_epochs, most_units = max(e for e, _ in shapes), max(u for _, u in shapes)
+    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * (0.6 * most_epochs + 1.5), 0.6 * most_units + 1.0),
+                             squeeze=False)
+    for ax, (label, (images, epochs, units, scores)) in zip(axes[0], panels.items()):
+        images = np.asarray(images)
+        n_epochs, n_units, size = images.shape[0], images.shape[1], images.shape[2]
+        order = images.transpose(1, 0, 2, 3, 4).reshape(n_epochs * n_units, size, size, 3)
+        ax.imshow(grid_image(order, ncols=n_epochs, pad=2).permute(1, 2, 0).numpy())
+        step = size + 2
+        ax.set_xticks([2 + step * j + size / 2 for j in range(n_epochs)], [str(e) for e in epochs], fontsize=7)
+        ticks = [f"unit {u}" + (f" ({scores[-1, i]:.2g})" if scores is not None else "") for i, u in enumerate(units)]
+        ax.set_yticks([2 + step * i + size / 2 for i in range(n_units)], ticks, fontsize=7)
+        ax.set_xlabel("epoch")
+        if label:
+            ax.set_title(label, fontsize=9)
+    fig.suptitle(title, fontsize=9)
     return save(fig, path)
 
 
@@ -76,29 +89,81 @@ def most_changing_units(images: np.ndarray, count: int) -> list[int]:
     return [int(u) for u in np.argsort(-change)[:count]]
 
 
-def prototype_figures(study, out: Path, strip_units: int = 8) -> list[Path]:
-    """Per layer: a grid per condition at the last epoch, and a development strip of the units that change most."""
+def stored_change(store_root: Path, run: str, layer: str, distances=("mse", "cosine")) -> tuple[np.ndarray, str] | None:
+    """Per-unit rate of change summed over epochs (mean over repeats) from ``unit_metrics.zarr``, and the
+    space · distance it was measured in (pixel space preferred); None before `analyze` has run."""
+    import zarr
+
+    root = Path(store_root) / "unit_metrics.zarr"
+    spaces = sorted(p.name for p in root.iterdir() if (p / run / layer / "zarr.json").is_file()) if root.is_dir() else []
+    if not spaces:
+        return None
+    space = "pixel" if "pixel" in spaces else spaces[0]
+    group = zarr.open_group(root / space / run / layer, mode="r", zarr_format=3)
+    for distance in distances:
+        if f"change_{distance}" in group:
+            values = np.asarray(group[f"change_{distance}"][:])  # (epoch, repeat, unit)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN units: handled below
+                total = np.nansum(np.nanmean(values, axis=1), axis=0)
+            total[np.isnan(values).all(axis=(0, 1))] = -np.inf  # never measured (silent): never picked
+            return total, f"{space} · {distance}"
+    return None
+
+
+def strip_units(study, run: str, layer: str, stack: np.ndarray, count: int) -> tuple[list[int], str]:
+    """The units to show: the study's choice (`analyze.units`), else those that change most."""
+    from ..errors import UserError
+
+    n_units = stack.shape[1]
+    chosen = study.analyze.units.get(layer)
+    if chosen:
+        bad = [u for u in chosen if not 0 <= u < n_units]
+        if bad:
+            raise UserError(f"analyze.units.{layer}: units {bad} do not exist; {layer} has units 0..{n_units - 1}.")
+        return list(chosen), "chosen units"
+    stored = stored_change(study.store, run, layer, study.analyze.distances)
+    if stored is not None and len(stored[0]) == n_units:
+        masked = ", masked" if study.analyze.masked else ""
+        return [int(u) for u in np.argsort(-stored[0], kind="stable")[:count]], f"most changing ({stored[1]}{masked})"
+    return most_changing_units(stack, count), "most changing (pixel MSE)"
+
+
+def prototype_figures(study, out: Path, strip_units_count: int | None = None) -> list[Path]:
+    """Per layer: a grid per condition at the last epoch (Figure 2), and development strips (Figure 4) of
+    the first run of each condition — the study's chosen units, or those whose prototype changes most."""
     from ..store.arrays import ArrayStore
 
+    count = strip_units_count or study.analyze.strip_units
     store = ArrayStore(Path(study.store) / "arrays.zarr")
     paths: list[Path] = []
-    runs = [r for r in study.runs if r.name in store.runs()]
-    layers = [layer for layer in study.layers if runs and store.has_layer(runs[0].name, layer)]
-    for layer in layers:
-        panels = {}
-        for run in runs:
+    stored_runs = store.runs()
+    runs = [r for r in study.runs if r.name in stored_runs]
+    first = {}  # condition -> its first run with prototypes
+    for run in runs:
+        first.setdefault(run.condition, run)
+    for layer in study.layers:
+        panels, strips, how = {}, {}, set()
+        for run in first.values():
+            if not store.has_layer(run.name, layer):
+                continue
             done = store.done_jobs(run.name, layer)
-            if run.condition not in panels and done:
-                epoch = max(e for e, r in done if r == 0) if any(r == 0 for _, r in done) else max(done)[0]
-                panels[f"{run.condition} ({run.name}, epoch {epoch})"] = store.read_job(run.name, layer, epoch, 0)["prototype"]
+            if not done:
+                continue
+            epoch = max(e for e, r in done if r == 0) if any(r == 0 for _, r in done) else max(done)[0]
+            panels[f"{run.condition} ({run.name}, epoch {epoch})"] = store.read_job(run.name, layer, epoch, 0)["prototype"]
+            epochs = sorted(e for e, r in done if r == 0)
+            if len(epochs) >= 2:
+                jobs = [store.read_job(run.name, layer, e, 0) for e in epochs]
+                stack = np.stack([j["prototype"] for j in jobs])
+                scores = np.stack([j["score"] for j in jobs])
+                units, picked = strip_units(study, run.name, layer, stack, count)
+                strips[f"{run.condition} ({run.name})"] = (stack[:, units], epochs, units, scores[:, units])
+                how.add(picked)
         if panels:
             paths += layer_grids(panels, out / f"prototypes_{layer}", f"Prototypes of {layer}")
-        run = runs[0]
-        epochs = sorted(e for e, r in store.done_jobs(run.name, layer) if r == 0)
-        if len(epochs) >= 2:
-            stack = np.stack([store.read_job(run.name, layer, e, 0)["prototype"] for e in epochs])
-            scores = np.stack([store.read_job(run.name, layer, e, 0)["score"] for e in epochs])
-            units = most_changing_units(stack, strip_units)
-            paths += development_strip(stack[:, units], epochs, units, out / f"development_{layer}",
-                                       f"{run.name} {layer}: prototypes over training (final score)", scores[:, units])
+        if strips:
+            paths += development_strips(strips, out / f"development_{layer}",
+                                        f"{layer}: prototypes over training, repeat 0; {'; '.join(sorted(how))} "
+                                        "(final score in brackets)")
     return paths

@@ -1,0 +1,1 @@
+"""Analyses of stored checkpoints: probe-set activations, RSA trajectories, alignment."""

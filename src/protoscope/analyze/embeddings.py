@@ -1,0 +1,330 @@
+"""Spaces to compare prototypes in: pixels, a pretrained torchvision CNN, or a checkpoint of the study.
+
+A prototype is a picture; how far apart two pictures are depends on who looks.
+Pixel space compares the (masked) images themselves; an embedding space compares
+what a trained network makes of them — the pooled penultimate features of one of
+the seed's ten ImageNet CNNs, or of any checkpoint of the study (the demo's choice,
+since no pretrained weights ship here). Weights are only ever read from local
+files: nothing is downloaded.
+
+A model's embedding of a prototype is computed once and stored in
+``STORE/embeddings.zarr`` (`EmbeddingStore`), one chunk per (epoch, repeat) block,
+marked done after it is written — so an interrupted `analyze` resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import zarr
+from torch import nn
+from zarr.errors import ContainsArrayError, ContainsGroupError
+
+from ..data.datasets import normalize
+from ..errors import UserError, did_you_mean
+
+# The seed's ten embedding networks and the layer whose output is their pooled, penultimate
+# representation. VGG's `avgpool` is a 7x7 map (25,088 values), so its penultimate layer is fc7
+# after its ReLU (`classifier.4`, 4096 values); the others pool to one vector per image.
+PENULTIMATE = {
+    "resnet50": "avgpool", "resnet101": "avgpool", "resnet152": "avgpool",
+    "inception_v3": "avgpool",
+    "vgg16": "classifier.4", "vgg19": "classifier.4",
+    "densenet121": "adaptive_avg_pool2d", "densenet169": "adaptive_avg_pool2d",
+    "densenet201": "adaptive_avg_pool2d",
+    "mobilenet_v2": "adaptive_avg_pool2d",
+}
+# Constructor arguments that make the architecture match its published weights (torchvision sets the
+# same ones when it loads them itself), and skip a random initialization the weights overwrite anyway.
+_BUILD_ARGS = {
+    "inception_v3": {"aux_logits": True, "transform_input": True, "init_weights": False},
+    "vgg16": {"init_weights": False}, "vgg19": {"init_weights": False},
+}
+# DenseNet's published files predate a rename ('denselayer1.norm.1.weight' -> 'denselayer1.norm1.weight');
+# torchvision rewrites the keys when it loads them, and so must we.
+_DENSENET_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
+class PixelSpace:
+    """The image itself, as a vector: nothing to compute, nothing stored."""
+
+    name = "pixel"
+    stored = False
+
+    def settings(self) -> dict:
+        return {"kind": "pixel"}
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return images.flatten(1)
+
+
+class ModelSpace:
+    """A network's features of a layer, flattened; the network is built on first use.
+
+    `build()` returns (model, layer, image_size). Images (N, 3, S, S) in [0, 1] are resized to
+    `image_size` when it differs, ImageNet-normalized, and pushed through the model truncated at
+    `layer`, in float32.
+    """
+
+    stored = True
+
+    def __init__(self, name: str, settings: dict, build, device: torch.device | str = "cpu"):
+        self.name, self._settings, self._build, self.device = name, settings, build, torch.device(device)
+        self._net = None
+
+    def __repr__(self) -> str:
+        return f"ModelSpace({self.name!r})"
+
+    def settings(self) -> dict:
+        return dict(self._settings)
+
+    def _ready(self):
+        if self._net is None:
+            from ..nets.layers import check_layers, truncate
+
+            model, layer, size = self._build()
+            model = model.to(self.device).eval().requires_grad_(False)
+            self._layer = check_layers(model, layer)[0]
+            self._net, self._size = truncate(model, self._layer), size
+        return self._net
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        net = self._ready()
+        x = images.to(self.device, torch.float32)
+        if x.shape[-1] != self._size or x.shape[-2] != self._size:
+            x = F.interpolate(x, size=(self._size, self._size), mode="bilinear", align_corners=False,
+                              antialias=x.shape[-1] > self._size)
+        return net(normalize(x))[self._layer].flatten(1).float()
+
+
+# ---------------------------------------------------------------- pretrained torchvision models
+
+
+def _weight_sets(model: str):
+    from torchvision import models as tvm
+
+    try:
+        return tvm.get_model_weights(model)
+    except (ValueError, KeyError):
+        return None
+
+
+def weights_file(model: str, weights: str = "IMAGENET1K_V1") -> Path:
+    """The local file holding `model`'s weights: `weights` itself when it is a path, else the torch
+    hub cache's copy of that weight set (``torch.hub.get_dir()/checkpoints/<file name of its URL>``,
+    where torchvision would have put it). A missing file is a UserError saying where to put it."""
+    path = Path(weights).expanduser()
+    if "/" in weights or path.suffix in (".pt", ".pth", ".safetensors"):
+        if not path.is_file():
+            raise UserError(f"Weights file for {model} not found: {path} (analyze.spaces[].weights).")
+        return path
+    sets = _weight_sets(model)
+    names = [w.name for w in sets] if sets is not None else []
+    if weights not in names:
+        raise UserError(f"{model} has no weight set {weights!r}; give a local file in analyze.spaces[].weights"
+                        + (f", or one of its weight sets.{did_you_mean(weights, names)}" if names else "."))
+    url = sets[weights].url
+    path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    if not path.is_file():
+        raise UserError(
+            f"No local weights for {model} ({weights}): put the file at {path} "
+            f"(torchvision publishes it at {url}; protoscope never downloads), "
+            "or set analyze.spaces[].weights to a local .pth/.safetensors file."
+        )
+    return path
+
+
+def load_pretrained(model: str, weights: str = "IMAGENET1K_V1") -> nn.Module:
+    """A torchvision model with its weights read from a local file (safetensors or a weights-only .pth)."""
+    from torchvision import models as tvm
+
+    from ..nets.checkpoints import check_fits, load_state
+
+    names = tvm.list_models(module=tvm)
+    if model not in names:
+        raise UserError(f"Unknown torchvision model {model!r}.{did_you_mean(model, names)}")
+    path = weights_file(model, weights)
+    state = {k.removeprefix("module."): v for k, v in load_state(path).items()}
+    if model.startswith("densenet"):
+        state = {(m.group(1) + m.group(2) if (m := _DENSENET_OLD_KEY.match(k)) else k): v for k, v in state.items()}
+    net = tvm.get_model(model, weights=None, **_BUILD_ARGS.get(model, {}))
+    # Files saved before PyTorch 0.4 (DenseNet's, among others) have no BatchNorm step counters; they are
+    # not weights, and BatchNorm itself fills them in for such files.
+    state.update({k: v for k, v in net.state_dict().items() if k.endswith("num_batches_tracked") and k not in state})
+    check_fits(state, net.state_dict(), path, hint=f"Is it a state dict of torchvision's {model}?")
+    net.load_state_dict(state)
+    return net
+
+
+def _input_size(model: str, weights: str) -> int:
+    """The crop size the model's published weights were trained at (224; 299 for Inception v3)."""
+    sets = _weight_sets(model)
+    if sets is None:
+        return 224
+    names = [w.name for w in sets]
+    chosen = sets[weights] if weights in names else sets.DEFAULT
+    return int(chosen.transforms().crop_size[0])
+
+
+def pretrained_space(model: str, weights: str = "IMAGENET1K_V1", layer: str | None = None,
+                     image_size: int | None = None, name: str | None = None, device="cpu") -> ModelSpace:
+    """A pretrained torchvision CNN as a space; by default its pooled penultimate features."""
+    if layer is None and model not in PENULTIMATE:
+        raise UserError(f"Space {model!r}: name its `layer` (the penultimate layer is built in only for "
+                        f"{', '.join(PENULTIMATE)}).")
+    layer = layer or PENULTIMATE[model]
+    size = image_size or _input_size(model, weights)
+    weights_file(model, weights)  # fail now, before any work, when the file is missing
+    settings = {"kind": "torchvision", "model": model, "weights": weights, "layer": layer, "image_size": size}
+    return ModelSpace(name or model, settings, lambda: (load_pretrained(model, weights), layer, size), device)
+
+
+def checkpoint_space(study, run: str, epoch: int | None = None, layer: str | None = None,
+                     image_size: int | None = None, name: str | None = None, device="cpu") -> ModelSpace:
+    """A checkpoint of the study as a space (default: the run's last epoch, pooled features)."""
+    from ..nets.checkpoints import epoch_files, load_into
+    from ..nets.models import build_model, feature_layer
+
+    spec = study.run(run)
+    files = epoch_files(study.run_dir(spec))
+    if not files:
+        raise UserError(f"Space from run {run!r}: it has no checkpoints in {study.run_dir(spec)}; train it first.")
+    epoch = max(files) if epoch is None else epoch
+    if epoch not in files:
+        raise UserError(f"Space from run {run!r}: no checkpoint for epoch {epoch}; stored: {', '.join(map(str, files))}.")
+    layer = layer or feature_layer(spec.arch)
+    size = image_size or spec.data.image_size
+    settings = {"kind": "checkpoint", "run": run, "epoch": epoch, "layer": layer, "image_size": size,
+                "arch": spec.arch, "width": spec.width, "small_input": spec.small_input}
+
+    def build():
+        return load_into(build_model(spec.arch, spec.width, spec.small_input), files[epoch]), layer, size
+
+    return ModelSpace(name or f"{run}-e{epoch}", settings, build, device)
+
+
+def make_spaces(study, device="cpu") -> list:
+    """The study's `analyze.spaces` as space objects (models are loaded on first use)."""
+    spaces = []
+    for entry in study.analyze.spaces:
+        if isinstance(entry, str):
+            spaces.append(PixelSpace() if entry == "pixel" else pretrained_space(entry, device=device))
+        elif entry.model is not None:
+            spaces.append(pretrained_space(entry.model, entry.weights, entry.layer, entry.image_size, entry.name, device))
+        else:
+            spaces.append(checkpoint_space(study, entry.run, entry.epoch, entry.layer, entry.image_size, entry.name, device))
+    names = [s.name for s in spaces]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UserError(f"analyze.spaces: two spaces are named {dupes}; give them distinct `name`s.")
+    return spaces
+
+
+# ---------------------------------------------------------------- the embedding store
+
+
+def _jsonable(value) -> object:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+class EmbeddingStore:
+    """``embeddings.zarr/<masked|unmasked>/<space>/<run>/<layer>/``: ``embedding[epoch, repeat, unit, feature]``
+    (float32, one chunk per (epoch, repeat)) and ``done[epoch, repeat]``.
+
+    Masked and unmasked embeddings live apart, so switching `analyze.masked` never reuses the
+    other's; a space's settings are recorded, and a space redefined under the same name is refused.
+    """
+
+    def __init__(self, path: str | Path, masked: bool = True):
+        self.path = Path(path)
+        self.kind = "masked" if masked else "unmasked"
+        self._groups: dict[tuple, zarr.Group] = {}
+
+    def _where(self, space, run: str, layer: str) -> str:
+        return f"{self.kind}/{space.name}/{run}/{layer}"
+
+    def _open(self, space, run: str, layer: str) -> zarr.Group | None:
+        key = (space.name, run, layer)
+        if key not in self._groups:
+            if not (self.path / self._where(space, run, layer) / "zarr.json").is_file():
+                return None
+            group = zarr.open_group(self.path / self._where(space, run, layer), mode="r+", zarr_format=3)
+            self._check(group, space, run, layer)
+            self._groups[key] = group
+        return self._groups[key]
+
+    def _check(self, group: zarr.Group, space, run: str, layer: str) -> None:
+        stored, now = _jsonable(dict(group.attrs).get("space")), _jsonable(space.settings())
+        if stored != now:
+            raise UserError(
+                f"Embeddings of space {space.name!r} in {self.path / self._where(space, run, layer)} were computed "
+                f"with other settings ({stored} vs now {now}). Name the new space differently, or delete "
+                f"{self.path / self.kind / space.name} to recompute it."
+            )
+
+    def done(self, space, run: str, layer: str, shape: tuple[int, int]) -> np.ndarray:
+        """done[epoch index, repeat] (all False before the first write)."""
+        group = self._open(space, run, layer)
+        return np.zeros(shape, bool) if group is None else np.asarray(group["done"][:])
+
+    def _ensure(self, space, run: str, layer: str, epochs: list[int], repeats: int, units: int,
+                features: int) -> zarr.Group:
+        group = self._open(space, run, layer)
+        if group is not None:
+            return group
+        root = zarr.open_group(self.path, mode="a", zarr_format=3)
+        group = root
+        for part in self._where(space, run, layer).split("/"):
+            try:
+                group = group.require_group(part)
+            except ContainsGroupError:
+                group = group[part]
+        group.attrs.update({"space": _jsonable(space.settings()), "epochs": [int(e) for e in epochs]})
+        E, R, U = len(epochs), repeats, units
+        arrays = {
+            "embedding": ((E, R, U, features), (1, 1, U, features), ("epoch", "repeat", "unit", "feature"), "float32",
+                          float("nan")),
+            "done": ((E, R), (1, 1), ("epoch", "repeat"), "bool", False),
+        }
+        for name, (shape, chunks, dims, dtype, fill) in arrays.items():
+            try:
+                group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
+                                   dimension_names=dims)
+            except ContainsArrayError:
+                pass
+        for name, values in {"epoch": np.asarray(epochs, "int64"), "repeat": np.arange(R, dtype="int64"),
+                             "unit": np.arange(U, dtype="int64")}.items():
+            try:
+                group.create_array(name, data=values, chunks=values.shape, dimension_names=(name,))
+            except ContainsArrayError:
+                pass
+        self._groups[(space.name, run, layer)] = group
+        return group
+
+    def write(self, space, run: str, layer: str, epochs: list[int], repeats: int, index: int, which: list[int],
+              values: np.ndarray) -> None:
+        """Blocks of one epoch index, repeats `which`: values (len(which), units, features); then their done marks.
+
+        Only blocks not yet done are written (a done block is never rewritten: its embedding cannot change)."""
+        values = np.asarray(values, dtype=np.float32)
+        group = self._ensure(space, run, layer, epochs, repeats, values.shape[1], values.shape[2])
+        if group["embedding"].shape[2:] != values.shape[1:]:
+            raise UserError(f"{self.path / self._where(space, run, layer)} holds embeddings of shape "
+                            f"{group['embedding'].shape[2:]}, got {values.shape[1:]}; delete it to recompute.")
+        group["embedding"].oindex[index, list(which)] = values
+        group["done"].oindex[index, list(which)] = True
+
+    def read(self, space, run: str, layer: str, index: int) -> np.ndarray:
+        """(repeat, unit, feature) embeddings of one epoch index (NaN where not done)."""
+        return np.asarray(self._open(space, run, layer)["embedding"][index])
+
+
+def embed_images(space, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """(N, 3, S, S) -> (N, F), in batches of `batch_size` images."""
+    return torch.cat([space.embed(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])

@@ -48,7 +48,7 @@ from protoscope.runtime import bf16_native, resolve_device
 from protoscope.synth.cmaes import IsotropicES
 from protoscope.synth.engine import EngineConfig, synthesize
 from protoscope.synth.generators import make_generator
-from protoscope.synth.jobs import layer_forward, layer_units
+from protoscope.synth.jobs import layer_forward, layer_units, pre_activation
 from protoscope.synth.objectives import ChannelCentre, centre_index
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
@@ -271,17 +271,25 @@ def run_lucent(model, layer, forward, generator, units, seed, device, flops_fwd,
 
 
 def run_ours(model, layer, generator, units, seed, device, config, bf16, crop, plans, full_forward,
-             name="protoscope") -> Run:
+             name="protoscope", channels_last=True, pre_search=True) -> Run:
     """The engine on `units`; the crop plan (architecture only, computed once per layer) is not timed."""
     key = (id(model), layer)
     if crop and key not in plans:
         _, plans[key] = layer_forward(model, layer, generator.image_size, True)
-    forward, plan = layer_forward(model, layer, generator.image_size, crop, plans[key] if crop else None)
+    forward, plan = layer_forward(model, layer, generator.image_size, crop, plans[key] if crop else None,
+                                  channels_last=channels_last)
+    search = pre_activation(model, layer, forward, generator.image_size, plan) if pre_search else None
     flops_fwd = forward_flops(forward, generator, device)
-    warm_up(forward, generator, device, bf16)
-    start = time.perf_counter()
-    result = synthesize(forward, generator, ChannelCentre(units), seed=seed, config=config, device=device, bf16=bf16)
-    seconds = time.perf_counter() - start
+    # the engine runs the network channels-last, as `evolve` does; the baselines keep NCHW
+    model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    try:
+        warm_up(forward, generator, device, bf16)
+        start = time.perf_counter()
+        result = synthesize(forward, generator, ChannelCentre(units), seed=seed, config=config, device=device, bf16=bf16,
+                            search_forward=search)
+        seconds = time.perf_counter() - start
+    finally:
+        model.to(memory_format=torch.contiguous_format)
     stats = dict(result.stats)
     scores = final_scores(full_forward, generator, result.latent.to(device), units)
     pool_images = config.pool_size
@@ -378,7 +386,7 @@ def run_condition(name, model, args, device, generator, config, bf16, machine) -
         order = sample_units(C, 0, args.seed + 17)
         sample = sorted(order[: min(args.samples, C)])
         ours_units = sorted(order if args.ours_units <= 0 else order[: max(min(args.ours_units, C), len(sample))])
-        full_forward, _ = layer_forward(model, layer, size, crop=False)
+        full_forward, _ = layer_forward(model, layer, size, crop=False, channels_last=False)
         flops_full = forward_flops(full_forward, generator, device)
         runs: dict[str, Run] = {}
         log(f"[{name}] {layer}: {C} channels, output {shapes[layer]}, sample {sample}, ours on {len(ours_units)} units")
@@ -419,7 +427,7 @@ def run_ablations(name, model, layer, info, generator, config, bf16, plans, devi
     """Engine defaults vs one technique switched off at a time, on the units ours ran."""
     base = info["runs"]["protoscope"]
     units = base.units
-    full_forward, _ = layer_forward(model, layer, generator.image_size, crop=False)
+    full_forward, _ = layer_forward(model, layer, generator.image_size, crop=False, channels_last=False)
     has_crop = layer_forward(model, layer, generator.image_size, True, plans.get((id(model), layer), "auto"))[1] is not None
     variants = [
         ("shared pool", "pool_size=1 (one random start for all units)", dict(config=replace(config, pool_size=1))),
@@ -428,6 +436,8 @@ def run_ablations(name, model, layer, info, generator, config, bf16, plans, devi
         ("early exit", f"patience={config.adam_steps + 1} (never exit)", dict(config=replace(config, patience=config.adam_steps + 1))),
         ("bf16", "float32 network", dict(bf16=False)) if bf16 else None,
         ("input cropping", "crop=False (full image)", dict(crop=False)) if args.crop and has_crop else None,
+        ("channels-last", "NCHW layout", dict(channels_last=False)),
+        ("pre-ReLU search", "pool and CMA-ES score after the ReLU", dict(pre_search=False)),
     ]
     rows = [{"technique": "(engine as configured)", "without": "-", "run": base}]
     na = []
@@ -443,10 +453,11 @@ def run_ablations(name, model, layer, info, generator, config, bf16, plans, devi
         if variant is None:
             continue
         technique, without, change = variant
-        kwargs = dict(config=config, bf16=bf16, crop=args.crop) | change
+        kwargs = dict(config=config, bf16=bf16, crop=args.crop, channels_last=True, pre_search=True) | change
         log(f"[{name}] ablation {layer}: without {technique} ({without})")
         run = probed(device, run_ours, model, layer, generator, units, args.seed, device, kwargs["config"],
-                     kwargs["bf16"], kwargs["crop"], plans, full_forward, name=f"without {technique}")
+                     kwargs["bf16"], kwargs["crop"], plans, full_forward, name=f"without {technique}",
+                     channels_last=kwargs["channels_last"], pre_search=kwargs["pre_search"])
         rows.append({"technique": technique, "without": without, "run": run})
     return {"units": len(units), "rows": rows + na}
 
@@ -639,11 +650,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     defaults = EngineConfig()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="small sample (4 units per layer for the baselines, 16 for ours), random init only unless "
-                        "--checkpoint, ablations on layer1 and layer3 over ours' units; < 10 min on 2 CPU cores")
+                   help="small sample (4 units per layer for the baselines; ours on all units), random init only unless "
+                        "--checkpoint, ablations on layer1 and layer3; < 10 min on 2 CPU cores")
     p.add_argument("--samples", type=int, default=None, help="units per layer for the per-unit baselines (quick 4, full 16)")
     p.add_argument("--ours-units", type=int, default=None,
-                   help="units per layer for the engine, a superset of the sample; 0 = all (quick 16, full 0)")
+                   help="units per layer for the engine, a superset of the sample; 0 = all (the default)")
     p.add_argument("--layers", default=",".join(LAYERS), help="comma-separated layers")
     p.add_argument("--ablate", default=None, help="layers for the technique ablations (default layer1,layer3; '' = none)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
@@ -684,7 +695,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.samples is None:
         args.samples = 4 if args.quick else 16
     if args.ours_units is None:
-        args.ours_units = 16 if args.quick else 0
+        args.ours_units = 0  # the engine always runs every unit: its shared pool is amortized over them
     args.layers = [l for l in args.layers.split(",") if l]
     args.ablate = ["layer1", "layer3"] if args.ablate is None else [l for l in args.ablate.split(",") if l]
     args.methods = [m for m in args.methods.split(",") if m]

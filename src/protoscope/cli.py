@@ -131,7 +131,7 @@ def align(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Opti
 
 @app.command("run")
 def run_(study: Path = StudyArg, store: Optional[Path] = StoreOpt, device: Optional[str] = DeviceOpt) -> None:
-    """Run every stage of a study that is not yet stored (train, probe, evolve, rsa, align, report).
+    """Run every stage of a study that is not yet stored (train, probe, evolve, analyze, rsa, align, report).
 
     Example: protoscope run study.yaml
     """

@@ -216,6 +216,17 @@ def test_an_all_zero_stored_mask_is_reported_and_compared_unmasked(tmp_path, wri
     assert got == pytest.approx(want, rel=1e-5) and got > 0
 
 
+def test_silent_units_count_when_asked_to(tmp_path, write_study):
+    study = _study(tmp_path, write_study, distances=["mse"], exclude_silent=False)
+    protos, mask = _write_store(study.store)
+    analyze_prototypes(study)
+    table = MetricsTable(study.store).read("analyze")
+    v = [(protos[2, 0][u] / 255 * mask[..., None]).ravel() for u in range(U)]
+    want = np.mean([naive(v[i], v[j], "mse") for i in range(U) for j in range(U) if i < j])
+    got = table[(table.metric == "diversity_mse") & (table.epoch == 2) & (table.repeat == 0)]["value"].item()
+    assert got == pytest.approx(want, rel=1e-5)
+
+
 def test_changing_the_masking_later_is_refused(tmp_path, write_study):
     from protoscope.errors import UserError
 

@@ -7,7 +7,7 @@ from torch import nn
 from protoscope.nets.models import build_model
 from protoscope.synth.engine import EngineConfig, activation_bytes_per_image, pick_batch_size, synthesize
 from protoscope.synth.generators import FourierGenerator, PixelGenerator
-from protoscope.synth.jobs import layer_forward
+from protoscope.synth.jobs import layer_forward, pre_activation
 from protoscope.synth.objectives import ChannelCentre, ChannelMean
 
 FAST = EngineConfig(pool_size=64, cma_generations=3, adam_steps=15, adam_lr=0.1, batch_size=64)
@@ -114,3 +114,47 @@ def test_batch_size_follows_the_memory_budget(net):
     small = pick_batch_size(EngineConfig(memory_gb=0.01), forward, gen, torch.device("cpu"), False)
     large = pick_batch_size(EngineConfig(memory_gb=1.0), forward, gen, torch.device("cpu"), False)
     assert small < large
+
+
+class _Unreachable(nn.Module):
+    """Unit 0 = relu(mean red at the centre 2x2 - 0.97), behind an nn.ReLU module.
+
+    Random images essentially never get there (it needs four sigmoid pixels above
+    0.97 at once), so every pool image and every CMA candidate scores 0 after the
+    ReLU; the pre-activation still says which image came closer."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Sequential(nn.Identity(), nn.ReLU())
+
+    def forward(self, images):
+        red = images[:, 0:1, 1:3, 1:3].mean(dim=(2, 3), keepdim=True)  # (B, 1, 1, 1)
+        return self.layer(red - 0.97)
+
+
+def test_pre_activation_gives_the_search_a_signal_where_the_relu_gives_none():
+    gen = PixelGenerator(size=4, latent_size=4)
+    model = _Unreachable()
+    forward = model.forward
+    search = pre_activation(model, "layer", forward, 4)
+    assert search is not None
+    images = torch.rand(5, 3, 4, 4)
+    assert torch.allclose(torch.relu(search(images)), forward(images))  # equal wherever the score is positive
+    config = EngineConfig(pool_size=16, cma_generations=40, cma_popsize=8, adam_steps=3, batch_size=64)
+    blind = synthesize(forward, gen, ChannelCentre([0]), seed=0, config=config)
+    guided = synthesize(forward, gen, ChannelCentre([0]), seed=0, config=config, search_forward=search)
+    assert blind.stats["silent_after_pool"] == guided.stats["silent_after_pool"] == 1
+    assert blind.silent.item() and not guided.silent.item()
+
+
+def test_pre_activation_of_resnet_layers_and_of_a_layer_without_relu(net):
+    for layer, crop in [("layer1", True), ("layer3", False)]:
+        forward, plan = layer_forward(net, layer, 32, crop=crop)
+        search = pre_activation(net, layer, forward, 32, plan)
+        assert search is not None
+        images = torch.rand(3, 3, 32, 32)
+        with torch.no_grad():
+            pre, out = search(images), forward(images)
+        assert (pre < 0).any() and torch.allclose(torch.relu(pre), out, atol=1e-5)
+    forward, plan = layer_forward(net, "layer1.0.conv1", 32, crop=False)
+    assert pre_activation(net, "layer1.0.conv1", forward, 32, plan) is None  # no ReLU inside: no surrogate

@@ -251,8 +251,8 @@ def analyze_layer(ds, run, layer: str, spaces: list, spec, device, embeddings, t
     for space in todo:  # a half-rewritten result must never look finished
         (table.root / STAGE / f"{_space_key(run.name, layer, space.name)}.parquet").unlink(missing_ok=True)
 
-    valid_all = torch.as_tensor(done[..., None] & ~(np.asarray(ds["silent"].values, bool) if spec.exclude_silent
-                                                    else np.zeros((1, 1, 1), bool)))
+    silent = np.asarray(ds["silent"].values, bool) if spec.exclude_silent else np.zeros((len(epochs), R, U), bool)
+    valid_all = torch.as_tensor(done[..., None] & ~silent)  # (epoch, repeat, unit)
     masks = _layer_masks(ds, device) if spec.masked else None
     base = {"run": run.name, "condition": run.condition, "seed": run.seed, "layer": layer}
     rows: dict[str, list[dict]] = {s.name: [] for s in todo}

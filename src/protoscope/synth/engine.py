@@ -7,7 +7,9 @@ Three phases, all units together:
    cost of a few batches — not one search per unit.
 2. **Batched CMA-ES**, only for the units the pool left silent (best response
    ≤ 0): one separable CMA-ES per unit, advanced together (`BatchedSepCMA`),
-   each unit leaving the search as soon as it responds.
+   each unit leaving the search as soon as it responds. Both search phases can
+   score the layer before its final ReLU (`search_forward`): behind the ReLU a
+   silent unit scores 0 everywhere and no search gets a signal.
 3. **Batched Adam** on the latents, starting from each unit's best latent. The
    loss is the negated *sum* of all units' scores: row i's latent only reaches
    row i's score, so the gradient of the sum is each unit's own gradient. A unit
@@ -119,12 +121,16 @@ def synthesize(
     device: torch.device | str = "cpu",
     bf16: bool = False,
     on_phase: Callable[[str, int], None] | None = None,
+    search_forward: Forward | None = None,
 ) -> Prototypes:
     """Prototypes for the `objective.rows` units: row i of every batch is scored for unit i.
 
     `forward` maps images in [0, 1] (N, 3, S, S) to the target layer's
     activations. Only the latents' gradients are computed, never the
-    network's. `on_phase(name, units_left)` reports progress.
+    network's. `search_forward`, when given, is what the pool and CMA-ES
+    score instead: the layer before its final ReLU (`jobs.pre_activation`),
+    which still ranks images for a unit the ReLU silences; it must equal
+    `forward` wherever that is positive. `on_phase(name, units_left)` reports progress.
     """
     device = torch.device(device)
     units = objective.rows
@@ -133,14 +139,16 @@ def synthesize(
     stats: dict = {"batch_size": batch}
     report = on_phase or (lambda name, left: None)
 
+    search = search_forward or forward
+
     def scores_of(z: Tensor, rows: Tensor) -> Tensor:
-        """Scores of latents z, row j scored for unit rows[j]; no gradient, batched."""
+        """Search scores of latents z, row j scored for unit rows[j]; no gradient, batched."""
         out = torch.empty(len(z), device=device)
         with torch.no_grad():
             for part in _batches(len(z), batch):
                 images = generator(z[part])
                 with autocast(device, bf16):
-                    acts = forward(images)
+                    acts = search(images)
                 out[part] = objective.select(rows[part])(acts).float()
         return out
 
@@ -153,7 +161,7 @@ def synthesize(
             z = generator.sample(part.stop - part.start, generator=rng, device=device)
             images = generator(z)
             with autocast(device, bf16):
-                acts = forward(images)
+                acts = search(images)
             top, index = objective.score_all(acts).float().max(dim=0)
             better = top > best
             best = torch.where(better, top, best)

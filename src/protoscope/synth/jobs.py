@@ -36,21 +36,25 @@ def make_objective(kind: str, units: int) -> Objective:
     return (ChannelCentre if kind == "centre" else ChannelMean)(range(units))
 
 
-def layer_forward(model: nn.Module, layer: str, image_size: int, crop: bool, plan="auto") -> tuple[Forward, object]:
+def layer_forward(model: nn.Module, layer: str, image_size: int, crop: bool, plan="auto",
+                  channels_last: bool = True) -> tuple[Forward, object]:
     """images in [0, 1] -> the layer's activation; with `crop`, only the centre unit's input region.
 
     The cropped forward returns a (B, C, 1, 1) activation holding exactly the
     full image's centre unit, so a centre objective reads the same value.
     `plan` may be passed in: it depends on the architecture only, not the weights.
     Images enter channels-last (NHWC), the layout oneDNN and cuDNN convolve
-    fastest, more so in bf16; `channels_last(model)` puts the weights in it too.
+    fastest in bf16 (evolve puts the weights in it too); `channels_last=False`
+    keeps the default NCHW layout.
     """
     net = truncate(model, layer)
     if plan == "auto":
         plan = crop_plan(model, layer, image_size) if crop else None
 
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+
     def prepared(x: torch.Tensor) -> torch.Tensor:
-        return normalize(x).contiguous(memory_format=torch.channels_last)
+        return normalize(x).contiguous(memory_format=layout)
 
     if plan is None:
         return (lambda x: net(prepared(x))[layer]), None
@@ -60,6 +64,49 @@ def layer_forward(model: nn.Module, layer: str, image_size: int, crop: bool, pla
         return acts[:, :, plan.out_y : plan.out_y + 1, plan.out_x : plan.out_x + 1]
 
     return cropped, plan
+
+
+def pre_activation(model: nn.Module, layer: str, forward: Forward, image_size: int, plan=None) -> Forward | None:
+    """`forward`'s view of the layer *before* its final ReLU, or None when the layer does not end in one.
+
+    Why: behind a ReLU a silent unit scores 0 for every image, a flat landscape
+    that no search can climb; its pre-activation still ranks images by how close
+    they come to waking it, and wherever it is positive it equals the score.
+    Read with forward pre-hooks on the layer's `nn.ReLU` modules (the last call's
+    input, copied before an in-place ReLU overwrites it); checked once against
+    `forward` on random images, so an architecture where the last ReLU is not
+    the output gets None rather than a wrong surrogate.
+    """
+    try:
+        module = model.get_submodule(layer)
+    except AttributeError:  # a graph-node address, not a module
+        return None
+    relus = [m for m in module.modules() if isinstance(m, nn.ReLU)]
+    if not relus:
+        return None
+
+    def search(images: torch.Tensor) -> torch.Tensor:
+        last: list[torch.Tensor] = []
+
+        def keep(_module, args):
+            last[:] = [args[0].clone()]
+
+        handles = [relu.register_forward_pre_hook(keep) for relu in relus]
+        try:
+            forward(images)
+        finally:
+            for handle in handles:
+                handle.remove()
+        pre = last[0]
+        return pre if plan is None else pre[:, :, plan.out_y : plan.out_y + 1, plan.out_x : plan.out_x + 1]
+
+    device = next(model.parameters(), torch.empty(0)).device
+    with torch.no_grad():
+        images = torch.rand(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0)).to(device)
+        out, pre = forward(images), search(images)
+    if pre.shape != out.shape or not torch.allclose(torch.relu(pre), out, atol=1e-5):
+        return None
+    return search
 
 
 def layer_units(model: nn.Module, layers: list[str], image_size: int) -> dict[str, int]:
@@ -102,6 +149,9 @@ def evolve_run(study, run, model: nn.Module, files: dict, layers: list[str], dev
     model.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
     can_crop = spec.crop and spec.objective == "centre"  # a spatial mean needs the whole image
     forwards = {layer: layer_forward(model, layer, size, can_crop) for layer in layers}
+    # the search phases climb the centre unit's pre-activation (one position: relu(pre) is the score)
+    searches = {layer: pre_activation(model, layer, forwards[layer][0], size, forwards[layer][1])
+                if spec.objective == "centre" else None for layer in layers}
     done_now = 0
     for epoch in epochs:
         todo = {layer: [r for r in range(spec.repeats) if not store.is_done(run.name, layer, epoch, r)] for layer in layers}
@@ -117,8 +167,8 @@ def evolve_run(study, run, model: nn.Module, files: dict, layers: list[str], dev
             objective = make_objective(spec.objective, units[layer])
             for repeat in todo[layer]:
                 report = (lambda phase, left, n=units[layer]: on_phase(phase, left, n)) if on_phase else None
-                result = synthesize(forward, generator, objective, seed=spec.seed + repeat,
-                                    config=spec.engine_config(), device=device, bf16=bf16, on_phase=report)
+                result = synthesize(forward, generator, objective, seed=spec.seed + repeat, config=spec.engine_config(),
+                                    device=device, bf16=bf16, on_phase=report, search_forward=searches[layer])
                 base = {"run": run.name, "condition": run.condition, "seed": run.seed, "repeat": repeat,
                         "epoch": epoch, "layer": layer}
                 table.write("evolve", f"{run.name}/{layer}/epoch_{epoch:03d}_r{repeat}", [

@@ -109,10 +109,13 @@ def test_evolve_from_flags_on_a_run_folder(tmp_path, write_study):
     run_dir = tmp_path / "store" / "runs" / "keepclr-s1"
     out = tmp_path / "protos"
     code = main(["evolve", "--run-dir", str(run_dir), "--layers", "layer1", "--epochs", "1", "--repeats", "1",
-                 "--pool", "16", "--adam-steps", "2", "--cma-generations", "1", "--precision", "float32",
-                 "--store", str(out)])
+                 "--pool", "16", "--adam-steps", "2", "--adam-lr", "0.5", "--cma-generations", "1",
+                 "--precision", "float32", "--rf", "none", "--store", str(out)])
     assert code == 0
     ds = open_store(out / "arrays.zarr")["runs/keepclr-s1/layer1"].ds
     assert list(ds.epoch.values) == [1] and ds.prototype.shape == (1, 1, 4, 16, 16, 3)
+    assert ds.attrs["synth_adam_lr"] == 0.5 and ds.attrs["synth_rf"] == "none"
+    assert "rf_map" not in ds or bool(ds.rf_map.isnull().all())  # --rf none: no receptive fields computed
+    assert main(["evolve", "--run-dir", str(run_dir), "--rf", "pixel"]) == 2  # names the valid choices
     assert main(["evolve", "--run-dir", str(tmp_path / "nowhere")]) == 2
     assert main(["evolve", "--run-dir", str(run_dir), "--epochs", "one"]) == 2

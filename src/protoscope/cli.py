@@ -157,6 +157,8 @@ def evolve(
     pool_size: Optional[int] = typer.Option(None, "--pool", help="Shared random latents per layer."),
     adam_steps: Optional[int] = typer.Option(None, "--adam-steps"),
     cma_generations: Optional[int] = typer.Option(None, "--cma-generations"),
+    adam_lr: Optional[float] = typer.Option(None, "--adam-lr", help="Adam step, in units of the generator's latent scale."),
+    rf: Optional[str] = typer.Option(None, "--rf", help="Receptive fields: layer (one map per layer), unit (per channel; costly) or none."),
     precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 where native), bf16 or float32."),
 ) -> None:
     """Synthesize a prototype for every unit of the chosen layers, at every checkpoint, per repeat.
@@ -172,7 +174,7 @@ def evolve(
 
     synth = {k: v for k, v in {"repeats": repeats, "generator": generator, "image_size": image_size,
                                "pool_size": pool_size, "adam_steps": adam_steps, "cma_generations": cma_generations,
-                               "epochs": _ints(epochs, "--epochs")}.items() if v is not None}
+                               "adam_lr": adam_lr, "rf": rf, "epochs": _ints(epochs, "--epochs")}.items() if v is not None}
     overrides: dict = {"synth": synth} if synth else {}
     for key, value in (("store", str(store) if store else None), ("device", device), ("precision", precision)):
         if value is not None:

@@ -122,12 +122,12 @@ def test_masks_multiply_and_an_all_zero_or_missing_mask_falls_back_to_unmasked()
 S, U, EPOCHS = 8, 5, [0, 1, 2]
 
 
-def _write_store(root, mask_epoch1=None):
+def _write_store(root, mask_epoch1=None, rf="layer"):
     """One run, one layer: epoch 1 repeats epoch 0's prototypes exactly; unit 4 is silent at epoch 2."""
     rng = np.random.default_rng(0)
     store = ArrayStore(root / "arrays.zarr")
     store.ensure_layer("clrjit-s0", "layer1", epochs=EPOCHS, repeats=2, units=U, image_size=S, latent_dim=1, steps=1,
-                       attrs={"synth_rf": "layer"})
+                       attrs={"synth_rf": rf})
     protos = {(e, r): rng.integers(0, 256, (U, S, S, 3), dtype=np.uint8) for e in EPOCHS for r in range(2)}
     for r in range(2):
         protos[1, r] = protos[0, r].copy()
@@ -235,3 +235,26 @@ def test_changing_the_masking_later_is_refused(tmp_path, write_study):
     analyze_prototypes(study)
     with pytest.raises(UserError, match="settings changed"):
         analyze_prototypes(_study(tmp_path, write_study, masked=False))
+
+
+def test_masking_prototypes_evolved_without_receptive_fields_is_a_clear_error(tmp_path, write_study):
+    from protoscope.errors import UserError
+
+    study = _study(tmp_path, write_study)
+    _write_store(study.store, rf="none")
+    with pytest.raises(UserError, match="masked: false"):
+        analyze_prototypes(study)
+
+
+def test_the_command_computes_and_draws_and_says_what_is_missing(tmp_path, write_study, capsys):
+    from protoscope.cli import main
+
+    study = _study(tmp_path, write_study)
+    path = tmp_path / "study.yaml"
+    assert main(["analyze", str(path)]) == 2
+    assert "protoscope evolve" in capsys.readouterr().err
+    _write_store(study.store)
+    assert main(["analyze", str(path)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("prototype_diversity", "prototype_change", "prototype_consistency", "development_layer1"):
+        assert name + ".png" in printed and (study.store / "figures" / f"{name}.pdf").is_file()

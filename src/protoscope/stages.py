@@ -79,6 +79,7 @@ def probe(study: Study, runs: list[str] | None = None, progress: Progress | None
     """Linear probes on every stored checkpoint of every run; returns the probe metrics."""
     progress = progress or new_progress(False)
     device = resolve_device(study.device)
+    bf16 = use_bf16(device, study.precision)
     spec = study.probe
     table = MetricsTable(study.store)
     check_settings(study.store, "probe", spec.model_dump(mode="json"))
@@ -100,8 +101,8 @@ def probe(study: Study, runs: list[str] | None = None, progress: Progress | None
         layer = check_layers(model, spec.layer or feature_layer(run.arch))[0]
         for epoch in todo:
             load_into(model, files[epoch])
-            x_train = pooled_features(model, layer, train_set.images, device)
-            x_test = pooled_features(model, layer, test_set.images, device)
+            x_train = pooled_features(model, layer, train_set.images, device, bf16)
+            x_test = pooled_features(model, layer, test_set.images, device, bf16)
             scores = fit_probes(x_train, train_set.labels, x_test, test_set.labels, spec.classifiers,
                                 adam_epochs=spec.adam_epochs, seed=run.seed)
             base = dict(_run_row(run), epoch=epoch, layer=layer)

@@ -434,6 +434,8 @@ def run_ablations(name, model, layer, info, generator, config, bf16, plans, devi
         ("CMA-ES for silent", "cma_generations=0 (Adam only)", dict(config=replace(config, cma_generations=0)))
         if config.cma_generations else None,
         ("early exit", f"patience={config.adam_steps + 1} (never exit)", dict(config=replace(config, patience=config.adam_steps + 1))),
+        ("backtracking", "backtrack=False (steps on after overshooting)", dict(config=replace(config, backtrack=False)))
+        if config.backtrack else None,
         ("bf16", "float32 network", dict(bf16=False)) if bf16 else None,
         ("input cropping", "crop=False (full image)", dict(crop=False)) if args.crop and has_crop else None,
         ("channels-last", "NCHW layout", dict(channels_last=False)),

@@ -278,6 +278,8 @@ def test_dotted_layer_names_are_single_groups(store):
     store.write_job(RUN, "features.8", 1, 0, **job_data(4))
     assert store.done_jobs(RUN, "features.8") == {(1, 0)} and store.done_jobs(RUN, LAYER) == set()
     assert set(open_store(store.path)[f"runs/{RUN}"].children) == {"features.8", LAYER}
+    # the study's store folder opens its arrays.zarr
+    assert set(open_store(store.path.parent)[f"runs/{RUN}"].children) == {"features.8", LAYER}
 
 
 def test_missing_store(tmp_path):

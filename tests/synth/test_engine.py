@@ -1,12 +1,14 @@
 """The hybrid engine on small nets: shapes, determinism, silent units, the CMA rescue, precision."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
 
 from protoscope.nets.models import build_model
 from protoscope.synth.engine import EngineConfig, activation_bytes_per_image, pick_batch_size, synthesize
-from protoscope.synth.generators import FourierGenerator, PixelGenerator
+from protoscope.synth.generators import FourierGenerator, Generator, PixelGenerator
 from protoscope.synth.jobs import layer_forward, pre_activation
 from protoscope.synth.objectives import ChannelCentre, ChannelMean
 
@@ -84,6 +86,40 @@ def test_early_exit_drops_converged_units(net):
     out = synthesize(forward, gen, ChannelCentre(range(4)), seed=0, config=config)
     assert out.stats["adam_images"] < 4 * 40  # some units left early
     assert torch.isnan(out.trace[:, -1]).any()
+
+
+class _Line(Generator):
+    """A 1-d latent drawn as a flat 1x1 image: the engine's search on a number line."""
+
+    latent_dim, image_size, init_std = 1, 1, 1.0
+
+    def render(self, z):
+        return z.view(-1, 1, 1, 1).expand(-1, 3, 1, 1)
+
+
+class _Bumps(nn.Module):
+    """Unit k = relu(1 - (x - c_k)²): one peak of height 1 at c_k, narrower than the first Adam step."""
+
+    def __init__(self, centres):
+        super().__init__()
+        self.c = torch.tensor(centres)
+
+    def forward(self, images):
+        return torch.relu(1 - (images[:, :1] - self.c.view(1, -1, 1, 1)) ** 2)
+
+
+def test_backtracking_climbs_peaks_that_the_first_step_overshoots():
+    centres = torch.linspace(-1, 1, 16).tolist()
+    config = EngineConfig(pool_size=4, cma_generations=0, adam_steps=20, patience=6, batch_size=64)
+    out = synthesize(_Bumps(centres), _Line(), ChannelCentre(range(16)), seed=0, config=config)
+    # Adam's first step moves the latent by lr * init_std = 2, past every peak of half-width 1
+    assert (out.trace[:, 1] < out.trace[:, 0]).all()
+    assert out.score.min() > 0.99  # yet every unit reaches its peak
+    assert torch.allclose(out.latent.flatten(), torch.tensor(centres), atol=0.1)
+    plain = synthesize(_Bumps(centres), _Line(), ChannelCentre(range(16)), seed=0,
+                       config=replace(config, backtrack=False))
+    # without backtracking the units stay where the pool put them (the first step overshot)
+    assert torch.equal(plain.score, plain.trace[:, 0]) and plain.score.mean() < out.score.mean() - 0.05
 
 
 @pytest.mark.parametrize("layer", ["layer1", "layer2"])

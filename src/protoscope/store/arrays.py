@@ -443,11 +443,14 @@ def open_store(path: str | Path):
 
     Each ``runs/<run>/<layer>`` node is a Dataset with named dims and real
     coordinate labels, e.g. ``dt["runs/r/layer3"].ds.prototype.sel(epoch=5, repeat=0)``.
-    Arrays load lazily.
+    Arrays load lazily.  `path` is the ``arrays.zarr`` folder or the study's
+    store folder that holds it.
     """
     import xarray as xr
 
     path = Path(path)
+    if not (path / "zarr.json").is_file() and (path / "arrays.zarr" / "zarr.json").is_file():
+        path = path / "arrays.zarr"
     if not (path / "zarr.json").is_file():
         hint = " (the folder exists but holds no Zarr v3 store)" if path.exists() else ""
         raise UserError(f"No array store at {path}{hint}.")

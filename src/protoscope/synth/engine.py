@@ -12,9 +12,12 @@ Three phases, all units together:
    silent unit scores 0 everywhere and no search gets a signal.
 3. **Batched Adam** on the latents, starting from each unit's best latent. The
    loss is the negated *sum* of all units' scores: row i's latent only reaches
-   row i's score, so the gradient of the sum is each unit's own gradient. A unit
-   whose score stops improving leaves the batch (early exit), so later steps
-   cost less.
+   row i's score, so the gradient of the sum is each unit's own gradient. The
+   steps are large (a few big steps beat many small ones), so a unit whose
+   step lowered its score goes back halfway and halves its own step size
+   (backtracking) instead of being stranded where it overshot. A unit whose
+   score stops improving leaves the batch (early exit), so later steps cost
+   less.
 
 Images go through the network in batches sized to a memory budget. Everything
 random comes from one seeded `torch.Generator`, so a (seed, device) pair
@@ -60,6 +63,7 @@ class EngineConfig:
     adam_steps: int = 8
     adam_lr: float = 2.0  # times generator.init_std: the largest step one coordinate takes
     patience: int = 3  # Adam steps without improvement before a unit exits
+    backtrack: bool = True  # a step that lowers a unit's score is halved, and so is its lr
     tol: float = 1e-3  # relative improvement that counts
     batch_size: int | None = None  # images per forward pass; None: from memory_gb
     memory_gb: float = 2.0
@@ -202,12 +206,13 @@ def synthesize(
     z = best_z.clone()
     best = torch.full((units,), -math.inf, device=device)  # re-measured along the Adam path
     moment1, moment2 = torch.zeros_like(z), torch.zeros_like(z)
+    steps = torch.zeros(units, 1, device=device)  # Adam steps per row since its last restart
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     trace = torch.full((units, config.adam_steps), math.nan)
     stale = torch.zeros(units, dtype=torch.int64, device=device)
     alive = torch.arange(units, device=device)
     adam_images = 0
-    lr = config.adam_lr * generator.init_std
+    lr = torch.full((units, 1), config.adam_lr * generator.init_std, device=device)
     for step in range(config.adam_steps):
         if not len(alive):
             break
@@ -226,17 +231,28 @@ def synthesize(
         previous = best[alive]
         improved = ~torch.isfinite(previous) | (score > previous + config.tol * previous.abs().clamp_min(1e-6))
         better = score > best[alive]
+        # the last step lowered the score: its gradient is from the wrong side of the peak
+        worse = (score < previous) if config.backtrack else torch.zeros_like(better)
         best_z[alive[better]] = z[alive[better]]
         best[alive] = torch.maximum(best[alive], score)
         stale[alive] = torch.where(improved, 0, stale[alive] + 1)
-        # Adam on the rows still in the run (hand-written: torch.optim cannot drop rows)
-        t = step + 1
-        m = moment1[alive] = beta1 * moment1[alive] + (1 - beta1) * grad
-        v = moment2[alive] = beta2 * moment2[alive] + (1 - beta2) * grad * grad
-        update = lr * (m / (1 - beta1**t)) / ((v / (1 - beta2**t)).sqrt() + eps)
-        z[alive] = z[alive] - update  # descent on the loss (-score)
-        # a row with an all-zero gradient (a silent unit behind a ReLU) cannot move: it leaves now
-        moving = grad.abs().amax(dim=1) > 0
+        # Adam on the rows still in the run (hand-written: torch.optim cannot drop rows, and
+        # each row has its own step size)
+        step_rows, back_rows = alive[~worse], alive[worse]
+        g = grad[~worse]
+        t = steps[step_rows] = steps[step_rows] + 1
+        m = moment1[step_rows] = beta1 * moment1[step_rows] + (1 - beta1) * g
+        v = moment2[step_rows] = beta2 * moment2[step_rows] + (1 - beta2) * g * g
+        update = lr[step_rows] * (m / (1 - beta1**t)) / ((v / (1 - beta2**t)).sqrt() + eps)
+        z[step_rows] = z[step_rows] - update  # descent on the loss (-score)
+        # backtracking: halfway back towards the best latent, and Adam restarts there with half
+        # the step size (its momentum points past the peak)
+        z[back_rows] = 0.5 * (z[back_rows] + best_z[back_rows])
+        lr[back_rows] *= 0.5
+        moment1[back_rows], moment2[back_rows], steps[back_rows] = 0.0, 0.0, 0
+        # a row with an all-zero gradient at its best (a silent unit behind a ReLU) cannot move:
+        # it leaves now; one that fell silent by overshooting has just stepped back
+        moving = (grad.abs().amax(dim=1) > 0) | worse
         alive = alive[(stale[alive] < config.patience) & moving]
         report("adam", len(alive))
     stats["adam_seconds"] = time.perf_counter() - start

@@ -37,18 +37,23 @@ def test_evolve_fills_the_store_and_resumes_after_a_kill(tmp_path, write_study, 
 
     real, calls = jobs.synthesize, []
 
-    def dies_on_third_job(*args, **kwargs):
-        calls.append(1)
+    def dies_on_third_job(forward, generator, objective, **kwargs):
+        calls.append((objective.rows, kwargs["seed"]))  # (units: which layer, seed: which repeat)
         if len(calls) == 3:
             raise Killed
-        return real(*args, **kwargs)
+        return real(forward, generator, objective, **kwargs)
 
     monkeypatch.setattr(jobs, "synthesize", dies_on_third_job)
     with pytest.raises(Killed):
         stages.evolve(study)
     store = ArrayStore(study.store / "arrays.zarr")
+    # jobs run epoch by epoch, layer by layer: epoch 0's two layer1 repeats, then layer2 (8 units) repeat 0
+    seed = study.synth.seed  # repeat r uses seed + r
+    assert calls == [(4, seed), (4, seed + 1), (8, seed)]
     assert store.done_jobs("clrjit-s0", "layer1") == {(0, 0), (0, 1)}
-    assert not store.is_done("clrjit-s0", "layer1", 1, 0)  # the killed job is not marked done
+    assert not store.is_done("clrjit-s0", "layer1", 1, 0)  # a job never reached is not marked done
+    assert not store.is_done("clrjit-s0", "layer2", 0, 0)  # nor is the killed one
+    assert store.done_jobs("clrjit-s0", "layer2") == set()
     monkeypatch.setattr(jobs, "synthesize", real)
     assert stages.evolve(study) == 2 * 2 * 2 - 2  # only what was missing
 
@@ -67,14 +72,20 @@ def test_evolve_fills_the_store_and_resumes_after_a_kill(tmp_path, write_study, 
     assert not np.array_equal(first.sel(repeat=0).values, first.sel(repeat=1).values)
     assert first.values.std() > 5
 
-    # determinism: the resumed job equals the same job computed in a fresh store
+    # determinism: the resumed store equals one computed without interruption (same checkpoints)
     fresh = load_study(path, {"store": str(tmp_path / "fresh")})
     import shutil
 
     shutil.copytree(study.store / "runs", fresh.store / "runs")
-    stages.evolve(fresh)
+    assert stages.evolve(fresh) == 2 * 2 * 2
     again = open_store(fresh.store / "arrays.zarr")["runs/clrjit-s0/layer1"].ds
     np.testing.assert_array_equal(again.latent.values, open_store(study.store / "arrays.zarr")["runs/clrjit-s0/layer1"].ds.latent.values)
+    for layer in study.layers:
+        resumed = open_store(study.store / "arrays.zarr")[f"runs/clrjit-s0/{layer}"].ds
+        uninterrupted = open_store(fresh.store / "arrays.zarr")[f"runs/clrjit-s0/{layer}"].ds
+        assert bool(resumed.done.all()) and bool(uninterrupted.done.all())
+        for name in ("prototype", "score", "latent", "trace", "silent", "rf_map", "rf_mask"):
+            np.testing.assert_array_equal(resumed[name].values, uninterrupted[name].values, err_msg=f"{layer} {name}")
 
     metrics = MetricsTable(study.store).read("evolve")
     assert set(metrics["metric"]) == {"prototype_score", "silent_fraction"} and len(metrics) == 2 * 8

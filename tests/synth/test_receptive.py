@@ -168,7 +168,8 @@ def test_box_contains_every_pixel_with_real_gradient(which: str, layer: str, req
 # --------------------------------------------------------------------------
 
 
-def _check_crop(model: nn.Module, layer: str, size: int, expect_crop: bool) -> None:
+def _check_crop(model: nn.Module, layer: str, size: int, expect_crop: bool, paths: dict) -> None:
+    """`paths`: the model's conv chain (NARROW_PATH / FULL_PATH), for the closed-form box the plan must contain."""
     plan = crop_plan(model, layer, size)
     assert (plan is not None) == expect_crop, (layer, size, plan)
     net = truncate(model, layer)
@@ -182,7 +183,9 @@ def _check_crop(model: nn.Module, layer: str, size: int, expect_crop: bool) -> N
     assert (got - ref).abs().max().item() <= 1e-5
     if plan is not None:
         box = plan.box
-        assert box == centre_input_box(model, layer, size) if layer == "layer1" else True
+        # the plan's box is the layer's receptive field: the public function's and the closed form's
+        assert box == centre_input_box(model, layer, size), (layer, size)
+        assert box == closed_form_box(resnet_path(paths, layer), out_size(model, layer, size), size), (layer, size)
         assert plan.y0 <= box[0] and plan.x0 <= box[2] and plan.y1 >= box[1] and plan.x1 >= box[3]
         assert plan.y0 % plan.stride[0] == 0 and plan.x0 % plan.stride[1] == 0
         assert 0 < plan.fraction < 1
@@ -195,13 +198,13 @@ def _check_crop(model: nn.Module, layer: str, size: int, expect_crop: bool) -> N
 @pytest.mark.parametrize("size", [96, 97])
 def test_crop_equals_full_narrow_resnet(narrow: nn.Module, size: int) -> None:
     for layer in ("layer1", "layer2", "layer3"):
-        _check_crop(narrow, layer, size, expect_crop=True)
+        _check_crop(narrow, layer, size, expect_crop=True, paths=NARROW_PATH)
 
 
 @pytest.mark.parametrize("size,layer2_crops", [(96, True), (95, True), (97, False)])
 def test_crop_equals_full_torchvision_resnet(full: nn.Module, size: int, layer2_crops: bool) -> None:
-    _check_crop(full, "layer1", size, expect_crop=True)
-    _check_crop(full, "layer2", size, expect_crop=layer2_crops)
+    _check_crop(full, "layer1", size, expect_crop=True, paths=FULL_PATH)
+    _check_crop(full, "layer2", size, expect_crop=layer2_crops, paths=FULL_PATH)
 
 
 def test_deep_layers_of_full_resnet_need_the_whole_image(full: nn.Module) -> None:

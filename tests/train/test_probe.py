@@ -6,18 +6,24 @@ from protoscope.nets.models import build_model
 from protoscope.train.probe import chance_level, fit_probes, pooled_features
 
 
-def _blobs(n, d, separation, seed):
+def _centres(d, separation, seed=0):
+    return np.random.default_rng(seed).normal(size=(4, d)) * separation
+
+
+def _blobs(n, centres, seed):
+    """n points around the 4 class centres; labels in random order, so row i of two draws need not share a class."""
     rng = np.random.default_rng(seed)
-    y = np.arange(n) % 4
-    centres = rng.normal(size=(4, d)) * separation
-    return centres[y] + rng.normal(size=(n, d)), y
+    y = rng.permutation(np.arange(n) % 4)
+    return centres[y] + rng.normal(size=(n, centres.shape[1])), y
 
 
 def test_separable_features_are_decoded():
-    xtr, ytr = _blobs(400, 20, 3.0, 0)
-    xte, yte = _blobs(200, 20, 3.0, 0)
-    xte = xte + 0  # same centres (same seed), fresh noise
-    results = fit_probes(xtr, ytr, xte + np.random.default_rng(1).normal(size=xte.shape) * 0.1, yte, adam_epochs=50)
+    centres = _centres(20, 3.0)
+    xtr, ytr = _blobs(400, centres, seed=1)
+    xte, yte = _blobs(200, centres, seed=2)  # held out: the same classes, independently drawn points
+    nearest = np.sqrt(((xte[:, None] - xtr[None]) ** 2).sum(-1)).min(1)
+    assert nearest.min() > 1.0  # no test point is a (noisy) copy of a training point
+    results = fit_probes(xtr, ytr, xte, yte, adam_epochs=50)
     for name in ("logreg", "svm", "adam"):
         assert results[name]["test"] > 0.95, (name, results)
 

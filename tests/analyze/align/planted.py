@@ -30,3 +30,18 @@ def grouped_pair(n: int = 4000, groups: int = 4, size: int = 3, noise: float = 0
         mix[np.ix_(idx, idx)] = rng.uniform(0.5, 1.5, (size, size))
     b = a @ mix + noise * rng.standard_normal((n, units))
     return a, b, group, group.copy()
+
+
+def shared_causes_pair(n: int = 2000, units: int = 32, causes: int = 8, noise: float = 0.1, seed: int = 0):
+    """Two nets whose ReLU units all read the same few hidden causes. Returns (a, b).
+
+    Why: A's units are then strongly correlated, as in real layers, so the lasso from A to B is
+    ill-conditioned (here corr(A, A) has a condition number near 200) and its solvers need many
+    iterations; the independent units of `grouped_pair` converge in a few steps and would not
+    show whether an iteration budget is enough.
+    """
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, causes))
+    a = np.maximum(z @ rng.standard_normal((causes, units)) + noise * rng.standard_normal((n, units)), 0)
+    b = np.maximum(z @ rng.standard_normal((causes, units)) + noise * rng.standard_normal((n, units)), 0)
+    return a, b

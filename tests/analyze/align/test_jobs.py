@@ -33,6 +33,8 @@ def test_align_stage_stores_every_alignment_and_resumes_for_free(align_study):
     assert np.all(semi >= bip - 1e-12) and bip.between(-1, 1).all()
     assert {"sparse_loss", "sparse_weights"} <= set(pair["metric"])
     assert set(pair[pair["metric"] == "sparse_loss"]["space"]) == {"0.01", "0.001", "0.00251"}
+    converged = pair[pair["metric"] == "sparse_converged"]  # 1 or 0 per penalty: did sparse_iter suffice
+    assert set(converged["space"]) == {"0.01", "0.001", "0.00251"} and set(converged["value"]) <= {0.0, 1.0}
     ds = read_result(root / "epoch_002" / "a~b" / "layer3.nc")
     assert ds.attrs["run_a"] == "a" and ds["between"].dims == ("a", "b")
     assert sorted(ds["partner_bipartite"].values[ds["partner_bipartite"].values >= 0]) == sorted(

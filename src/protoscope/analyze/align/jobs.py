@@ -194,9 +194,11 @@ def analyze_pair(moments: Moments, sample, spec, prototypes=None) -> tuple[xr.Da
     data["coef"] = (("penalty", "b", "a"), sparse.coef_)
     data["sparse_loss"] = ("penalty", sparse.loss_)
     data["sparse_weights"] = (("penalty", "b"), sparse.n_significant_)
-    for p, loss, weights in zip(sparse.penalties_, sparse.loss_, sparse.n_significant_):
+    data["sparse_converged"] = ("penalty", sparse.converged_)  # False: sparse_iter ran out (also warned)
+    for p, loss, weights, converged in zip(sparse.penalties_, sparse.loss_, sparse.n_significant_, sparse.converged_):
         metrics[f"sparse_loss@{p:.3g}"] = float(loss)
         metrics[f"sparse_weights@{p:.3g}"] = float(weights.mean())
+        metrics[f"sparse_converged@{p:.3g}"] = float(converged)
     mapping = sparse.weights(spec.cluster_penalty).T  # (A, B)
     hier = MappingClustering().fit(mapping)
     coords["node"] = np.arange(len(ua) + len(ub))

@@ -13,14 +13,19 @@ solve it exactly from the streamed statistics with FISTA (proximal gradient
 with soft thresholding, warm-started along the penalty path from large to
 small) — a per-output-unit lasso, the same problem scikit-learn's `Lasso`
 solves from samples (a test checks the two agree). Exact zeros make "the
-significant weights of a unit" its lasso support.
+significant weights of a unit" its lasso support. A penalty whose FISTA run
+hits `max_iter` before its steps fall below `tol` is flagged (`converged_`) and
+warned about (`ConvergenceWarning`): its weights are then only approximate.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
 
 # The seed's sweep: 10^0 ... 10^-5, plus 10^-2.6 (the penalty of its clustering figures).
 SEED_PENALTIES = (1.0, 1e-1, 1e-2, 10**-2.6, 1e-3, 1e-4, 1e-5)
@@ -33,16 +38,16 @@ def _soft(x: torch.Tensor, t: float) -> torch.Tensor:
 def fista_path(gram: torch.Tensor, cross: torch.Tensor, penalties, max_iter: int, tol: float):
     """min_W ½ tr(W G Wᵀ) − tr(W Cᵀ) + λ‖W‖₁ for each λ (large to small, warm starts).
 
-    gram: (A, A) = E[a aᵀ]; cross: (B, A) = E[b aᵀ]. Returns [(W (B, A), iterations)] in
-    the order of `penalties`.
+    gram: (A, A) = E[a aᵀ]; cross: (B, A) = E[b aᵀ]. Returns [(W (B, A), iterations, converged)]
+    in the order of `penalties`; converged: the last step fell below `tol` before `max_iter` ran out.
     """
     lipschitz = float(torch.linalg.eigvalsh(gram).max().clamp_min(1e-12))
     order = sorted(range(len(penalties)), key=lambda k: -penalties[k])
     w = torch.zeros_like(cross)
-    results: dict[int, tuple[torch.Tensor, int]] = {}
+    results: dict[int, tuple[torch.Tensor, int, bool]] = {}
     for k in order:
         lam = float(penalties[k]) / lipschitz
-        y, t, it = w.clone(), 1.0, 0
+        y, t, it, converged = w.clone(), 1.0, 0, False
         for it in range(1, max_iter + 1):
             w_next = _soft(y - (y @ gram - cross) / lipschitz, lam)
             t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
@@ -50,8 +55,9 @@ def fista_path(gram: torch.Tensor, cross: torch.Tensor, penalties, max_iter: int
             change = float((w_next - w).abs().max())
             w, t = w_next, t_next
             if change <= tol * max(1.0, float(w.abs().max())):
+                converged = True
                 break
-        results[k] = (w.clone(), it)
+        results[k] = (w.clone(), it, converged)
     return [results[k] for k in range(len(penalties))]
 
 
@@ -79,6 +85,7 @@ class SparsePrediction(BaseEstimator):
     loss_ : (penalties,) ½ E‖b − W a‖² (0.5 = predicting nothing): the seed's Table 1 entries.
     n_significant_ : (penalties, B units) non-zero weights per predicted unit.
     n_iter_ : FISTA iterations per penalty.
+    converged_ : (penalties,) bool, False where `max_iter` ran out first (a `ConvergenceWarning` names them).
     """
 
     def __init__(self, penalties=SEED_PENALTIES, max_iter: int = 2000, tol: float = 1e-6, device=None):
@@ -100,10 +107,16 @@ class SparsePrediction(BaseEstimator):
         cross = torch.as_tensor(cab.T / np.sqrt(n_a * n_b), device=device)
         path = fista_path(gram, cross, penalties, self.max_iter, self.tol)
         self.penalties_ = np.asarray(penalties)
-        self.coef_ = np.stack([w.cpu().numpy() for w, _ in path])
-        self.loss_ = np.asarray([prediction_loss(w, gram, cross) for w, _ in path])
+        self.coef_ = np.stack([w.cpu().numpy() for w, _, _ in path])
+        self.loss_ = np.asarray([prediction_loss(w, gram, cross) for w, _, _ in path])
         self.n_significant_ = (self.coef_ != 0).sum(axis=2)
-        self.n_iter_ = np.asarray([it for _, it in path])
+        self.n_iter_ = np.asarray([it for _, it, _ in path])
+        self.converged_ = np.asarray([ok for _, _, ok in path], dtype=bool)
+        if not self.converged_.all():
+            slow = ", ".join(f"{p:.3g}" for p in self.penalties_[~self.converged_])
+            warnings.warn(f"SparsePrediction: FISTA did not converge within max_iter={self.max_iter} iterations "
+                          f"(tol={self.tol:g}) for the penalties {slow}; their weights are approximate. "
+                          "Raise max_iter (the align stage's sparse_iter).", ConvergenceWarning, stacklevel=2)
         return self
 
     def weights(self, penalty: float) -> np.ndarray:

@@ -91,3 +91,145 @@ def test_epoch_files(tmp_path):
     (tmp_path / "epoch_002.safetensors").write_bytes(b"")
     with pytest.raises(UserError, match="Two checkpoints for epoch 2"):
         epoch_files(tmp_path)
+
+
+# ---------------------------------------------------------------- the forms users' checkpoints come in
+
+NOTES = "protoscope.nets.checkpoints"
+
+
+def _notes(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == NOTES]
+
+
+def _assert_same_weights(model, state):
+    own = model.state_dict()
+    assert set(own) <= set(state)
+    for k, v in own.items():
+        assert torch.equal(v, state[k]), k
+
+
+def test_torchvision_state_dict_with_fc_head_loads_with_a_note(tmp_path, caplog):
+    from torchvision.models import resnet18
+
+    torch.manual_seed(3)
+    tv = resnet18(num_classes=10)  # random init; the classifier head `fc` is what our backbone lacks
+    torch.save(tv.state_dict(), tmp_path / "resnet18.pth")
+    model = build_model("resnet18", width=1.0)  # fc is the identity: no fc.* keys
+    assert not any(k.startswith("fc.") for k in model.state_dict())
+    with caplog.at_level("WARNING", logger=NOTES):
+        load_into(model, tmp_path / "resnet18.pth")
+    _assert_same_weights(model, tv.state_dict())
+    [note] = _notes(caplog)
+    assert "\n" not in note and "resnet18.pth" in note and "fc.weight, fc.bias" in note
+
+
+def test_wrapped_state_dicts_load(tmp_path, caplog):
+    model = _model()
+    state = model.state_dict()
+    forms = {"state_dict.pt": {"state_dict": state, "epoch": 3}, "model.pt": {"model": state, "optimizer": {}},
+             "model_state_dict.pth": {"model_state_dict": state},
+             "nested.pt": {"model": {"state_dict": state}, "epoch": 1}}
+    with caplog.at_level("WARNING", logger=NOTES):
+        for name, obj in forms.items():
+            torch.save(obj, tmp_path / name)
+            _assert_same_weights(load_into(_model_seeded(2), tmp_path / name), state)
+    assert not _notes(caplog)  # nothing was ignored
+
+
+def test_module_and_compile_prefixes_load(tmp_path, caplog):
+    model = _model()
+    state = model.state_dict()
+    torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "ddp.pt")
+    save_state(tmp_path / "ddp.safetensors", {f"module.{k}": v for k, v in state.items()})
+    torch.save({f"_orig_mod.{k}": v for k, v in state.items()}, tmp_path / "compiled.pt")
+    # model.layer1 = torch.compile(model.layer1) puts the wrapper inside the keys
+    torch.save({f"module.{k.replace('layer1.', 'layer1._orig_mod.')}": v for k, v in state.items()},
+               tmp_path / "compiled_layer.pt")
+    with caplog.at_level("WARNING", logger=NOTES):
+        for name in ("ddp.pt", "ddp.safetensors", "compiled.pt", "compiled_layer.pt"):
+            _assert_same_weights(load_into(_model_seeded(2), tmp_path / name), state)
+    assert not _notes(caplog)
+
+
+class _LightlySimCLR(torch.nn.Module):
+    """lightly's SimCLR tutorial model: the backbone is `nn.Sequential(*list(resnet.children())[:-1])`
+    (keys `backbone.0.weight`, `backbone.4.0.conv1.weight`, ...), next to a `projection_head`."""
+
+    def __init__(self, resnet):
+        super().__init__()
+        self.backbone = torch.nn.Sequential(*list(resnet.children())[:-1])
+        self.projection_head = torch.nn.Module()
+        self.projection_head.layers = torch.nn.Sequential(
+            torch.nn.Linear(64, 64, bias=False), torch.nn.BatchNorm1d(64), torch.nn.ReLU(), torch.nn.Linear(64, 16))
+
+
+def test_lightly_simclr_checkpoint_loads_its_backbone_with_a_note(tmp_path, caplog):
+    model = _model()  # width 0.125: 64 features
+    simclr = _LightlySimCLR(model)
+    assert "backbone.0.weight" in simclr.state_dict()
+    torch.save(simclr.state_dict(), tmp_path / "simclr.ckpt.pt")
+    # the same, by module name under a deeper prefix (a Lightning module's `model.backbone.`)
+    named = {f"model.backbone.{k}": v for k, v in model.state_dict().items()}
+    named |= {f"model.{k}": v for k, v in simclr.state_dict().items() if k.startswith("projection_head.")}
+    torch.save({"state_dict": named}, tmp_path / "lightning.pt")
+    with caplog.at_level("WARNING", logger=NOTES):
+        _assert_same_weights(load_into(_model_seeded(2), tmp_path / "simclr.ckpt.pt"), model.state_dict())
+        _assert_same_weights(load_into(_model_seeded(2), tmp_path / "lightning.pt"), model.state_dict())
+    first, second = _notes(caplog)
+    assert "simclr.ckpt.pt" in first and "'backbone.'" in first and "projection_head.* (8)" in first
+    assert "lightning.pt" in second and "'model.backbone.'" in second and "model.projection_head.* (8)" in second
+    assert "\n" not in first + second
+
+
+def test_momentum_copy_is_ignored_and_two_equal_copies_are_refused(tmp_path):
+    online, momentum = _model_seeded(1).state_dict(), _model_seeded(2).state_dict()
+    moco = {f"backbone.{k}": v for k, v in online.items()} | {f"backbone_momentum.{k}": v for k, v in momentum.items()}
+    torch.save(moco, tmp_path / "moco.pt")
+    _assert_same_weights(load_into(_model_seeded(3), tmp_path / "moco.pt"), online)
+    twins = {f"a.{k}": v for k, v in online.items()} | {f"b.{k}": v for k, v in momentum.items()}
+    torch.save(twins, tmp_path / "twins.pt")
+    with pytest.raises(UserError, match=r"twins\.pt holds the model's weights more than once.*'a\.', 'b\.'"):
+        load_into(_model_seeded(3), tmp_path / "twins.pt")
+
+
+def test_other_width_is_refused_naming_file_and_keys(tmp_path):
+    torch.manual_seed(0)
+    narrow = build_model("resnet18", width=0.125, small_input=True, num_classes=10)  # with an fc head
+    torch.save(narrow.state_dict(), tmp_path / "narrow.pt")
+    torch.save({f"backbone.{k}": v for k, v in narrow.state_dict().items()} | {"projection_head.0.weight": torch.zeros(2)},
+               tmp_path / "narrow_simclr.pt")
+    for name in ("narrow.pt", "narrow_simclr.pt"):
+        with pytest.raises(UserError) as info:
+            load_into(_model(0.25), tmp_path / name)
+        message = str(info.value)
+        assert name in message and "does not fit" in message and "wrong shape" in message and "conv1.weight" in message
+    assert "under 'backbone.'" in message
+
+
+def test_other_architecture_is_refused(tmp_path):
+    state = _model().state_dict()
+    save_state(tmp_path / "resnet.safetensors", state)
+    with pytest.raises(UserError, match=r"resnet\.safetensors does not fit the architecture: \d+ missing"):
+        load_into(build_model("squeezenet1_0"), tmp_path / "resnet.safetensors")
+    # a deeper ResNet (ResNet-34's layer1 has a third block): every key of ours is there, yet its extra
+    # keys are inside our modules, so it is another architecture, not a head to ignore
+    deeper = state | {k.replace("layer1.1.", "layer1.2."): v for k, v in state.items() if k.startswith("layer1.1.")}
+    torch.save({f"module.{k}": v for k, v in deeper.items()}, tmp_path / "deeper.pt")
+    with pytest.raises(UserError, match=r"deeper\.pt does not fit the architecture: .*unexpected \(e\.g\. layer1\.2\."):
+        load_into(_model(), tmp_path / "deeper.pt")
+    # missing keys are never accepted, under a prefix either
+    partial = {f"backbone.{k}": v for k, v in state.items() if not k.startswith("layer4.1.")}
+    torch.save(partial | {"projection_head.0.weight": torch.zeros(2)}, tmp_path / "partial.pt")
+    with pytest.raises(UserError, match=r"partial\.pt does not fit the architecture: \d+ missing \(e\.g\. layer4\.1\."):
+        load_into(_model(), tmp_path / "partial.pt")
+
+
+def test_pickled_payload_in_a_wrapped_pt_is_refused_and_never_run(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"state_dict": {"conv1.weight": _Payload(marker)}}, tmp_path / "wrapped_evil.pt")
+    torch.save(_model(), tmp_path / "whole_model.pt")  # a pickled nn.Module, not a state dict
+    for name in ("wrapped_evil.pt", "whole_model.pt"):
+        with pytest.raises(UserError, match=rf"Refused to load .*{name}.*unpickle"):
+            load_into(_model(), tmp_path / name)
+    assert not marker.exists()

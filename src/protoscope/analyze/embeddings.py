@@ -146,21 +146,21 @@ def load_pretrained(model: str, weights: str = "IMAGENET1K_V1") -> nn.Module:
     """A torchvision model with its weights read from a local file (safetensors or a weights-only .pth)."""
     from torchvision import models as tvm
 
-    from ..nets.checkpoints import check_fits, load_state
+    from ..nets.checkpoints import fit_state, load_state
 
     names = tvm.list_models(module=tvm)
     if model not in names:
         raise UserError(f"Unknown torchvision model {model!r}.{did_you_mean(model, names)}")
     path = weights_file(model, weights)
-    state = {k.removeprefix("module."): v for k, v in load_state(path).items()}
+    state = load_state(path)
     if model.startswith("densenet"):
         state = {(m.group(1) + m.group(2) if (m := _DENSENET_OLD_KEY.match(k)) else k): v for k, v in state.items()}
     net = tvm.get_model(model, weights=None, **_BUILD_ARGS.get(model, {}))
     # Files saved before PyTorch 0.4 (DenseNet's, among others) have no BatchNorm step counters; they are
-    # not weights, and BatchNorm itself fills them in for such files.
-    state.update({k: v for k, v in net.state_dict().items() if k.endswith("num_batches_tracked") and k not in state})
-    check_fits(state, net.state_dict(), path, hint=f"Is it a state dict of torchvision's {model}?")
-    net.load_state_dict(state)
+    # not weights, and BatchNorm itself fills them in for such files. Prefixes (`module.`) and heads the
+    # model lacks are handled by fit_state, as for every checkpoint.
+    net.load_state_dict(fit_state(state, net, path, hint=f"Is it a state dict of torchvision's {model}?",
+                                  optional=lambda key: key.endswith("num_batches_tracked")))
     return net
 
 

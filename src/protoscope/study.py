@@ -127,6 +127,7 @@ class SynthSpec(Strict):
     cma_popsize: int | None = Field(None, ge=2)
     adam_steps: int = Field(_ENGINE.adam_steps, ge=0)
     adam_lr: float = Field(_ENGINE.adam_lr, gt=0, description="in units of the generator's latent scale")
+    adam_betas: tuple[float, float] = Field(_ENGINE.adam_betas, description="Adam's moment decay rates")
     patience: int = Field(_ENGINE.patience, ge=1)
     batch_size: int | None = Field(None, ge=1)
     memory_gb: float = Field(2.0, gt=0)
@@ -137,7 +138,7 @@ class SynthSpec(Strict):
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
             pool_size=self.pool_size, cma_generations=self.cma_generations, cma_popsize=self.cma_popsize,
-            adam_steps=self.adam_steps, adam_lr=self.adam_lr, patience=self.patience,
+            adam_steps=self.adam_steps, adam_lr=self.adam_lr, adam_betas=self.adam_betas, patience=self.patience,
             batch_size=self.batch_size, memory_gb=self.memory_gb,
         )
 

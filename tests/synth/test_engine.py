@@ -110,7 +110,8 @@ class _Bumps(nn.Module):
 
 def test_backtracking_climbs_peaks_that_the_first_step_overshoots():
     centres = torch.linspace(-1, 1, 16).tolist()
-    config = EngineConfig(pool_size=4, cma_generations=0, adam_steps=20, patience=6, batch_size=64)
+    config = EngineConfig(pool_size=4, cma_generations=0, adam_steps=20, adam_betas=(0.9, 0.999), patience=6,
+                          backtrack=True, batch_size=64)  # backtracking is off by default
     out = synthesize(_Bumps(centres), _Line(), ChannelCentre(range(16)), seed=0, config=config)
     # Adam's first step moves the latent by lr * init_std = 2, past every peak of half-width 1
     assert (out.trace[:, 1] < out.trace[:, 0]).all()
@@ -194,3 +195,87 @@ def test_pre_activation_of_resnet_layers_and_of_a_layer_without_relu(net):
         assert (pre < 0).any() and torch.allclose(torch.relu(pre), out, atol=1e-5)
     forward, plan = layer_forward(net, "layer1.0.conv1", 32, crop=False)
     assert pre_activation(net, "layer1.0.conv1", forward, 32, plan) is None  # no ReLU inside: no surrogate
+
+
+class _Vector(Generator):
+    """A 3-d latent drawn as a 1x1 RGB image; every pool sample is the same latent, so Adam's start is known."""
+
+    latent_dim, image_size, init_std = 3, 1, 0.5
+    start = torch.tensor([0.2, -0.1, 0.3])
+
+    def sample(self, n, generator=None, device=None):
+        return self.start.expand(int(n), -1).clone().to(device or "cpu")
+
+    def render(self, z):
+        return z.view(-1, 3, 1, 1)
+
+
+class _Bowls(nn.Module):
+    """Unit k = 100 - Σ_j a_j (x_j - c_kj)²: concave, its peak farther than a few Adam steps reach."""
+
+    def __init__(self, centres, curvature=(0.5, 1.0, 2.0)):
+        super().__init__()
+        self.c, self.a = torch.tensor(centres), torch.tensor(curvature)
+
+    def forward(self, images):
+        x = images[:, :, 0, 0]  # (B, 3)
+        return (100 - (self.a * (x[:, None] - self.c[None]) ** 2).sum(-1))[:, :, None, None]
+
+
+def test_adam_phase_matches_torch_adam():
+    """With nothing but Adam (no backtracking, no early exit, a known start), the iterates are torch's."""
+    centres = [[3.0, -4.0, 3.5], [-3.5, 4.0, -3.0], [4.0, 3.0, -4.0]]
+    model, gen, objective = _Bowls(centres), _Vector(), ChannelCentre(range(3))
+    config = EngineConfig(pool_size=1, cma_generations=0, adam_steps=10, adam_lr=0.3, adam_betas=(0.6, 0.95), patience=11,
+                          backtrack=False, batch_size=2)  # batches of 2: a unit's row moves between batches
+    out = synthesize(model, gen, objective, seed=0, config=config)
+
+    z = gen.start.repeat(3, 1).requires_grad_(True)
+    adam = torch.optim.Adam([z], lr=config.adam_lr * gen.init_std, betas=config.adam_betas)
+    scores, path = [], []
+    for _ in range(config.adam_steps):
+        score = objective(model(gen(z)))
+        scores.append(score.detach())
+        path.append(z.detach().clone())
+        adam.zero_grad()
+        (-score.sum()).backward()
+        adam.step()
+    scores = torch.stack(scores, dim=1)
+    assert (scores.diff(dim=1) > 0).all()  # every step climbs: the best latent is the last one evaluated
+    assert (path[-1] - gen.start).abs().min() > 1.0  # and the steps went somewhere
+    torch.testing.assert_close(out.trace, scores, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.latent, path[-1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.score, scores[:, -1], rtol=1e-5, atol=1e-5)
+
+
+def test_a_units_result_does_not_depend_on_the_units_beside_it(net):
+    """A unit's prototype is the same whichever units share its batches (no CMA-ES: its draws are shared)."""
+    forward, _ = layer_forward(net, "layer2", 16, crop=False)
+    gen = FourierGenerator(size=16, cutoff=6)
+    config = EngineConfig(pool_size=24, cma_generations=0, adam_steps=8, adam_lr=2.0, patience=2, tol=0.25,
+                          backtrack=True, batch_size=3)
+    everyone = synthesize(forward, gen, ChannelCentre(range(8)), seed=5, config=config)  # [0 1 2] [3 4 5] [6 7]
+    some = [1, 4, 6, 7]
+    few = synthesize(forward, gen, ChannelCentre(some), seed=5, config=config)  # [1 4 6] [7], then fewer
+    # units leave at different steps and some step back, so the batches change as the run goes on
+    assert len(set((~torch.isnan(everyone.trace)).sum(1).tolist())) > 2
+    assert (everyone.trace[:, 1:] < everyone.trace[:, :-1]).any()
+    torch.testing.assert_close(few.latent, everyone.latent[some], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(few.score, everyone.score[some], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(few.trace, everyone.trace[some], rtol=1e-4, atol=1e-5, equal_nan=True)
+
+
+def test_reported_scores_are_a_float32_forward_of_the_returned_latents(net):
+    forward, _ = layer_forward(net, "layer2", 16, crop=False)
+    gen = FourierGenerator(size=16, cutoff=6)
+    objective = ChannelCentre(range(8))
+    out = synthesize(forward, gen, objective, seed=0, config=FAST, bf16=True)
+    with torch.no_grad():
+        images = gen(out.latent)
+        fp32 = objective(forward(images))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = objective(forward(images)).float()
+    torch.testing.assert_close(out.score, fp32, rtol=1e-5, atol=1e-5)
+    assert (bf16 - fp32).abs().max() > 1e-3  # a bf16 score would not pass the check above
+    rendered = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+    assert (out.images.int() - rendered.int()).abs().max() <= 1  # the images are the latents' (up to rounding)

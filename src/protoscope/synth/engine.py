@@ -47,23 +47,28 @@ Forward = Callable[[Tensor], Tensor]  # images in [0, 1] -> the layer's activati
 class EngineConfig:
     """Budgets of the three phases. Defaults are what `bench/synth_speed.py` found worth it.
 
-    A few large Adam steps beat many small ones for the same compute: with lr 2
-    (in units of the generator's latent scale) 8 steps reach about twice the
-    activation of the seed's 50 steps at lr 0.05 on ResNet-18. Scores still rise
-    after 8 steps; raise `adam_steps` for more converged prototypes. CMA-ES gets
-    a small budget because a unit silent after the pool gives it a flat
-    landscape (every candidate scores 0), where it is no better than more
-    random samples — a larger `pool_size` is the cheaper way to wake units.
+    A few large Adam steps beat many small ones: lr 2 (in units of the
+    generator's latent scale). Fast moment decay (betas 0.5, 0.9) lets a step
+    follow the gradient's turns as the image saturates: on random-init
+    ResNet-18 layer3 it reaches at 32 steps what the usual (0.9, 0.999) reaches
+    at about 50. 64 steps with a patience of 8 come close to a per-unit search
+    given the seed's full budget and the best of an lr sweep (see
+    bench/README.md); 8 are enough for a quick look (the demo). Backtracking
+    is off by default: halving a unit's step for good cost activation at
+    these budgets on layer1 and layer3. CMA-ES gets a small budget because a unit silent
+    after the pool gives it a flat landscape, where it is no better than
+    more random samples — a larger `pool_size` is the cheaper way to wake units.
     """
 
     pool_size: int = 1024
     cma_generations: int = 3
     cma_popsize: int | None = None  # None: CMA-ES's default for the latent size
     cma_sigma: float | None = None  # None: the generator's own initial scale
-    adam_steps: int = 8
+    adam_steps: int = 64
     adam_lr: float = 2.0  # times generator.init_std: the largest step one coordinate takes
-    patience: int = 3  # Adam steps without improvement before a unit exits
-    backtrack: bool = True  # a step that lowers a unit's score is halved, and so is its lr
+    adam_betas: tuple[float, float] = (0.5, 0.9)  # Adam's moment decay rates
+    patience: int = 8  # Adam steps without improvement before a unit exits
+    backtrack: bool = False  # a step that lowers a unit's score is halved, and so is its lr
     tol: float = 1e-3  # relative improvement that counts
     batch_size: int | None = None  # images per forward pass; None: from memory_gb
     memory_gb: float = 2.0
@@ -126,6 +131,7 @@ def synthesize(
     bf16: bool = False,
     on_phase: Callable[[str, int], None] | None = None,
     search_forward: Forward | None = None,
+    on_step: Callable[[int, Tensor, Tensor], None] | None = None,
 ) -> Prototypes:
     """Prototypes for the `objective.rows` units: row i of every batch is scored for unit i.
 
@@ -135,6 +141,10 @@ def synthesize(
     score instead: the layer before its final ReLU (`jobs.pre_activation`),
     which still ranks images for a unit the ReLU silences; it must equal
     `forward` wherever that is positive. `on_phase(name, units_left)` reports progress.
+    `on_step(k, best_z, best)` sees each unit's best latent after k Adam
+    evaluations (k = 0: the search's result), so one run with a large budget
+    also tells what every smaller budget would have returned (the steps never
+    depend on the budget); `bench/synth_speed.py` draws its frontier from it.
     """
     device = torch.device(device)
     units = objective.rows
@@ -207,12 +217,14 @@ def synthesize(
     best = torch.full((units,), -math.inf, device=device)  # re-measured along the Adam path
     moment1, moment2 = torch.zeros_like(z), torch.zeros_like(z)
     steps = torch.zeros(units, 1, device=device)  # Adam steps per row since its last restart
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    (beta1, beta2), eps = config.adam_betas, 1e-8
     trace = torch.full((units, config.adam_steps), math.nan)
     stale = torch.zeros(units, dtype=torch.int64, device=device)
     alive = torch.arange(units, device=device)
     adam_images = 0
     lr = torch.full((units, 1), config.adam_lr * generator.init_std, device=device)
+    if on_step:
+        on_step(0, best_z, best)
     for step in range(config.adam_steps):
         if not len(alive):
             break
@@ -255,6 +267,8 @@ def synthesize(
         moving = (grad.abs().amax(dim=1) > 0) | worse
         alive = alive[(stale[alive] < config.patience) & moving]
         report("adam", len(alive))
+        if on_step:
+            on_step(step + 1, best_z, best)
     stats["adam_seconds"] = time.perf_counter() - start
     stats["adam_images"] = adam_images
 

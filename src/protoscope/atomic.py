@@ -6,24 +6,58 @@ never half of one — what makes "resume where it stopped" safe.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import UserError
+
+# Write failures a user fixes (permissions, a read-only mount, a full disk or quota), not bugs.
+WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+def write_error(target, exc: OSError, action: str = "write") -> UserError:
+    """One line naming the file that could not be written (or read) and why."""
+    why = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "free some space (or use --store elsewhere) and run the same command again; finished work is kept"
+    else:
+        hint = "check its permissions (a store must be writable), or use --store elsewhere"
+    return UserError(f"Cannot {action} {target}: {why}; {hint}.")
+
 
 @contextmanager
 def atomic_path(target: str | os.PathLike):
-    """Yield a temporary path in the target's folder; rename it over the target on success."""
+    """Yield a temporary path in the target's folder; rename it over the target on success.
+
+    On failure the temporary file is removed, so nothing half-written is left; a write the
+    user can fix (permissions, read-only store, full disk) is a UserError naming the target.
+    """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    created = []  # folders this write creates, deepest first: removed again if it fails
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        created.append(folder)
+        folder = folder.parent
+    tmp = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
         yield Path(tmp)
         os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (another job wrote there) or never made
+                break
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            raise write_error(target, exc) from exc
         raise
 
 

@@ -293,7 +293,8 @@ def demo(quick: bool = typer.Option(False, "--quick", help="A small version in u
     from .study import builtin_study
 
     if show_study:
-        out.print(builtin_study("demo").read_text(), markup=False, highlight=False)
+        # plain stdout: rich would wrap long lines and break the YAML a user copies
+        sys.stdout.write(builtin_study("demo").read_text())
         return
     s = demo_study(out_dir, quick)
     out.print(f"demo study ({'quick' if quick else 'full'}): store [bold]{s.store}[/]")
@@ -325,6 +326,13 @@ def _print_summary(s, figures=None) -> None:
             out.print(f"figure: {path}", soft_wrap=True)
 
 
+def _error_line(message: str) -> None:
+    """The one line a user error prints (a library's multi-line message is joined)."""
+    from rich.markup import escape
+
+    err.print(f"[red]error:[/] {escape(' '.join(message.split()))}", highlight=False, markup=True, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit code (2 for user errors).
 
@@ -340,7 +348,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         if debug:
             raise
-        err.print(f"[red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        _error_line(str(exc))
+        return 2
+    except OSError as exc:  # permissions or a full disk, where no UserError named the file (zarr, figures)
+        from .atomic import WRITE_ERRNOS, write_error
+
+        if debug or exc.errno not in WRITE_ERRNOS:
+            raise
+        _error_line(str(write_error(exc.filename or "the store", exc, "write" if exc.filename is None else "access")))
         return 2
     except KeyboardInterrupt:
         err.print("interrupted: finished work is stored; run the same command again to resume.")

@@ -23,6 +23,13 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise UserError(f"Unknown device {name!r}; use auto, cpu, cuda or cuda:N.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"Device {name!r} requested but no CUDA GPU is available; use --device cpu or auto.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"Device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+                        f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1}).")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError(f"Device {name!r} requested but Apple's MPS is not available here; use --device cpu or auto.")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"Unknown device {name!r}; use auto, cpu, cuda or cuda:N.")
     return device
 
 

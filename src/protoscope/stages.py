@@ -82,9 +82,13 @@ def probe(study: Study, runs: list[str] | None = None, progress: Progress | None
     bf16 = use_bf16(device, study.precision)
     spec = study.probe
     table = MetricsTable(study.store)
-    check_settings(study.store, "probe", spec.model_dump(mode="json"))
+    selected = _selected(study, runs)
+    for arch in {(run.arch, run.width, run.small_input) for run in selected}:  # names before settings: a typo
+        check_layers(build_model(*arch), spec.layer or feature_layer(arch[0]))  # is reported as itself
+    settings = spec.model_dump(mode="json")
+    check_settings(study.store, "probe", settings, record=False)
     cache: dict = {}
-    for run in _selected(study, runs):
+    for run in selected:
         files = epoch_files(study.run_dir(run))
         if not files:
             raise UserError(f"Run {run.name!r} has no checkpoints in {study.run_dir(run)}; train it first (protoscope train).")
@@ -97,6 +101,12 @@ def probe(study: Study, runs: list[str] | None = None, progress: Progress | None
         if key not in cache:
             cache[key] = (labelled(data_spec, "train", spec.train_size), labelled(data_spec, "test", spec.test_size))
         train_set, test_set = cache[key]
+        if len(train_set.labels.unique()) < 2:
+            where = f"{data_spec.name} at {data_spec.root}" if data_spec.root else data_spec.name
+            field = "probe.data" if spec.data else f"the data of run {run.name!r}"
+            raise UserError(f"The probe's training images ({where}) hold a single class "
+                            f"({train_set.categories[int(train_set.labels[0])]!r}); a linear probe needs two or more. "
+                            f"Check {field}.")
         model = build_model(run.arch, run.width, run.small_input)
         layer = check_layers(model, spec.layer or feature_layer(run.arch))[0]
         for epoch in todo:
@@ -109,6 +119,7 @@ def probe(study: Study, runs: list[str] | None = None, progress: Progress | None
             rows = [dict(base, metric=f"probe_{name}_{split}", value=acc)
                     for name, accs in scores.items() for split, acc in accs.items()]
             rows.append(dict(base, metric="probe_chance", value=chance_level(train_set.labels, test_set.labels)))
+            check_settings(study.store, "probe", settings)  # recorded with the first result
             table.write("probe", f"{run.name}/epoch_{epoch:03d}", rows)
             best = scores[spec.classifiers[0]]["test"]
             progress.update(task, advance=1, info=f"epoch {epoch}: {spec.classifiers[0]} {best:.3f}")
@@ -156,16 +167,21 @@ def rsa(study: Study, runs: list[str] | None = None, progress: Progress | None =
     Activations are computed first (once; alignment and atlases reuse them), then RDMs and metrics.
     """
     from .analyze.activations import compute_activations, study_epochs
-    from .analyze.rsa import metric_settings, rsa_run
+    from .analyze.rsa import check_categories, metric_settings, rsa_run
 
     progress = progress or new_progress(False)
-    check_settings(study.store, "rsa", metric_settings(study.rsa))
-    for run in _selected(study, runs):
+    resolve_device(study.device)
+    plans = []
+    for run in _selected(study, runs):  # names, epochs and device before settings: nothing is recorded for a typo
         layers = check_layers(build_model(run.arch, run.width, run.small_input), study.rsa.layers or study.layers)
-        total = len(study_epochs(study, run, study.rsa.epochs)) + len(layers)
+        plans.append((run, layers, len(study_epochs(study, run, study.rsa.epochs))))
+    check_settings(study.store, "rsa", metric_settings(study.rsa), record=False)  # recorded by rsa_run
+    for run, layers, epochs in plans:
+        total = epochs + len(layers)
         task = progress.add_task(f"rsa {run.name}", total=total, info="")
         compute_activations(study, [run.name], layers, on_epoch=lambda _r, epoch, task=task: progress.update(
-            task, advance=1, info=f"activations epoch {epoch}"))
+            task, advance=1, info=f"activations epoch {epoch}"),
+            check_probe=lambda probe: check_categories(probe.labels.numpy(), probe.categories))
         rsa_run(study, run, layers, on_job=lambda _r, layer, task=task: progress.update(
             task, advance=1, info=f"RDMs {layer}"))
         progress.update(task, completed=total, info="done")

@@ -92,6 +92,33 @@ class RunSpec(Strict):
     simclr: SimCLRSpec = SimCLRSpec()
     path: Path | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _path_component(cls, value: str) -> str:
+        # the name becomes a folder (STORE/runs/<name>), a metrics key and a Zarr group; '~' joins align pairs
+        bad = [c for c in ("/", "\\", "~") if c in value]
+        if not value.strip() or value in (".", "..") or value.startswith("__") or bad or not value.isprintable():
+            raise ValueError(f"run name {value!r} must be usable as a folder name: not empty, '.' or '..', without "
+                             "'/', '\\' or '~', not starting with '__'")
+        return value
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str) -> str:
+        from .errors import did_you_mean
+        from .nets.models import available_architectures
+
+        valid = available_architectures()
+        if value not in valid:
+            raise ValueError(f"unknown architecture {value!r}.{did_you_mean(value, valid)}")
+        return value
+
+    @model_validator(mode="after")
+    def _resnet18_options(self):
+        if self.arch != "resnet18" and (self.width != 1.0 or self.small_input):
+            raise ValueError(f"width and small_input are only supported for resnet18, not {self.arch!r}")
+        return self
+
     def training_fields(self) -> dict[str, Any]:
         """What determines the trained weights (compared when resuming)."""
         return self.model_dump(mode="json", exclude={"name", "path", "epochs"})
@@ -259,13 +286,14 @@ class Study(Strict):
     analyze: AnalyzeSpec = AnalyzeSpec()
     align: AlignSpec = AlignSpec()
 
-    @model_validator(mode="after")
-    def _unique_names(self):
-        names = [r.name for r in self.runs]
+    @field_validator("runs")
+    @classmethod
+    def _unique_names(cls, runs: list[RunSpec]) -> list[RunSpec]:
+        names = [r.name for r in runs]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"run names must be unique, repeated: {dupes}; set `name` (a template like '{{condition}}-w{{width}}-s{{seed}}')")
-        return self
+        return runs
 
     def run_dir(self, run: RunSpec) -> Path:
         return run.path if run.path is not None else self.store / "runs" / run.name
@@ -391,7 +419,10 @@ def load_study(path: str | Path, overrides: dict | None = None) -> Study:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = ", ".join(str(p) for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p)
+        raise UserError(f"{path}: not valid YAML{where}: {what or ' '.join(str(exc).split())}") from None
     if isinstance(raw, dict):
         _resolve_paths(raw, path.parent.resolve())
         if overrides and "store" in overrides:

@@ -305,11 +305,13 @@ def activation_settings(study) -> dict:
 
 
 def compute_activations(study, runs: list[str] | None = None, layers: list[str] | None = None, *,
-                        on_epoch: Callable[[str, int], None] | None = None) -> int:
+                        on_epoch: Callable[[str, int], None] | None = None,
+                        check_probe: Callable[[Labelled], None] | None = None) -> int:
     """Store the probe set's activations for every run × layer × epoch not yet stored; returns epochs computed.
 
     Layers default to `rsa.layers` (or the study's layers), epochs to `rsa.epochs` (or every
     checkpoint). All layers of an epoch come from one forward pass truncated at the deepest.
+    `check_probe(probe_set)` may refuse the probe set (a UserError) before anything is stored.
     """
     spec = study.rsa
     store = activation_store(study)
@@ -338,6 +340,8 @@ def compute_activations(study, runs: list[str] | None = None, layers: list[str] 
                 continue
             if probe is None:
                 probe = probe_set(study)
+                if check_probe is not None:
+                    check_probe(probe)
             if net is None:  # traced once per run; it shares the model's parameters, which load_into updates
                 net = truncate(model.to(device).eval(), names).to(device)
             load_into(model, path)

@@ -349,9 +349,9 @@ def analyze_prototypes(study, runs: list | None = None,
     stored_runs = arrays.runs()
     if not stored_runs:
         raise UserError(f"No prototypes in {root / 'arrays.zarr'}: run `protoscope evolve` first.")
-    check_settings(root, STAGE, {"masked": spec.masked, "exclude_silent": spec.exclude_silent})
     device = resolve_device(study.device)
-    spaces = make_spaces(study, device)
+    spaces = make_spaces(study, device)  # a wrong device or space is reported before settings are recorded
+    check_settings(root, STAGE, {"masked": spec.masked, "exclude_silent": spec.exclude_silent})
     tree = open_store(root / "arrays.zarr")
     embeddings = EmbeddingStore(root / "embeddings.zarr", spec.masked)
     table, units = MetricsTable(root), UnitMetrics(root / "unit_metrics.zarr")

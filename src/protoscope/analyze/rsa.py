@@ -229,6 +229,16 @@ def load_rdms(store, runs: list[str] | None = None, layers: list[str] | None = N
 # --------------------------------------------------------------------------- the stage's work
 
 
+def check_categories(labels, categories) -> None:
+    """Within- vs between-category dissimilarity needs a probe set of two or more categories."""
+    present = np.unique(np.asarray(labels))
+    if len(present) < 2:
+        raise UserError(
+            f"The RSA probe set has a single category ({categories[int(present[0])]!r}): within- vs "
+            "between-category dissimilarity needs two or more. Set `rsa.data` to a labelled data set "
+            "with several classes.")
+
+
 def metric_settings(spec) -> dict:
     """The `rsa` settings the metrics depend on (figures-only ones left out)."""
     return spec.model_dump(mode="json", exclude={"snapshots", "batch_size"})
@@ -239,7 +249,7 @@ def rsa_run(study, run, layers: list[str], on_job: Callable[[str, str], None] | 
 
     Activations must be stored (`analyze.activations.compute_activations`).
     """
-    from ..store import MetricsTable
+    from ..store import MetricsTable, check_settings
     from .activations import read_activations, study_epochs
 
     spec = study.rsa
@@ -252,15 +262,11 @@ def rsa_run(study, run, layers: list[str], on_job: Callable[[str, str], None] | 
         if table.has("rsa", key) and path.is_file():
             continue
         acts = read_activations(study, run.name, layer, epochs)
-        present = np.unique(acts.labels)
-        if len(present) < 2:
-            raise UserError(
-                f"The RSA probe set has a single category ({acts.categories[int(present[0])]!r}): within- vs "
-                "between-category dissimilarity needs two or more. Set `rsa.data` to a labelled data set "
-                "with several classes.")
+        check_categories(acts.labels, acts.categories)
         rdms = epoch_rdms(acts, spec.distance, spec.folds)
         base = {"run": run.name, "condition": run.condition, "seed": run.seed, "layer": layer}
         rows = [dict(base, **row) for row in trajectory_metrics(rdms, acts.categories, spec.compare)]
+        check_settings(study.store, "rsa", metric_settings(spec))  # recorded with the first result
         save_rdms(rdms, path)
         table.write("rsa", key, rows)
         done += 1

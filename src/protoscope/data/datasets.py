@@ -49,15 +49,31 @@ def open_torchvision(name: str, root: Path, split: str):
             return tvd.CIFAR10(str(root), train=(split == "train"), download=False)
         if name == "imagefolder":
             folder = root / split if (root / split).is_dir() else root
-            return tvd.ImageFolder(str(folder))
+            return tvd.ImageFolder(str(folder), loader=load_rgb)
     except (RuntimeError, FileNotFoundError, OSError) as exc:
         expected = {
             "stl10": f"{root}/stl10_binary/ (the extracted stl10_binary.tar.gz)",
             "cifar10": f"{root}/cifar-10-batches-py/ (the extracted cifar-10-python.tar.gz)",
             "imagefolder": f"{root}/<split>/<class>/<image> or {root}/<class>/<image>",
         }[name]
-        raise UserError(f"Cannot read data set {name!r} from {root}: {exc}. Expected {expected}.") from None
+        raise UserError(f"Cannot read data set {name!r} from {root}: {str(exc).rstrip('.')}. Expected {expected}.") from None
     raise UserError(f"Unknown data set {name!r}; valid: shapes, stl10, cifar10, imagefolder")
+
+
+def load_rgb(path) -> "Image.Image":
+    """An image file as 8-bit RGB, whatever its mode: greyscale, palette and CMYK are converted, alpha is
+    dropped, and 16-bit images are scaled to 8 bits (PIL's own conversion would clip them to white).
+    Sizes are left alone (every reader resizes). An unreadable file is a UserError naming it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):  # 16-bit grey (PIL reads some as 32-bit "I")
+                values = np.clip(np.asarray(image, dtype=np.float64), 0, 65535)
+                return Image.fromarray((values / 257).round().astype(np.uint8), mode="L").convert("RGB")
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise UserError(f"Cannot read image {path}: {exc}") from None
 
 
 def _to_uint8(image, size: int) -> torch.Tensor:

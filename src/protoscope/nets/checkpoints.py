@@ -56,6 +56,9 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        if f.read(64).startswith(b"version https://git-lfs"):
+            raise UserError(f"{path} is a Git LFS pointer, not the checkpoint: fetch the file itself (git lfs pull).")
     if path.suffix == ".safetensors":
         try:
             return load_file(str(path))
@@ -65,12 +68,19 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
+            found = re.search(r"GLOBAL ([\w.]+)", str(exc))  # the weights-only unpickler names what it refused
+            with open(path, "rb") as f:
+                head = f.read(2)  # a pickle (protocol 2-5) starts with PROTO: 0x80, then the protocol
+            if found is None and "Unsupported global" not in str(exc) and not (
+                    head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
+                raise UserError(f"Corrupt or unreadable checkpoint {path}: not a file torch.save wrote.") from exc
             raise UserError(
-                f"Refused to load {path}: it holds more than tensors (a pickled object), and protoscope never "
+                f"Refused to load {path}: it holds more than tensors (a pickled object"
+                f"{', ' + found.group(1) if found else ''}), and protoscope never "
                 "unpickles code. Save a plain state_dict (torch.save(model.state_dict(), ...)) or use safetensors."
             ) from exc
-        except (RuntimeError, EOFError, OSError, ValueError) as exc:
-            raise UserError(f"Corrupt or unreadable checkpoint {path}: {exc}") from exc
+        except Exception as exc:  # whatever torch.load trips over in a damaged file (zip, EOF, KeyError, ...)
+            raise UserError(f"Corrupt or unreadable checkpoint {path}: {type(exc).__name__}: {exc}") from exc
         while isinstance(obj, dict):  # common wrappers, also nested ({"model": {"state_dict": ...}})
             inner = next((obj[key] for key in _WRAPPERS if isinstance(obj.get(key), dict)), None)
             if inner is None:
@@ -203,7 +213,12 @@ def fit_state(state: dict[str, torch.Tensor], model: nn.Module, path: str | Path
 def load_into(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a checkpoint into `model` (see `fit_state` for the forms accepted); a mismatch names
     the file and the keys. The model's own tensors are updated in place."""
-    model.load_state_dict(fit_state(load_state(path), model, path))
+    state = fit_state(load_state(path), model, path)
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise UserError(f"Checkpoint {path} holds NaN or infinite values in {len(broken)} tensor(s) (e.g. "
+                        f"{', '.join(broken[:3])}): the training diverged? Results from it would be NaN.")
+    model.load_state_dict(state)
     return model
 
 

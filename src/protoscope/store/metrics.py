@@ -60,11 +60,14 @@ class MetricsTable:
         return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True).astype(_DTYPES)
 
 
-def check_settings(store: str | Path, stage: str, settings: dict) -> None:
+def check_settings(store: str | Path, stage: str, settings: dict, record: bool = True) -> None:
     """Refuse to mix results computed under different settings in one stage.
 
     The first run of a stage records its settings; a later run with other
-    settings gets a clear error instead of silently stale numbers.
+    settings gets a clear error (naming the settings that differ) instead of
+    silently stale numbers. With `record=False` the settings are only compared:
+    a stage checks first and records just before it writes its first result,
+    so a run that fails before any result leaves the store as it was.
     """
     import json
 
@@ -74,10 +77,15 @@ def check_settings(store: str | Path, stage: str, settings: dict) -> None:
     path = Path(store) / "metrics" / stage / "_settings.json"
     text = json.dumps(settings, sort_keys=True, default=str)
     if path.is_file():
-        if json.loads(path.read_text()) != json.loads(text):
+        stored, wanted = json.loads(path.read_text()), json.loads(text)
+        if stored != wanted:
+            keys = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+            diffs = "; ".join(f"{stage}.{k}: stored {stored.get(k, '<unset>')!r}, now {wanted.get(k, '<unset>')!r}"
+                              for k in keys)
             raise UserError(
-                f"The {stage} settings changed since its results in {path.parent} were computed. "
+                f"The {stage} settings changed since its results in {path.parent} were computed ({diffs}). "
                 f"Delete that folder to recompute them with the new settings, or use another store."
             )
         return
-    write_text(path, text)
+    if record:
+        write_text(path, text)

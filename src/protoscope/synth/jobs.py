@@ -132,8 +132,13 @@ def evolve_run(study, run, model: nn.Module, files: dict, layers: list[str], dev
     epochs = spec.epochs if spec.epochs is not None else list(files)
     missing = [e for e in epochs if e not in files]
     if missing:
-        raise UserError(f"Run {run.name!r} has no checkpoint for epochs {missing}; stored: {list(files)}")
+        raise UserError(f"Run {run.name!r} has no checkpoint for epochs {missing} (synth.epochs / --epochs); "
+                        f"stored: {list(files)}")
     generator = build_generator(spec, size, device)
+    # The first checkpoint is read before the store is touched: another architecture, a pickled or
+    # corrupt file, or NaN weights stop the stage with the store as it was.
+    if epochs:
+        load_into(model, files[epochs[0]])
     store = ArrayStore(study.store / "arrays.zarr")
     table = MetricsTable(study.store)
     units = layer_units(model.to(device), layers, size)

@@ -379,17 +379,19 @@ def align_study(study, runs: list[str] | None = None,
         tracks = [t for t in tracks if t in runs]
     if not pairs and not tracks:
         return 0
-    check_settings(study.store, STAGE, settings(study))
-    table = MetricsTable(study.store)
-    jobs = [(f"pairs/epoch_{e:03d}", "pairs", e, ps) for e, ps in pair_epochs(study, pairs).items()]
-    jobs += [(f"track/{name}", "track", name, None) for name in tracks]
-    todo = [j for j in jobs if not table.has(STAGE, j[0])]
-    if not todo:
-        return 0
+    # device, layers and epochs before settings: a typo is reported as itself, and records nothing
     device = resolve_device(study.device)
     first = study.run(pairs[0][0] if pairs else tracks[0])
     layers = check_layers(build_model(first.arch, first.width, first.small_input), study.align.layers or study.layers)
+    table = MetricsTable(study.store)
+    jobs = [(f"pairs/epoch_{e:03d}", "pairs", e, ps) for e, ps in pair_epochs(study, pairs).items()]
+    jobs += [(f"track/{name}", "track", name, None) for name in tracks]
+    check_settings(study.store, STAGE, settings(study), record=False)
+    todo = [j for j in jobs if not table.has(STAGE, j[0])]
+    if not todo:
+        return 0
     images = _images(study)
+    check_settings(study.store, STAGE, settings(study))  # recorded before the first result
     for done, (key, kind, what, ps) in enumerate(todo):
         if on_job:
             on_job(key, done, len(todo))

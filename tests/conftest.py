@@ -36,6 +36,15 @@ def tiny_study_dict(store, **overrides) -> dict:
     return study
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of many tiny tensor ops: a second thread only spins on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def write_study(tmp_path):
     """Write a study dict as YAML; returns the file path."""

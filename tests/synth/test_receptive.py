@@ -25,13 +25,7 @@ from protoscope.synth.receptive import (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These tensors are small: two threads gain nothing and spin badly on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # these tensors are small: one thread is faster
 
 
 @pytest.fixture(scope="module")

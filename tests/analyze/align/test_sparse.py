@@ -15,13 +15,7 @@ from protoscope.study import AlignSpec
 from .planted import grouped_pair, shared_causes_pair
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """FISTA multiplies tiny matrices thousands of times: a second thread only spins (6x slower on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # FISTA multiplies tiny matrices thousands of times: one thread is faster
 
 
 def seed_normalized(x):

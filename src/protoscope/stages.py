@@ -95,46 +95,33 @@ def evolve(study: Study, runs: list[str] | None = None, progress: Progress | Non
     return sum(s.get("repeats", 0) for s in outcome.finished.values())
 
 
-def rsa(study: Study, runs: list[str] | None = None, progress: Progress | None = None) -> pd.DataFrame:
+def rsa(study: Study, runs: list[str] | None = None, progress: Progress | None = None,
+        executor=None) -> pd.DataFrame:
     """RDMs of the probe set per run, epoch and layer, and how they change over training; returns the RSA metrics.
 
     Activations are computed first (once; alignment and atlases reuse them), then RDMs and metrics.
     """
-    from .analyze.activations import compute_activations, study_epochs
-    from .analyze.rsa import check_categories, metric_settings, rsa_run
+    from .analyze.activations import ActivationStage, probe_set
+    from .analyze.rsa import RSAStage, check_categories
 
-    progress = progress or new_progress(False)
-    resolve_device(study.device)
-    plans = []
-    for run in _selected(study, runs):  # names, epochs and device before settings: nothing is recorded for a typo
-        layers = check_layers(build_model(run.arch, run.width, run.small_input), study.rsa.layers or study.layers)
-        plans.append((run, layers, len(study_epochs(study, run, study.rsa.epochs))))
-    check_settings(study.store, "rsa", metric_settings(study.rsa), record=False)  # recorded by rsa_run
-    for run, layers, epochs in plans:
-        total = epochs + len(layers)
-        task = progress.add_task(f"rsa {run.name}", total=total, info="")
-        compute_activations(study, [run.name], layers, on_epoch=lambda _r, epoch, task=task: progress.update(
-            task, advance=1, info=f"activations epoch {epoch}"),
-            check_probe=lambda probe: check_categories(probe.labels.numpy(), probe.categories))
-        rsa_run(study, run, layers, on_job=lambda _r, layer, task=task: progress.update(
-            task, advance=1, info=f"RDMs {layer}"))
-        progress.update(task, completed=total, info="done")
+    rsa_stage = RSAStage()
+    planned = rsa_stage.plan(study, runs)  # names, epochs and settings before any work: a typo records nothing
+    layers = tuple(dict.fromkeys(job.key[1] for job in planned))
+    if not all(rsa_stage.is_done(study, job) for job in planned):
+        probe = probe_set(study)
+        check_categories(probe.labels.numpy(), probe.categories)
+    execute(ActivationStage(layers), study, executor, runs, progress)
+    execute(rsa_stage, study, executor, runs, progress)
     return MetricsTable(study.store).read("rsa")
 
 
-def align(study: Study, runs: list[str] | None = None, progress: Progress | None = None) -> pd.DataFrame:
+def align(study: Study, runs: list[str] | None = None, progress: Progress | None = None,
+          executor=None) -> pd.DataFrame:
     """Convergent learning: align the units of paired runs (seeds) and of every epoch with a run's last
     one, from one pass of the probe set per job; returns the align metrics."""
-    from .analyze.align.jobs import align_study
+    from .analyze.align.jobs import ALIGN
 
-    progress = progress or new_progress(False)
-    task = progress.add_task("align", total=1, info="")
-
-    def on_job(what, done, total):
-        progress.update(task, total=max(total, 1), completed=done, info=what)
-
-    if not align_study(study, runs, on_job):
-        progress.update(task, completed=1, info="stored")
+    execute(ALIGN, study, executor, runs, progress)
     return MetricsTable(study.store).read("align")
 
 

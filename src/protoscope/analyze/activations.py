@@ -19,7 +19,7 @@ default) or one (channel, y, x) position (``features: flatten``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +31,10 @@ from zarr.errors import ContainsArrayError, ContainsGroupError
 
 from ..data.datasets import Labelled, labelled, normalize
 from ..errors import UserError, did_you_mean
+from ..jobs import Job
 from ..nets.checkpoints import epoch_files, load_into
 from ..nets.layers import Truncated, check_layers, truncate
 from ..nets.models import build_model
-from ..runtime import resolve_device
 
 STORE_NAME = "activations.zarr"
 
@@ -48,7 +48,14 @@ def probe_set(study) -> Labelled:
     One set for every run, so representations compare across runs as well as epochs.
     """
     spec = study.rsa.data or study.runs[0].data
-    return labelled(spec, "probe", study.rsa.images)
+    key = (spec.model_dump_json(), study.rsa.images)
+    if key not in _PROBES:  # cached per process: a pure function of the data spec
+        _PROBES.clear()
+        _PROBES[key] = labelled(spec, "probe", study.rsa.images)
+    return _PROBES[key]
+
+
+_PROBES: dict = {}
 
 
 @torch.no_grad()
@@ -305,54 +312,91 @@ def activation_settings(study) -> dict:
 
 
 def compute_activations(study, runs: list[str] | None = None, layers: list[str] | None = None, *,
-                        on_epoch: Callable[[str, int], None] | None = None,
-                        check_probe: Callable[[Labelled], None] | None = None) -> int:
+                        progress=None, executor=None) -> int:
     """Store the probe set's activations for every run × layer × epoch not yet stored; returns epochs computed.
 
     Layers default to `rsa.layers` (or the study's layers), epochs to `rsa.epochs` (or every
-    checkpoint). All layers of an epoch come from one forward pass truncated at the deepest.
-    `check_probe(probe_set)` may refuse the probe set (a UserError) before anything is stored.
+    checkpoint). One job per (run, epoch): all its layers come from one forward pass truncated at the
+    deepest.
     """
-    spec = study.rsa
-    store = activation_store(study)
-    device = resolve_device(study.device)
-    settings = activation_settings(study)
-    probe: Labelled | None = None
-    computed = 0
-    for run in [study.run(n) for n in runs] if runs else study.runs:
-        files = study_epochs(study, run, spec.epochs)
-        model = build_model(run.arch, run.width, run.small_input)
-        names = check_layers(model, layers or spec.layers or study.layers)
-        for layer in names:  # refuse other settings before any work
-            if store.has_layer(run.name, layer):
-                clash = settings_clash({k: store.settings(run.name, layer).get(k) for k in settings}, settings)
-                stored_epochs = store.settings(run.name, layer)["epochs"]
-                if clash or stored_epochs != list(files):
-                    clash = clash or f"epochs: stored {stored_epochs}, now {list(files)}"
-                    raise UserError(f"Activations of {run.name}/{layer} in {store.path} were computed with other "
-                                    f"settings ({clash}). Delete {store.path / 'runs' / run.name / layer} to "
-                                    "recompute them, or use another store.")
-        done = {layer: set(store.done_epochs(run.name, layer)) for layer in names}
-        net = None
-        for epoch, path in files.items():
-            todo = [layer for layer in names if epoch not in done[layer]]
-            if not todo:
+    from ..jobs import execute
+
+    stage = ActivationStage(tuple(layers) if layers else None)
+    return execute(stage, study, executor, runs, progress).done_now
+
+
+class ActivationStage:
+    """Jobs (run, epoch, layers): the probe set's activations at one checkpoint, every layer at once."""
+
+    name = "activations"
+
+    def __init__(self, layers: tuple[str, ...] | None = None):
+        self.layers = layers
+
+    def plan(self, study, runs):
+        spec, store, settings = study.rsa, activation_store(study), activation_settings(study)
+        jobs = []
+        for run in [study.run(n) for n in runs] if runs else study.runs:
+            files = study_epochs(study, run, spec.epochs)
+            names = check_layers(build_model(run.arch, run.width, run.small_input),
+                                 list(self.layers or spec.layers or study.layers))
+            for layer in names:  # refuse other settings before any work
+                _check_stored(store, run.name, layer, settings, list(files))
+            jobs += [Job(ACTIVATIONS_REF, (run.name, epoch, tuple(names)), run.name) for epoch in files]
+        return jobs
+
+    def prepare(self, study, jobs) -> None:
+        """Every (run, layer) group created before any job runs (unit counts from one probe image)."""
+        store, settings, probe = activation_store(study), activation_settings(study), None
+        for run_name, names in dict.fromkeys((j.key[0], j.key[2]) for j in jobs):
+            missing = [layer for layer in names if not store.has_layer(run_name, layer)]
+            if not missing:
                 continue
-            if probe is None:
-                probe = probe_set(study)
-                if check_probe is not None:
-                    check_probe(probe)
-            if net is None:  # traced once per run; it shares the model's parameters, which load_into updates
-                net = truncate(model.to(device).eval(), names).to(device)
-            load_into(model, path)
-            acts = layer_activations(net, names, probe.images, device=device, batch_size=spec.batch_size,
-                                     features=spec.features)
-            for layer in todo:
-                values = acts[layer].cpu().numpy()
-                store.ensure_layer(run.name, layer, epochs=list(files), labels=probe.labels.numpy(),
-                                   categories=probe.categories, n_units=values.shape[1], settings=settings)
-                store.write_epoch(run.name, layer, epoch, values)
-            computed += 1
-            if on_epoch is not None:
-                on_epoch(run.name, epoch)
-    return computed
+            probe = probe or probe_set(study)
+            run = study.run(run_name)
+            files = study_epochs(study, run, study.rsa.epochs)
+            # the first checkpoint is read before the store is touched: a corrupt file or NaN weights
+            # stop the stage with the store as it was
+            model = load_into(build_model(run.arch, run.width, run.small_input), next(iter(files.values())))
+            units = {k: v.shape[1] for k, v in layer_activations(model, missing, probe.images[:1], device="cpu",
+                                                                 features=study.rsa.features).items()}
+            epochs = list(files)
+            for layer in missing:
+                store.ensure_layer(run_name, layer, epochs=epochs, labels=probe.labels.numpy(),
+                                   categories=probe.categories, n_units=units[layer], settings=settings)
+
+    def is_done(self, study, job) -> bool:
+        run, epoch, names = job.key
+        store = activation_store(study)
+        return all(epoch in store.done_epochs(run, layer) for layer in names)
+
+    def run(self, study, job, device, emit) -> dict:
+        run_name, epoch, names = job.key
+        run, store = study.run(run_name), activation_store(study)
+        todo = [layer for layer in names if epoch not in store.done_epochs(run_name, layer)]
+        probe = probe_set(study)
+        model = build_model(run.arch, run.width, run.small_input)
+        net = truncate(model.to(device).eval(), list(names)).to(device)  # shares the model's parameters
+        load_into(model, study_epochs(study, run, [epoch])[epoch])
+        acts = layer_activations(net, list(names), probe.images, device=device, batch_size=study.rsa.batch_size,
+                                 features=study.rsa.features)
+        for layer in todo:
+            store.write_epoch(run_name, layer, epoch, acts[layer].cpu().numpy())
+        emit(f"activations epoch {epoch}")
+        return {"layers": len(todo)}
+
+
+ACTIVATIONS = ActivationStage()
+ACTIVATIONS_REF = f"{__name__}:ACTIVATIONS"
+
+
+def _check_stored(store: ActivationStore, run: str, layer: str, settings: dict, epochs: list[int]) -> None:
+    if not store.has_layer(run, layer):
+        return
+    stored = store.settings(run, layer)
+    clash = settings_clash({k: stored.get(k) for k in settings}, settings)
+    if clash or stored["epochs"] != epochs:
+        clash = clash or f"epochs: stored {stored['epochs']}, now {epochs}"
+        raise UserError(f"Activations of {run}/{layer} in {store.path} were computed with other "
+                        f"settings ({clash}). Delete {store.path / 'runs' / run / layer} to "
+                        "recompute them, or use another store.")

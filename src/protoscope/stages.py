@@ -125,25 +125,14 @@ def align(study: Study, runs: list[str] | None = None, progress: Progress | None
     return MetricsTable(study.store).read("align")
 
 
-def analyze(study: Study, runs: list[str] | None = None, progress: Progress | None = None) -> int:
+def analyze(study: Study, runs: list[str] | None = None, progress: Progress | None = None,
+            executor=None) -> int:
     """Prototype metrics (diversity, rate of change, re-evolution consistency) in every space of the
     study's `analyze:` section, for every stored (run, layer) that misses some; returns how many
     (run, layer, space) results were computed now. Embeddings are computed once and stored."""
     from .analyze.prototype_metrics import analyze_prototypes
 
-    progress = progress or new_progress(False)
-    selected = _selected(study, runs)
-    task = progress.add_task("analyze prototypes", total=len(selected) * len(study.layers), info="")
-    epochs = progress.add_task("  epochs", total=1, info="")
-
-    def on_layer(run, layer, spaces):
-        progress.update(task, advance=1, info=f"{run} {layer}" + (f": {', '.join(spaces)}" if spaces else " (stored)"))
-
-    count = analyze_prototypes(study, selected, on_layer=on_layer,
-                               on_epoch=lambda i, n: progress.update(epochs, total=n, completed=i))
-    progress.update(task, completed=len(selected) * len(study.layers))
-    progress.remove_task(epochs)
-    return count
+    return analyze_prototypes(study, runs, progress, executor)
 
 
 def export(study: Study, out: Path | None = None, runs: list[str] | None = None) -> list[Path]:

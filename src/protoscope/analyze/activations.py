@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import zarr
 from torch import nn
-from zarr.errors import ContainsArrayError, ContainsGroupError
+from zarr.errors import ContainsGroupError
 
 from ..data.datasets import Labelled, labelled, normalize
 from ..errors import UserError, did_you_mean
@@ -35,6 +35,7 @@ from ..jobs import Job
 from ..nets.checkpoints import epoch_files, load_into
 from ..nets.layers import Truncated, check_layers, truncate
 from ..nets.models import build_model
+from ..store.blocks import Array, BlockGroup, Schema, settings_diff
 
 STORE_NAME = "activations.zarr"
 
@@ -178,68 +179,39 @@ class ActivationStore:
         return [epochs[i] for i in np.flatnonzero(group["done"][:])]
 
     # ------------------------------------------------------------------ writing
+    def _block_group(self, run: str, layer: str, epochs=None, n_images=None, n_units=None, labels=None) -> BlockGroup:
+        """The (run, layer) group; the schema is given when creating it."""
+        schema = None
+        if epochs is not None:
+            E, N, U = len(epochs), n_images, n_units
+            schema = Schema({"activation": Array(("epoch", "image", "unit"), (E, N, U), "float32", float("nan"))},
+                            blocks=1, coords={"epoch": np.asarray(epochs, dtype="int64"),
+                                              "image": np.arange(N, dtype="int64"), "unit": np.arange(U, dtype="int64"),
+                                              "label": (("image",), labels)})
+        return BlockGroup(self.path / "runs" / run / layer, schema, "the activation store", self.path)
+
     def ensure_layer(self, run: str, layer: str, *, epochs: list[int], labels, categories, n_units: int,
                      settings: dict) -> None:
         """Create the layer's group and arrays if missing; a group made with other settings is an error."""
         _check_name("run", run)
         _check_name("layer", layer)
         labels = np.asarray(labels, dtype=np.int64)
-        attrs = _jsonable(dict(settings, epochs=[int(e) for e in epochs], n_images=len(labels),
-                               n_units=int(n_units), categories=list(categories)))
-        root = self._root(True)
-        group = root
-        for name, group_attrs in (("runs", {}), (run, {}), (layer, attrs)):
-            node = group.get(name)
-            if node is None:
-                try:
-                    node = group.create_group(name, attributes=group_attrs)
-                except ContainsGroupError:
-                    node = group.get(name)
-            group = node
-        clash = settings_clash(dict(group.attrs), attrs)
-        if clash:
-            raise UserError(
-                f"Activations of {run}/{layer} in {self.path} were computed with other settings ({clash}). "
-                f"Delete {self.path / 'runs' / run / layer} to recompute them, or use another store."
-            )
-        E, N, U = len(epochs), len(labels), int(n_units)
-        arrays = {
-            "activation": ((E, N, U), (1, N, U), ("epoch", "image", "unit"), "float32", float("nan")),
-            "done": ((E,), (1,), ("epoch",), "bool", False),
-        }
-        for name, (shape, chunks, dims, dtype, fill) in arrays.items():
-            if name not in group:
-                try:
-                    group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
-                                       dimension_names=dims)
-                except ContainsArrayError:
-                    pass
-        coords = {"epoch": np.asarray(epochs, dtype="int64"), "image": np.arange(N, dtype="int64"),
-                  "unit": np.arange(U, dtype="int64")}
-        for name, values in dict(coords, label=labels).items():
-            if name not in group:
-                try:
-                    group.create_array(name, data=values, chunks=values.shape,
-                                       dimension_names=("image",) if name == "label" else (name,))
-                except ContainsArrayError:
-                    pass
+        attrs = dict(settings, epochs=[int(e) for e in epochs], n_images=len(labels), n_units=int(n_units),
+                     categories=list(categories))
+        self._block_group(run, layer, epochs, len(labels), int(n_units), labels).create(attrs)
 
     def write_epoch(self, run: str, layer: str, epoch: int, values) -> None:
         """Write one epoch's (image, unit) matrix, then mark it done (un-marked first if rewritten)."""
-        group = zarr.open_group(self.path / "runs" / run / layer, mode="r+", zarr_format=3)
-        epochs = group.attrs["epochs"]
+        group = self._block_group(run, layer)
+        attrs = group.settings()
+        epochs = attrs["epochs"]
         if epoch not in epochs:
             raise UserError(f"Epoch {epoch} is not one of the stored epochs of {run}/{layer}: {epochs}")
         values = np.asarray(values, dtype=np.float32)
-        want = (group.attrs["n_images"], group.attrs["n_units"])
+        want = (attrs["n_images"], attrs["n_units"])
         if values.shape != want:
             raise UserError(f"Activations for {run}/{layer} epoch {epoch} have shape {values.shape}, expected {want}.")
-        e = epochs.index(epoch)
-        done = group["done"]
-        if done[e]:
-            done[e] = False
-        group["activation"][e] = values
-        done[e] = True
+        group.write((epochs.index(epoch),), {"activation": values})
 
     # ------------------------------------------------------------------ reading
     def read(self, run: str, layer: str, epochs: list[int] | None = None) -> Activations:
@@ -256,19 +228,6 @@ class ActivationStore:
         values = np.stack([array[stored.index(e)] for e in epochs]) if epochs else np.zeros(
             (0, group.attrs["n_images"], group.attrs["n_units"]), np.float32)
         return Activations(run, layer, values, np.asarray(group["label"][:]), tuple(group.attrs["categories"]), epochs)
-
-
-def _jsonable(value):
-    import json
-
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
-def settings_clash(stored: dict, wanted: dict) -> str:
-    """'' when equal, else which keys differ (stored vs now)."""
-    stored, wanted = _jsonable(stored), _jsonable(wanted)
-    keys = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
-    return "; ".join(f"{k}: stored {stored.get(k, '<unset>')!r}, now {wanted.get(k, '<unset>')!r}" for k in keys)
 
 
 def activation_store(where) -> ActivationStore:
@@ -394,7 +353,7 @@ def _check_stored(store: ActivationStore, run: str, layer: str, settings: dict, 
     if not store.has_layer(run, layer):
         return
     stored = store.settings(run, layer)
-    clash = settings_clash({k: stored.get(k) for k in settings}, settings)
+    clash = settings_diff({k: stored.get(k) for k in settings}, settings)
     if clash or stored["epochs"] != epochs:
         clash = clash or f"epochs: stored {stored['epochs']}, now {epochs}"
         raise UserError(f"Activations of {run}/{layer} in {store.path} were computed with other "

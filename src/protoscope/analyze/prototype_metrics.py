@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 import zarr
 
+from ..jobs import Job
 from ..store import MetricsTable
 
 DISTANCES = ("mse", "cosine")
@@ -219,6 +220,16 @@ def _covered(table: MetricsTable, units: UnitMetrics, run: str, layer: str, spac
     return True
 
 
+def _missing_spaces(table: MetricsTable, units: "UnitMetrics", ds, run: str, layer: str, spaces: list,
+                    spec) -> list:
+    """The spaces whose stored results of this (run, layer) do not cover its finished prototype jobs."""
+    epochs = [int(e) for e in ds["epoch"].values]
+    want = {(epochs[i], int(r)) for i, r in np.argwhere(np.asarray(ds["done"].values, bool))}
+    settings = {"masked": spec.masked, "exclude_silent": spec.exclude_silent}
+    return [s for s in spaces if want and not _covered(table, units, run, layer, s.name,
+                                                       dict(settings, space=s.settings()), want, spec.distances)]
+
+
 def _layer_masks(ds, device) -> torch.Tensor | None:
     """(E, S, S) or, per unit, (E, U, S, S); NaN where an epoch has none (then unmasked)."""
     name = "rf_mask_unit" if "rf_mask_unit" in ds else "rf_mask"
@@ -238,11 +249,8 @@ def analyze_layer(ds, run, layer: str, spaces: list, spec, device, embeddings, t
     epochs = [int(e) for e in ds["epoch"].values]
     R, U = int(ds.sizes["repeat"]), int(ds.sizes["unit"])
     done = np.asarray(ds["done"].values, bool)
-    want = {(epochs[i], int(r)) for i, r in np.argwhere(done)}
     settings = {"masked": spec.masked, "exclude_silent": spec.exclude_silent}
-    todo = [s for s in spaces
-            if want and not _covered(table, units, run.name, layer, s.name, dict(settings, space=s.settings()),
-                                     want, spec.distances)]
+    todo = _missing_spaces(table, units, ds, run.name, layer, spaces, spec)
     if not todo:
         return []
     if spec.masked and ds.attrs.get("synth_rf") == "none":
@@ -331,41 +339,76 @@ def _vectors(space, images: torch.Tensor, reps: list[int], index: int, epochs: l
     return x
 
 
-def analyze_prototypes(study, runs: list | None = None,
-                       on_layer: Callable[[str, str, list[str]], None] | None = None,
-                       on_epoch: Callable[[int, int], None] | None = None) -> int:
+def analyze_prototypes(study, runs: list | None = None, progress=None, executor=None) -> int:
     """Prototype metrics of every stored (run, layer) of the study that misses some; returns how many
     (run, layer, space) results were computed now. Results: the metrics table (stage ``analyze``),
     ``STORE/unit_metrics.zarr`` and, for model spaces, ``STORE/embeddings.zarr``."""
-    from ..errors import UserError
-    from ..runtime import resolve_device
-    from ..store import check_settings, open_store
-    from ..store.arrays import ArrayStore
-    from .embeddings import EmbeddingStore, make_spaces
+    from ..jobs import execute
 
-    spec = study.analyze
-    root = Path(study.store)
-    arrays = ArrayStore(root / "arrays.zarr")
-    stored_runs = arrays.runs()
-    if not stored_runs:
-        raise UserError(f"No prototypes in {root / 'arrays.zarr'}: run `protoscope evolve` first.")
-    device = resolve_device(study.device)
-    spaces = make_spaces(study, device)  # a wrong device or space is reported before settings are recorded
-    check_settings(root, STAGE, {"masked": spec.masked, "exclude_silent": spec.exclude_silent})
-    tree = open_store(root / "arrays.zarr")
-    embeddings = EmbeddingStore(root / "embeddings.zarr", spec.masked)
-    table, units = MetricsTable(root), UnitMetrics(root / "unit_metrics.zarr")
-    computed = 0
-    for run in runs if runs is not None else study.runs:
-        if run.name not in stored_runs:
-            continue
-        for layer in [layer for layer in study.layers if arrays.has_layer(run.name, layer)]:
-            names = analyze_layer(tree[f"runs/{run.name}/{layer}"].ds, run, layer, spaces, spec, device,
-                                  embeddings, table, units, on_epoch)
-            computed += len(names)
-            if on_layer:
-                on_layer(run.name, layer, names)
-    return computed
+    names = [r if isinstance(r, str) else r.name for r in runs] if runs is not None else None
+    outcome = execute(ANALYZE, study, executor, names, progress)
+    return sum(s.get("spaces", 0) for s in outcome.finished.values())
+
+
+class AnalyzeStage:
+    """Jobs (run, layer), every space inside: a layer's epochs stream in order within one job, so the
+    rate of change never needs another job's memory. Done when every space covers the finished
+    prototype jobs."""
+
+    name = "analyze"
+
+    def plan(self, study, runs):
+        from ..errors import UserError
+        from ..runtime import resolve_device
+        from ..store import check_settings
+        from ..store.arrays import ArrayStore
+        from .embeddings import make_spaces
+
+        spec, root = study.analyze, Path(study.store)
+        arrays = ArrayStore(root / "arrays.zarr")
+        stored_runs = arrays.runs()
+        if not stored_runs:
+            raise UserError(f"No prototypes in {root / 'arrays.zarr'}: run `protoscope evolve` first.")
+        make_spaces(study, resolve_device(study.device))  # a wrong space is reported before settings are recorded
+        check_settings(root, STAGE, {"masked": spec.masked, "exclude_silent": spec.exclude_silent})
+        selected = [study.run(n) for n in runs] if runs is not None else study.runs
+        return [Job(ANALYZE_REF, (run.name, layer), run.name) for run in selected if run.name in stored_runs
+                for layer in study.layers if arrays.has_layer(run.name, layer)]
+
+    def prepare(self, study, jobs) -> None:
+        pass
+
+    def is_done(self, study, job) -> bool:
+        return not self._todo(study, job, None)[1]
+
+    def _todo(self, study, job, device):
+        """(the layer's Dataset, spaces whose stored results miss finished prototype jobs, all spaces)."""
+        from ..store import open_store
+        from .embeddings import make_spaces
+
+        run, layer = job.key
+        spec = study.analyze
+        ds = open_store(Path(study.store) / "arrays.zarr")[f"runs/{run}/{layer}"].ds
+        spaces = make_spaces(study, device or "cpu")
+        root = Path(study.store)
+        todo = _missing_spaces(MetricsTable(root), UnitMetrics(root / "unit_metrics.zarr"), ds, run, layer, spaces, spec)
+        return ds, todo, spaces
+
+    def run(self, study, job, device, emit) -> dict:
+        from .embeddings import EmbeddingStore
+
+        root, spec = Path(study.store), study.analyze
+        ds, _, spaces = self._todo(study, job, device)
+        embeddings = EmbeddingStore(root / "embeddings.zarr", spec.masked)
+        names = analyze_layer(ds, study.run(job.key[0]), job.key[1], spaces, spec, device, embeddings,
+                              MetricsTable(root), UnitMetrics(root / "unit_metrics.zarr"),
+                              on_epoch=lambda i, n: emit(f"epoch {i}/{n}"))
+        emit(": ".join([str(job), ", ".join(names)]))
+        return {"spaces": len(names)}
+
+
+ANALYZE = AnalyzeStage()
+ANALYZE_REF = f"{__name__}:ANALYZE"
 
 
 def unit_values(study, space: str, run: str, layer: str, metric: str):

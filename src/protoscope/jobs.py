@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
 Emit = Callable[..., None]
 
@@ -71,7 +71,8 @@ def stage_of(job: Job) -> Stage:
 def run_job(study, job: Job, device=None, emit: Emit | None = None) -> dict:
     """Run one job; the function every executor calls (module-level, so it pickles for remote workers).
 
-    Returns the job's stats (a small dict). `device` None means the study's own device.
+    Returns the job's stats (a small dict). `device` None means the study's own device. The study
+    travels as a value (it pickles); the store it names must be a path every worker sees.
     """
     from .runtime import resolve_device
 
@@ -108,7 +109,8 @@ def execute(stage: Stage, study, executor=None, runs: list[str] | None = None, p
     if jobs:
         stage.prepare(study, jobs)  # settings checked against the store, arrays created: before any job
     todo = [job for job in jobs if not stage.is_done(study, job)]
-    outcome = Outcome(jobs, [job for job in jobs if job not in set(todo)])
+    waiting = set(todo)
+    outcome = Outcome(jobs, [job for job in jobs if job not in waiting])
     bars = _Bars(progress, stage.name, jobs, outcome.skipped)
     if not todo:
         return outcome
@@ -147,7 +149,3 @@ class _Bars:
         else:
             self.progress.update(task, info=f"{event.job} {event.info}".strip())
 
-
-def stats(**values: Any) -> dict:
-    """A job's stats: plain numbers and strings, so they travel back from a remote worker."""
-    return {k: (v.item() if hasattr(v, "item") else v) for k, v in values.items()}

@@ -1,7 +1,8 @@
 """The stages of a study, each a plain function with a CLI verb of the same name.
 
-A stage expands the study into jobs, skips the jobs whose results are stored,
-and runs the rest. `run` chains every stage, so re-running a study only does
+A stage plans the study's jobs and hands them to `jobs.execute`, which skips the
+jobs whose results are stored and runs the rest on an executor (in-process by
+default). `run` chains every stage, so re-running a study only does
 what is missing.
 """
 
@@ -12,16 +13,12 @@ from pathlib import Path
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .data.datasets import labelled
 from .errors import UserError
 from .jobs import execute
-from .nets.checkpoints import epoch_files, load_into
-from .nets.layers import check_layers
-from .nets.models import build_model, feature_layer
+from .nets.checkpoints import epoch_files
 from .runtime import resolve_device, use_bf16
-from .store import MetricsTable, check_settings
+from .store import MetricsTable
 from .study import Study
-from .train.probe import chance_level, fit_probes, pooled_features
 from .train.simclr import train_run
 
 STAGES = ("train", "probe", "evolve", "analyze", "rsa", "align", "report")

@@ -24,7 +24,6 @@ job "not done" and a rerun simply overwrites it. Every array carries zarr v3
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -121,3 +121,16 @@ def test_partial_files_swept_on_create(tmp_path):
     os.utime(left, (time.time() - 60, time.time() - 60))
     group.create({})
     assert not left.exists() and live.exists()
+
+
+def test_read_only_store_is_a_user_error(tmp_path, monkeypatch):
+    import errno
+
+    import protoscope.store.blocks as blocks
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(blocks.tempfile, "mkstemp", read_only)
+    with pytest.raises(UserError, match="Cannot write .*zarr.json: Read-only"):
+        _group(tmp_path).create({})

@@ -34,6 +34,7 @@ import numpy as np
 import zarr
 from zarr.errors import ContainsArrayError
 
+from ..atomic import WRITE_ERRNOS, write_error
 from ..errors import UserError
 
 DONE = "done"
@@ -110,8 +111,13 @@ def link_if_absent(target: Path, text: str) -> bool:
     The text goes to a temporary file beside the target, which is hard-linked into place: `os.link`
     fails when the target exists, so of several concurrent writers exactly one wins and nobody ever
     sees half a file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:  # a read-only store, a full disk: the user's to fix
+        if exc.errno in WRITE_ERRNOS:
+            raise write_error(target, exc) from exc
+        raise
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)

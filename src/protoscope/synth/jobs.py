@@ -148,7 +148,11 @@ class _Traced:
 
     @classmethod
     def of(cls, study, run, device) -> "_Traced":
-        key = (str(study.store), study.model_dump_json(), run.name, str(device))
+        files = _run_files(study, run)
+        epochs = _evolve_epochs(study, run, files)
+        first = files[epochs[0]] if epochs else None
+        stat = first.stat() if first is not None else None  # a rewritten checkpoint is read (and checked) again
+        key = (study.model_dump_json(), run.name, str(device), str(first), stat and (stat.st_mtime_ns, stat.st_size))
         if key not in cls._cache:
             cls._cache.clear()  # one run at a time: the previous run's model is not needed again
             cls._cache[key] = cls(study, run, device)

@@ -98,17 +98,12 @@ def rsa(study: Study, runs: list[str] | None = None, progress: Progress | None =
 
     Activations are computed first (once; alignment and atlases reuse them), then RDMs and metrics.
     """
-    from .analyze.activations import ActivationStage, probe_set
-    from .analyze.rsa import RSAStage, check_categories
+    from .analyze.activations import ActivationStage
+    from .analyze.rsa import RSAStage
 
-    rsa_stage = RSAStage()
-    planned = rsa_stage.plan(study, runs)  # names, epochs and settings before any work: a typo records nothing
-    layers = tuple(dict.fromkeys(job.key[1] for job in planned))
-    if not all(rsa_stage.is_done(study, job) for job in planned):
-        probe = probe_set(study)
-        check_categories(probe.labels.numpy(), probe.categories)
-    execute(ActivationStage(layers), study, executor, runs, progress)
-    execute(rsa_stage, study, executor, runs, progress)
+    RSAStage().plan(study, runs)  # names, epochs, then settings, before any activation: a typo records nothing
+    execute(ActivationStage(), study, executor, runs, progress)  # refuses a one-category probe set
+    execute(RSAStage(), study, executor, runs, progress)
     return MetricsTable(study.store).read("rsa")
 
 

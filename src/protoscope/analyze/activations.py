@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -311,7 +312,11 @@ class ActivationStage:
             missing = [layer for layer in names if not store.has_layer(run_name, layer)]
             if not missing:
                 continue
-            probe = probe or probe_set(study)
+            if probe is None:
+                from .rsa import check_categories  # the analyses compare categories: one is not enough
+
+                probe = probe_set(study)
+                check_categories(probe.labels.numpy(), probe.categories)
             run = study.run(run_name)
             files = study_epochs(study, run, study.rsa.epochs)
             # the first checkpoint is read before the store is touched: a corrupt file or NaN weights
@@ -334,8 +339,7 @@ class ActivationStage:
         run, store = study.run(run_name), activation_store(study)
         todo = [layer for layer in names if epoch not in store.done_epochs(run_name, layer)]
         probe = probe_set(study)
-        model = build_model(run.arch, run.width, run.small_input)
-        net = truncate(model.to(device).eval(), list(names)).to(device)  # shares the model's parameters
+        model, net = _traced(run.arch, run.width, run.small_input, names, str(device))
         load_into(model, study_epochs(study, run, [epoch])[epoch])
         acts = layer_activations(net, list(names), probe.images, device=device, batch_size=study.rsa.batch_size,
                                  features=study.rsa.features)
@@ -343,6 +347,14 @@ class ActivationStage:
             store.write_epoch(run_name, layer, epoch, acts[layer].cpu().numpy())
         emit(f"activations epoch {epoch}")
         return {"layers": len(todo)}
+
+
+@lru_cache(maxsize=1)
+def _traced(arch: str, width: float, small_input: bool, names: tuple[str, ...], device: str):
+    """A model and its graph truncated at `names` (which shares the model's parameters): traced once
+    per process, each job loading its own checkpoint into the model."""
+    model = build_model(arch, width, small_input)
+    return model, truncate(model.to(device).eval(), list(names)).to(device)
 
 
 ACTIVATIONS = ActivationStage()

@@ -407,12 +407,14 @@ class AnalyzeStage:
 
     def _todo(self, study, job, device):
         """(the layer's Dataset, spaces whose stored results miss finished prototype jobs, all spaces)."""
-        from ..store import open_store
+        import xarray as xr
+
         from .embeddings import make_spaces
 
         run, layer = job.key
         spec = study.analyze
-        ds = open_store(Path(study.store) / "arrays.zarr")[f"runs/{run}/{layer}"].ds
+        ds = xr.open_dataset(Path(study.store) / "arrays.zarr" / "runs" / run / layer, engine="zarr",
+                             consolidated=False, zarr_format=3)  # lazy, like open_store's
         spaces = make_spaces(study, device or "cpu")
         root = Path(study.store)
         todo = _missing_spaces(MetricsTable(root), UnitMetrics(root / "unit_metrics.zarr"), ds, run, layer, spaces, spec)

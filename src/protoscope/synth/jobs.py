@@ -221,12 +221,18 @@ class EvolveStage:
         device = resolve_device(study.device)
         for name in dict.fromkeys(job.key[0] for job in jobs):
             run = study.run(name)
-            traced = _Traced.of(study, run, device)
-            epochs = _evolve_epochs(study, run, _run_files(study, run))
-            for layer in traced.layers:
-                store.ensure_layer(run.name, layer, epochs=epochs,
-                                   repeats=spec.repeats, units=traced.units[layer], image_size=traced.size,
-                                   latent_dim=traced.generator.latent_dim, steps=spec.adam_steps,
+            files = _run_files(study, run)
+            epochs = _evolve_epochs(study, run, files)
+            size = spec.image_size or run.data.image_size
+            model = build_model(run.arch, run.width, run.small_input)
+            layers = check_layers(model, study.layers)
+            latent_dim = build_generator(spec, size, device).latent_dim
+            if epochs:
+                load_into(model, files[epochs[0]])
+            units = layer_units(model.to(device), layers, size)
+            for layer in layers:
+                store.ensure_layer(run.name, layer, epochs=epochs, repeats=spec.repeats, units=units[layer],
+                                   image_size=size, latent_dim=latent_dim, steps=spec.adam_steps,
                                    per_unit_rf=spec.rf == "unit", attrs=settings)
 
     def run(self, study, job, device, emit) -> dict:

@@ -6,6 +6,8 @@ done; the stage's settings are recorded with the first result.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from ..data.datasets import labelled
 from ..errors import UserError
 from ..jobs import Job
@@ -31,6 +33,14 @@ def _probe_data(data_spec, train_size: int, test_size: int):
         _DATA.clear()
         _DATA[key] = labelled(data_spec, "train", train_size), labelled(data_spec, "test", test_size)
     return _DATA[key]
+
+
+@lru_cache(maxsize=2)
+def _model(arch: str, width: float, small_input: bool, layer: str):
+    """A model of the architecture and its checked layer name (cached per process: every job loads its
+    own weights into it)."""
+    model = build_model(arch, width, small_input)
+    return model, check_layers(model, layer)[0]
 
 
 class ProbeStage:
@@ -68,8 +78,7 @@ class ProbeStage:
             raise UserError(f"The probe's training images ({where}) hold a single class "
                             f"({train_set.categories[int(train_set.labels[0])]!r}); a linear probe needs two or more. "
                             f"Check {field}.")
-        model = build_model(run.arch, run.width, run.small_input)
-        layer = check_layers(model, spec.layer or feature_layer(run.arch))[0]
+        model, layer = _model(run.arch, run.width, run.small_input, spec.layer or feature_layer(run.arch))
         load_into(model, epoch_files(study.run_dir(run))[epoch])
         bf16 = use_bf16(device, study.precision)
         x_train = pooled_features(model, layer, train_set.images, device, bf16)

@@ -1,7 +1,8 @@
 """The stages of a study, each a plain function with a CLI verb of the same name.
 
-A stage expands the study into jobs, skips the jobs whose results are stored,
-and runs the rest. `run` chains every stage, so re-running a study only does
+A stage plans the study's jobs and hands them to `jobs.execute`, which skips the
+jobs whose results are stored and runs the rest on an executor (in-process by
+default). `run` chains every stage, so re-running a study only does
 what is missing.
 """
 
@@ -12,15 +13,12 @@ from pathlib import Path
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .data.datasets import labelled
 from .errors import UserError
-from .nets.checkpoints import epoch_files, load_into
-from .nets.layers import check_layers
-from .nets.models import build_model, feature_layer
+from .jobs import execute
+from .nets.checkpoints import epoch_files
 from .runtime import resolve_device, use_bf16
-from .store import MetricsTable, check_settings
+from .store import MetricsTable
 from .study import Study
-from .train.probe import chance_level, fit_probes, pooled_features
 from .train.simclr import train_run
 
 STAGES = ("train", "probe", "evolve", "analyze", "rsa", "align", "report")
@@ -75,154 +73,58 @@ def train(study: Study, runs: list[str] | None = None, progress: Progress | None
     return done
 
 
-def probe(study: Study, runs: list[str] | None = None, progress: Progress | None = None) -> pd.DataFrame:
+def probe(study: Study, runs: list[str] | None = None, progress: Progress | None = None,
+          executor=None) -> pd.DataFrame:
     """Linear probes on every stored checkpoint of every run; returns the probe metrics."""
-    progress = progress or new_progress(False)
-    device = resolve_device(study.device)
-    bf16 = use_bf16(device, study.precision)
-    spec = study.probe
-    table = MetricsTable(study.store)
-    selected = _selected(study, runs)
-    for arch in {(run.arch, run.width, run.small_input) for run in selected}:  # names before settings: a typo
-        check_layers(build_model(*arch), spec.layer or feature_layer(arch[0]))  # is reported as itself
-    settings = spec.model_dump(mode="json")
-    check_settings(study.store, "probe", settings, record=False)
-    cache: dict = {}
-    for run in selected:
-        files = epoch_files(study.run_dir(run))
-        if not files:
-            raise UserError(f"Run {run.name!r} has no checkpoints in {study.run_dir(run)}; train it first (protoscope train).")
-        todo = [e for e in files if not table.has("probe", f"{run.name}/epoch_{e:03d}")]
-        task = progress.add_task(f"probe {run.name}", total=len(files), completed=len(files) - len(todo), info="")
-        if not todo:
-            continue
-        data_spec = spec.data or run.data
-        key = data_spec.model_dump_json()
-        if key not in cache:
-            cache[key] = (labelled(data_spec, "train", spec.train_size), labelled(data_spec, "test", spec.test_size))
-        train_set, test_set = cache[key]
-        if len(train_set.labels.unique()) < 2:
-            where = f"{data_spec.name} at {data_spec.root}" if data_spec.root else data_spec.name
-            field = "probe.data" if spec.data else f"the data of run {run.name!r}"
-            raise UserError(f"The probe's training images ({where}) hold a single class "
-                            f"({train_set.categories[int(train_set.labels[0])]!r}); a linear probe needs two or more. "
-                            f"Check {field}.")
-        model = build_model(run.arch, run.width, run.small_input)
-        layer = check_layers(model, spec.layer or feature_layer(run.arch))[0]
-        for epoch in todo:
-            load_into(model, files[epoch])
-            x_train = pooled_features(model, layer, train_set.images, device, bf16)
-            x_test = pooled_features(model, layer, test_set.images, device, bf16)
-            scores = fit_probes(x_train, train_set.labels, x_test, test_set.labels, spec.classifiers,
-                                adam_epochs=spec.adam_epochs, seed=run.seed)
-            base = dict(_run_row(run), epoch=epoch, layer=layer)
-            rows = [dict(base, metric=f"probe_{name}_{split}", value=acc)
-                    for name, accs in scores.items() for split, acc in accs.items()]
-            rows.append(dict(base, metric="probe_chance", value=chance_level(train_set.labels, test_set.labels)))
-            check_settings(study.store, "probe", settings)  # recorded with the first result
-            table.write("probe", f"{run.name}/epoch_{epoch:03d}", rows)
-            best = scores[spec.classifiers[0]]["test"]
-            progress.update(task, advance=1, info=f"epoch {epoch}: {spec.classifiers[0]} {best:.3f}")
-    return table.read("probe")
+    from .train.probe_jobs import STAGE
+
+    execute(STAGE, study, executor, runs, progress)
+    return MetricsTable(study.store).read("probe")
 
 
-def evolve(study: Study, runs: list[str] | None = None, progress: Progress | None = None) -> int:
-    """Prototypes for every unit of every studied layer, checkpoint and repeat; returns jobs done now."""
-    from .synth.jobs import evolve_run
+def evolve(study: Study, runs: list[str] | None = None, progress: Progress | None = None,
+           executor=None) -> int:
+    """Prototypes for every unit of every studied layer, checkpoint and repeat; returns (epoch, repeat)
+    results done now."""
+    from .synth.jobs import STAGE
 
-    progress = progress or new_progress(False)
-    device = resolve_device(study.device)
-    bf16 = use_bf16(device, study.precision)
-    done = 0
-    for run in _selected(study, runs):
-        files = epoch_files(study.run_dir(run))
-        if not files:
-            raise UserError(f"Run {run.name!r} has no checkpoints in {study.run_dir(run)}; train it first (protoscope train).")
-        model = build_model(run.arch, run.width, run.small_input)
-        layers = check_layers(model, study.layers)
-        epochs = study.synth.epochs if study.synth.epochs is not None else list(files)
-        task = progress.add_task(f"evolve {run.name}", total=len(epochs) * len(layers) * study.synth.repeats, info="")
-
-        units_task = progress.add_task("  units searching", total=1, info="")
-
-        def on_job(layer, epoch, name, repeat, stats, task=task):
-            progress.update(task, advance=1, info=f"epoch {epoch} {layer} r{repeat}")
-
-        def on_phase(phase, left, units, task=units_task):
-            progress.update(task, total=units, completed=units - left, info=phase)
-
-        from .store.arrays import ArrayStore
-
-        store = ArrayStore(study.store / "arrays.zarr")
-        already = sum(len(store.done_jobs(run.name, layer)) for layer in layers if store.has_layer(run.name, layer))
-        progress.update(task, completed=already)
-        done += evolve_run(study, run, model, files, layers, device, bf16, on_job, on_phase)
-        progress.remove_task(units_task)
-    return done
+    outcome = execute(STAGE, study, executor, runs, progress)
+    return sum(s.get("repeats", 0) for s in outcome.finished.values())
 
 
-def rsa(study: Study, runs: list[str] | None = None, progress: Progress | None = None) -> pd.DataFrame:
+def rsa(study: Study, runs: list[str] | None = None, progress: Progress | None = None,
+        executor=None) -> pd.DataFrame:
     """RDMs of the probe set per run, epoch and layer, and how they change over training; returns the RSA metrics.
 
     Activations are computed first (once; alignment and atlases reuse them), then RDMs and metrics.
     """
-    from .analyze.activations import compute_activations, study_epochs
-    from .analyze.rsa import check_categories, metric_settings, rsa_run
+    from .analyze.activations import ActivationStage
+    from .analyze.rsa import RSAStage
 
-    progress = progress or new_progress(False)
-    resolve_device(study.device)
-    plans = []
-    for run in _selected(study, runs):  # names, epochs and device before settings: nothing is recorded for a typo
-        layers = check_layers(build_model(run.arch, run.width, run.small_input), study.rsa.layers or study.layers)
-        plans.append((run, layers, len(study_epochs(study, run, study.rsa.epochs))))
-    check_settings(study.store, "rsa", metric_settings(study.rsa), record=False)  # recorded by rsa_run
-    for run, layers, epochs in plans:
-        total = epochs + len(layers)
-        task = progress.add_task(f"rsa {run.name}", total=total, info="")
-        compute_activations(study, [run.name], layers, on_epoch=lambda _r, epoch, task=task: progress.update(
-            task, advance=1, info=f"activations epoch {epoch}"),
-            check_probe=lambda probe: check_categories(probe.labels.numpy(), probe.categories))
-        rsa_run(study, run, layers, on_job=lambda _r, layer, task=task: progress.update(
-            task, advance=1, info=f"RDMs {layer}"))
-        progress.update(task, completed=total, info="done")
+    RSAStage().plan(study, runs)  # names, epochs, then settings, before any activation: a typo records nothing
+    execute(ActivationStage(), study, executor, runs, progress)  # refuses a one-category probe set
+    execute(RSAStage(), study, executor, runs, progress)
     return MetricsTable(study.store).read("rsa")
 
 
-def align(study: Study, runs: list[str] | None = None, progress: Progress | None = None) -> pd.DataFrame:
+def align(study: Study, runs: list[str] | None = None, progress: Progress | None = None,
+          executor=None) -> pd.DataFrame:
     """Convergent learning: align the units of paired runs (seeds) and of every epoch with a run's last
     one, from one pass of the probe set per job; returns the align metrics."""
-    from .analyze.align.jobs import align_study
+    from .analyze.align.jobs import ALIGN
 
-    progress = progress or new_progress(False)
-    task = progress.add_task("align", total=1, info="")
-
-    def on_job(what, done, total):
-        progress.update(task, total=max(total, 1), completed=done, info=what)
-
-    if not align_study(study, runs, on_job):
-        progress.update(task, completed=1, info="stored")
+    execute(ALIGN, study, executor, runs, progress)
     return MetricsTable(study.store).read("align")
 
 
-def analyze(study: Study, runs: list[str] | None = None, progress: Progress | None = None) -> int:
+def analyze(study: Study, runs: list[str] | None = None, progress: Progress | None = None,
+            executor=None) -> int:
     """Prototype metrics (diversity, rate of change, re-evolution consistency) in every space of the
     study's `analyze:` section, for every stored (run, layer) that misses some; returns how many
     (run, layer, space) results were computed now. Embeddings are computed once and stored."""
     from .analyze.prototype_metrics import analyze_prototypes
 
-    progress = progress or new_progress(False)
-    selected = _selected(study, runs)
-    task = progress.add_task("analyze prototypes", total=len(selected) * len(study.layers), info="")
-    epochs = progress.add_task("  epochs", total=1, info="")
-
-    def on_layer(run, layer, spaces):
-        progress.update(task, advance=1, info=f"{run} {layer}" + (f": {', '.join(spaces)}" if spaces else " (stored)"))
-
-    count = analyze_prototypes(study, selected, on_layer=on_layer,
-                               on_epoch=lambda i, n: progress.update(epochs, total=n, completed=i))
-    progress.update(task, completed=len(selected) * len(study.layers))
-    progress.remove_task(epochs)
-    return count
+    return analyze_prototypes(study, runs, progress, executor)
 
 
 def export(study: Study, out: Path | None = None, runs: list[str] | None = None) -> list[Path]:

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from protoscope.jobs import execute
 from protoscope.analyze.activations import (
+    ActivationStage,
     activation_store, compute_activations, layer_activations, probe_set, read_activations, stream_activations,
 )
 from protoscope.data.datasets import normalize
@@ -55,9 +57,9 @@ def test_probe_set_is_the_rsa_section_size_and_balanced(ckpt_study):
 
 
 def test_compute_store_read_and_resume(ckpt_study):
-    calls = []
-    n = compute_activations(ckpt_study, on_epoch=lambda run, epoch: calls.append((run, epoch)))
-    assert n == 6 and calls == [(r, e) for r in ("a", "b") for e in range(3)]
+    outcome = execute(ActivationStage(), ckpt_study)
+    calls = [job.key[:2] for job in outcome.finished]
+    assert outcome.done_now == 6 and calls == [(r, e) for r in ("a", "b") for e in range(3)]
 
     acts = read_activations(ckpt_study, "b", "layer3")
     assert acts.values.shape == (3, 24, 16) and acts.values.dtype == np.float32 and acts.epochs == [0, 1, 2]
@@ -75,8 +77,8 @@ def test_compute_store_read_and_resume(ckpt_study):
 
     done = zarr.open_array(activation_store(ckpt_study).path / "runs/a/layer1/done", mode="r+")
     done[1] = False
-    assert compute_activations(ckpt_study, on_epoch=lambda r, e: calls.append((r, e))) == 1
-    assert calls[-1] == ("a", 1)
+    outcome = execute(ActivationStage(), ckpt_study)
+    assert [job.key[:2] for job in outcome.finished] == [("a", 1)]
 
 
 def test_xarray_opens_with_named_dims(ckpt_study):

@@ -19,22 +19,24 @@ default) or one (channel, y, x) position (``features: flatten``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 import zarr
 from torch import nn
-from zarr.errors import ContainsArrayError, ContainsGroupError
+from zarr.errors import ContainsGroupError
 
 from ..data.datasets import Labelled, labelled, normalize
 from ..errors import UserError, did_you_mean
+from ..jobs import Job
 from ..nets.checkpoints import epoch_files, load_into
 from ..nets.layers import Truncated, check_layers, truncate
 from ..nets.models import build_model
-from ..runtime import resolve_device
+from ..store.blocks import Array, BlockGroup, Schema, settings_diff
 
 STORE_NAME = "activations.zarr"
 
@@ -48,7 +50,14 @@ def probe_set(study) -> Labelled:
     One set for every run, so representations compare across runs as well as epochs.
     """
     spec = study.rsa.data or study.runs[0].data
-    return labelled(spec, "probe", study.rsa.images)
+    key = (spec.model_dump_json(), study.rsa.images)
+    if key not in _PROBES:  # cached per process: a pure function of the data spec
+        _PROBES.clear()
+        _PROBES[key] = labelled(spec, "probe", study.rsa.images)
+    return _PROBES[key]
+
+
+_PROBES: dict = {}
 
 
 @torch.no_grad()
@@ -171,68 +180,39 @@ class ActivationStore:
         return [epochs[i] for i in np.flatnonzero(group["done"][:])]
 
     # ------------------------------------------------------------------ writing
+    def _block_group(self, run: str, layer: str, epochs=None, n_images=None, n_units=None, labels=None) -> BlockGroup:
+        """The (run, layer) group; the schema is given when creating it."""
+        schema = None
+        if epochs is not None:
+            E, N, U = len(epochs), n_images, n_units
+            schema = Schema({"activation": Array(("epoch", "image", "unit"), (E, N, U), "float32", float("nan"))},
+                            blocks=1, coords={"epoch": np.asarray(epochs, dtype="int64"),
+                                              "image": np.arange(N, dtype="int64"), "unit": np.arange(U, dtype="int64"),
+                                              "label": (("image",), labels)})
+        return BlockGroup(self.path / "runs" / run / layer, schema, "the activation store", self.path)
+
     def ensure_layer(self, run: str, layer: str, *, epochs: list[int], labels, categories, n_units: int,
                      settings: dict) -> None:
         """Create the layer's group and arrays if missing; a group made with other settings is an error."""
         _check_name("run", run)
         _check_name("layer", layer)
         labels = np.asarray(labels, dtype=np.int64)
-        attrs = _jsonable(dict(settings, epochs=[int(e) for e in epochs], n_images=len(labels),
-                               n_units=int(n_units), categories=list(categories)))
-        root = self._root(True)
-        group = root
-        for name, group_attrs in (("runs", {}), (run, {}), (layer, attrs)):
-            node = group.get(name)
-            if node is None:
-                try:
-                    node = group.create_group(name, attributes=group_attrs)
-                except ContainsGroupError:
-                    node = group.get(name)
-            group = node
-        clash = settings_clash(dict(group.attrs), attrs)
-        if clash:
-            raise UserError(
-                f"Activations of {run}/{layer} in {self.path} were computed with other settings ({clash}). "
-                f"Delete {self.path / 'runs' / run / layer} to recompute them, or use another store."
-            )
-        E, N, U = len(epochs), len(labels), int(n_units)
-        arrays = {
-            "activation": ((E, N, U), (1, N, U), ("epoch", "image", "unit"), "float32", float("nan")),
-            "done": ((E,), (1,), ("epoch",), "bool", False),
-        }
-        for name, (shape, chunks, dims, dtype, fill) in arrays.items():
-            if name not in group:
-                try:
-                    group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
-                                       dimension_names=dims)
-                except ContainsArrayError:
-                    pass
-        coords = {"epoch": np.asarray(epochs, dtype="int64"), "image": np.arange(N, dtype="int64"),
-                  "unit": np.arange(U, dtype="int64")}
-        for name, values in dict(coords, label=labels).items():
-            if name not in group:
-                try:
-                    group.create_array(name, data=values, chunks=values.shape,
-                                       dimension_names=("image",) if name == "label" else (name,))
-                except ContainsArrayError:
-                    pass
+        attrs = dict(settings, epochs=[int(e) for e in epochs], n_images=len(labels), n_units=int(n_units),
+                     categories=list(categories))
+        self._block_group(run, layer, epochs, len(labels), int(n_units), labels).create(attrs)
 
     def write_epoch(self, run: str, layer: str, epoch: int, values) -> None:
         """Write one epoch's (image, unit) matrix, then mark it done (un-marked first if rewritten)."""
-        group = zarr.open_group(self.path / "runs" / run / layer, mode="r+", zarr_format=3)
-        epochs = group.attrs["epochs"]
+        group = self._block_group(run, layer)
+        attrs = group.settings()
+        epochs = attrs["epochs"]
         if epoch not in epochs:
             raise UserError(f"Epoch {epoch} is not one of the stored epochs of {run}/{layer}: {epochs}")
         values = np.asarray(values, dtype=np.float32)
-        want = (group.attrs["n_images"], group.attrs["n_units"])
+        want = (attrs["n_images"], attrs["n_units"])
         if values.shape != want:
             raise UserError(f"Activations for {run}/{layer} epoch {epoch} have shape {values.shape}, expected {want}.")
-        e = epochs.index(epoch)
-        done = group["done"]
-        if done[e]:
-            done[e] = False
-        group["activation"][e] = values
-        done[e] = True
+        group.write((epochs.index(epoch),), {"activation": values})
 
     # ------------------------------------------------------------------ reading
     def read(self, run: str, layer: str, epochs: list[int] | None = None) -> Activations:
@@ -249,19 +229,6 @@ class ActivationStore:
         values = np.stack([array[stored.index(e)] for e in epochs]) if epochs else np.zeros(
             (0, group.attrs["n_images"], group.attrs["n_units"]), np.float32)
         return Activations(run, layer, values, np.asarray(group["label"][:]), tuple(group.attrs["categories"]), epochs)
-
-
-def _jsonable(value):
-    import json
-
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
-def settings_clash(stored: dict, wanted: dict) -> str:
-    """'' when equal, else which keys differ (stored vs now)."""
-    stored, wanted = _jsonable(stored), _jsonable(wanted)
-    keys = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
-    return "; ".join(f"{k}: stored {stored.get(k, '<unset>')!r}, now {wanted.get(k, '<unset>')!r}" for k in keys)
 
 
 def activation_store(where) -> ActivationStore:
@@ -305,54 +272,102 @@ def activation_settings(study) -> dict:
 
 
 def compute_activations(study, runs: list[str] | None = None, layers: list[str] | None = None, *,
-                        on_epoch: Callable[[str, int], None] | None = None,
-                        check_probe: Callable[[Labelled], None] | None = None) -> int:
+                        progress=None, executor=None) -> int:
     """Store the probe set's activations for every run × layer × epoch not yet stored; returns epochs computed.
 
     Layers default to `rsa.layers` (or the study's layers), epochs to `rsa.epochs` (or every
-    checkpoint). All layers of an epoch come from one forward pass truncated at the deepest.
-    `check_probe(probe_set)` may refuse the probe set (a UserError) before anything is stored.
+    checkpoint). One job per (run, epoch): all its layers come from one forward pass truncated at the
+    deepest.
     """
-    spec = study.rsa
-    store = activation_store(study)
-    device = resolve_device(study.device)
-    settings = activation_settings(study)
-    probe: Labelled | None = None
-    computed = 0
-    for run in [study.run(n) for n in runs] if runs else study.runs:
-        files = study_epochs(study, run, spec.epochs)
-        model = build_model(run.arch, run.width, run.small_input)
-        names = check_layers(model, layers or spec.layers or study.layers)
-        for layer in names:  # refuse other settings before any work
-            if store.has_layer(run.name, layer):
-                clash = settings_clash({k: store.settings(run.name, layer).get(k) for k in settings}, settings)
-                stored_epochs = store.settings(run.name, layer)["epochs"]
-                if clash or stored_epochs != list(files):
-                    clash = clash or f"epochs: stored {stored_epochs}, now {list(files)}"
-                    raise UserError(f"Activations of {run.name}/{layer} in {store.path} were computed with other "
-                                    f"settings ({clash}). Delete {store.path / 'runs' / run.name / layer} to "
-                                    "recompute them, or use another store.")
-        done = {layer: set(store.done_epochs(run.name, layer)) for layer in names}
-        net = None
-        for epoch, path in files.items():
-            todo = [layer for layer in names if epoch not in done[layer]]
-            if not todo:
+    from ..jobs import execute
+
+    stage = ActivationStage(tuple(layers) if layers else None)
+    return execute(stage, study, executor, runs, progress).done_now
+
+
+class ActivationStage:
+    """Jobs (run, epoch, layers): the probe set's activations at one checkpoint, every layer at once."""
+
+    name = "activations"
+
+    def __init__(self, layers: tuple[str, ...] | None = None):
+        self.layers = layers
+
+    def plan(self, study, runs):
+        spec, store, settings = study.rsa, activation_store(study), activation_settings(study)
+        jobs = []
+        for run in [study.run(n) for n in runs] if runs else study.runs:
+            files = study_epochs(study, run, spec.epochs)
+            names = check_layers(build_model(run.arch, run.width, run.small_input),
+                                 list(self.layers or spec.layers or study.layers))
+            for layer in names:  # refuse other settings before any work
+                _check_stored(store, run.name, layer, settings, list(files))
+            jobs += [Job(ACTIVATIONS_REF, (run.name, epoch, tuple(names)), run.name) for epoch in files]
+        return jobs
+
+    def prepare(self, study, jobs) -> None:
+        """Every (run, layer) group created before any job runs (unit counts from one probe image)."""
+        store, settings, probe = activation_store(study), activation_settings(study), None
+        for run_name, names in dict.fromkeys((j.key[0], j.key[2]) for j in jobs):
+            missing = [layer for layer in names if not store.has_layer(run_name, layer)]
+            if not missing:
                 continue
             if probe is None:
+                from .rsa import check_categories  # the analyses compare categories: one is not enough
+
                 probe = probe_set(study)
-                if check_probe is not None:
-                    check_probe(probe)
-            if net is None:  # traced once per run; it shares the model's parameters, which load_into updates
-                net = truncate(model.to(device).eval(), names).to(device)
-            load_into(model, path)
-            acts = layer_activations(net, names, probe.images, device=device, batch_size=spec.batch_size,
-                                     features=spec.features)
-            for layer in todo:
-                values = acts[layer].cpu().numpy()
-                store.ensure_layer(run.name, layer, epochs=list(files), labels=probe.labels.numpy(),
-                                   categories=probe.categories, n_units=values.shape[1], settings=settings)
-                store.write_epoch(run.name, layer, epoch, values)
-            computed += 1
-            if on_epoch is not None:
-                on_epoch(run.name, epoch)
-    return computed
+                check_categories(probe.labels.numpy(), probe.categories)
+            run = study.run(run_name)
+            files = study_epochs(study, run, study.rsa.epochs)
+            # the first checkpoint is read before the store is touched: a corrupt file or NaN weights
+            # stop the stage with the store as it was
+            model = load_into(build_model(run.arch, run.width, run.small_input), next(iter(files.values())))
+            units = {k: v.shape[1] for k, v in layer_activations(model, missing, probe.images[:1], device="cpu",
+                                                                 features=study.rsa.features).items()}
+            epochs = list(files)
+            for layer in missing:
+                store.ensure_layer(run_name, layer, epochs=epochs, labels=probe.labels.numpy(),
+                                   categories=probe.categories, n_units=units[layer], settings=settings)
+
+    def is_done(self, study, job) -> bool:
+        run, epoch, names = job.key
+        store = activation_store(study)
+        return all(epoch in store.done_epochs(run, layer) for layer in names)
+
+    def run(self, study, job, device, emit) -> dict:
+        run_name, epoch, names = job.key
+        run, store = study.run(run_name), activation_store(study)
+        todo = [layer for layer in names if epoch not in store.done_epochs(run_name, layer)]
+        probe = probe_set(study)
+        model, net = _traced(run.arch, run.width, run.small_input, names, str(device))
+        load_into(model, study_epochs(study, run, [epoch])[epoch])
+        acts = layer_activations(net, list(names), probe.images, device=device, batch_size=study.rsa.batch_size,
+                                 features=study.rsa.features)
+        for layer in todo:
+            store.write_epoch(run_name, layer, epoch, acts[layer].cpu().numpy())
+        emit(f"activations epoch {epoch}")
+        return {"layers": len(todo)}
+
+
+@lru_cache(maxsize=1)
+def _traced(arch: str, width: float, small_input: bool, names: tuple[str, ...], device: str):
+    """A model and its graph truncated at `names` (which shares the model's parameters): traced once
+    per process, each job loading its own checkpoint into the model."""
+    model = build_model(arch, width, small_input)
+    return model, truncate(model.to(device).eval(), list(names)).to(device)
+
+
+ACTIVATIONS = ActivationStage()
+ACTIVATIONS_REF = f"{__name__}:ACTIVATIONS"
+
+
+def _check_stored(store: ActivationStore, run: str, layer: str, settings: dict, epochs: list[int]) -> None:
+    if not store.has_layer(run, layer):
+        return
+    stored = store.settings(run, layer)
+    clash = settings_diff({k: stored.get(k) for k in settings}, settings)
+    if clash or stored["epochs"] != epochs:
+        clash = clash or f"epochs: stored {stored['epochs']}, now {epochs}"
+        raise UserError(f"Activations of {run}/{layer} in {store.path} were computed with other "
+                        f"settings ({clash}). Delete {store.path / 'runs' / run / layer} to "
+                        "recompute them, or use another store.")

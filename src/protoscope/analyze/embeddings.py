@@ -14,19 +14,17 @@ marked done after it is written — so an interrupted `analyze` resumes.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import zarr
 from torch import nn
-from zarr.errors import ContainsArrayError, ContainsGroupError
 
 from ..data.datasets import normalize
 from ..errors import UserError, did_you_mean
+from ..store.blocks import Array, BlockGroup, Schema, settings_diff
 
 # The seed's ten embedding networks and the layer whose output is their pooled, penultimate
 # representation. VGG's `avgpool` is a 7x7 map (25,088 values), so its penultimate layer is fc7
@@ -231,100 +229,61 @@ def make_spaces(study, device="cpu") -> list:
 # ---------------------------------------------------------------- the embedding store
 
 
-def _jsonable(value) -> object:
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
 class EmbeddingStore:
     """``embeddings.zarr/<masked|unmasked>/<space>/<run>/<layer>/``: ``embedding[epoch, repeat, unit, feature]``
-    (float32, one chunk per (epoch, repeat)) and ``done[epoch, repeat]``.
+    (float32, one chunk per (epoch, repeat)) and ``done[epoch, repeat]``: a block group (`store.blocks`).
 
     Masked and unmasked embeddings live apart, so switching `analyze.masked` never reuses the
     other's; a space's settings are recorded, and a space redefined under the same name is refused.
+    The group is created by the first write of a (space, run, layer): its feature count is known
+    only once the space has embedded something.
     """
 
     def __init__(self, path: str | Path, masked: bool = True):
         self.path = Path(path)
         self.kind = "masked" if masked else "unmasked"
-        self._groups: dict[tuple, zarr.Group] = {}
 
-    def _where(self, space, run: str, layer: str) -> str:
-        return f"{self.kind}/{space.name}/{run}/{layer}"
+    def _group(self, space, run: str, layer: str, schema: Schema | None = None) -> BlockGroup:
+        return BlockGroup(self.path / self.kind / space.name / run / layer, schema,
+                          "the embedding store", self.path)
 
-    def _open(self, space, run: str, layer: str) -> zarr.Group | None:
-        key = (space.name, run, layer)
-        if key not in self._groups:
-            if not (self.path / self._where(space, run, layer) / "zarr.json").is_file():
-                return None
-            group = zarr.open_group(self.path / self._where(space, run, layer), mode="r+", zarr_format=3)
-            self._check(group, space, run, layer)
-            self._groups[key] = group
-        return self._groups[key]
+    def check(self, space, run: str, layer: str, epochs: list[int]) -> None:
+        """Refuse a space redefined under a stored name (before any work)."""
+        group = self._group(space, run, layer)
+        if group.exists():
+            diff = settings_diff(group.settings(), self._settings(space, epochs))
+            if diff:
+                raise UserError(f"Embeddings of space {space.name!r} in {group.path} were computed with other "
+                                f"settings ({diff}). Name the new space differently, or delete "
+                                f"{self.path / self.kind / space.name} to recompute it.")
 
-    def _check(self, group: zarr.Group, space, run: str, layer: str) -> None:
-        stored, now = _jsonable(dict(group.attrs).get("space")), _jsonable(space.settings())
-        if stored != now:
-            raise UserError(
-                f"Embeddings of space {space.name!r} in {self.path / self._where(space, run, layer)} were computed "
-                f"with other settings ({stored} vs now {now}). Name the new space differently, or delete "
-                f"{self.path / self.kind / space.name} to recompute it."
-            )
+    @staticmethod
+    def _settings(space, epochs: list[int]) -> dict:
+        return {"space": space.settings(), "epochs": [int(e) for e in epochs]}
 
     def done(self, space, run: str, layer: str, shape: tuple[int, int]) -> np.ndarray:
         """done[epoch index, repeat] (all False before the first write)."""
-        group = self._open(space, run, layer)
-        return np.zeros(shape, bool) if group is None else np.asarray(group["done"][:])
-
-    def _ensure(self, space, run: str, layer: str, epochs: list[int], repeats: int, units: int,
-                features: int) -> zarr.Group:
-        group = self._open(space, run, layer)
-        if group is not None:
-            return group
-        root = zarr.open_group(self.path, mode="a", zarr_format=3)
-        group = root
-        for part in self._where(space, run, layer).split("/"):
-            try:
-                group = group.require_group(part)
-            except ContainsGroupError:
-                group = group[part]
-        group.attrs.update({"space": _jsonable(space.settings()), "epochs": [int(e) for e in epochs]})
-        E, R, U = len(epochs), repeats, units
-        arrays = {
-            "embedding": ((E, R, U, features), (1, 1, U, features), ("epoch", "repeat", "unit", "feature"), "float32",
-                          float("nan")),
-            "done": ((E, R), (1, 1), ("epoch", "repeat"), "bool", False),
-        }
-        for name, (shape, chunks, dims, dtype, fill) in arrays.items():
-            try:
-                group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
-                                   dimension_names=dims)
-            except ContainsArrayError:
-                pass
-        for name, values in {"epoch": np.asarray(epochs, "int64"), "repeat": np.arange(R, dtype="int64"),
-                             "unit": np.arange(U, dtype="int64")}.items():
-            try:
-                group.create_array(name, data=values, chunks=values.shape, dimension_names=(name,))
-            except ContainsArrayError:
-                pass
-        self._groups[(space.name, run, layer)] = group
-        return group
+        group = self._group(space, run, layer)
+        return group.done() if group.exists() else np.zeros(shape, bool)
 
     def write(self, space, run: str, layer: str, epochs: list[int], repeats: int, index: int, which: list[int],
               values: np.ndarray) -> None:
-        """Blocks of one epoch index, repeats `which`: values (len(which), units, features); then their done marks.
-
-        Only blocks not yet done are written (a done block is never rewritten: its embedding cannot change)."""
+        """Blocks of one epoch index, repeats `which`: values (len(which), units, features), each then marked done."""
         values = np.asarray(values, dtype=np.float32)
-        group = self._ensure(space, run, layer, epochs, repeats, values.shape[1], values.shape[2])
-        if group["embedding"].shape[2:] != values.shape[1:]:
-            raise UserError(f"{self.path / self._where(space, run, layer)} holds embeddings of shape "
-                            f"{group['embedding'].shape[2:]}, got {values.shape[1:]}; delete it to recompute.")
-        group["embedding"].oindex[index, list(which)] = values
-        group["done"].oindex[index, list(which)] = True
+        E, U, F = len(epochs), values.shape[1], values.shape[2]
+        schema = Schema({"embedding": Array(("epoch", "repeat", "unit", "feature"), (E, repeats, U, F), "float32",
+                                            float("nan"))}, blocks=2,
+                        coords={"epoch": np.asarray(epochs, "int64"), "repeat": np.arange(repeats, dtype="int64"),
+                                "unit": np.arange(U, dtype="int64")})
+        group = self._group(space, run, layer, schema)
+        if not group.exists():
+            group.create(self._settings(space, epochs))
+        for k, r in enumerate(which):
+            group.write((index, r), {"embedding": values[k]})
 
     def read(self, space, run: str, layer: str, index: int) -> np.ndarray:
         """(repeat, unit, feature) embeddings of one epoch index (NaN where not done)."""
-        return np.asarray(self._open(space, run, layer)["embedding"][index])
+        return np.asarray(self._group(space, run, layer).group()["embedding"][index])
 
 
 def embed_images(space, images: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -38,8 +38,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
-import zarr
 
+from ..jobs import Job
 from ..store import MetricsTable
 
 DISTANCES = ("mse", "cosine")
@@ -171,31 +171,40 @@ def _space_key(run: str, layer: str, space: str) -> str:
 
 
 class UnitMetrics:
-    """``unit_metrics.zarr/<space>/<run>/<layer>/``: a job's per-unit arrays, rewritten whole."""
+    """``unit_metrics.zarr/<space>/<run>/<layer>/``: a block group (`store.blocks`) per (space, run, layer),
+    one block per epoch; attrs ``settings`` record what the values depend on."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
-    def settings(self, space: str, run: str, layer: str) -> dict | None:
-        where = self.path / space / run / layer
-        if not (where / "zarr.json").is_file():
-            return None
-        return dict(zarr.open_group(where, mode="r", zarr_format=3).attrs).get("settings")
+    def _group(self, space: str, run: str, layer: str, schema=None):
+        from ..store.blocks import BlockGroup
 
-    def write(self, space: str, run: str, layer: str, arrays: dict[str, np.ndarray], epochs: list[int],
-              settings: dict) -> None:
-        group = zarr.open_group(self.path, mode="a", zarr_format=3)
-        for part in (space, run):
-            group = group.require_group(part)
-        group = group.create_group(layer, overwrite=True, attributes={"settings": settings})
-        repeats, units = next(a.shape[1:] for name, a in arrays.items() if not name.startswith("consistency"))
-        for name, values in arrays.items():
-            dims = ("epoch", "unit") if name.startswith("consistency") else ("epoch", "repeat", "unit")
-            group.create_array(name, data=values.astype(np.float32), chunks=values.shape, dimension_names=dims,
-                               attributes={"description": _UNIT_DESCRIPTIONS[name.split("_")[0]]})
-        for name, values in {"epoch": np.asarray(epochs, "int64"), "repeat": np.arange(repeats, dtype="int64"),
-                             "unit": np.arange(units, dtype="int64")}.items():
-            group.create_array(name, data=values, chunks=values.shape, dimension_names=(name,))
+        return BlockGroup(self.path / space / run / layer, schema, "the unit-metrics store", self.path)
+
+    def settings(self, space: str, run: str, layer: str) -> dict | None:
+        group = self._group(space, run, layer)
+        return group.settings().get("settings") if group.exists() else None
+
+    def create(self, space: str, run: str, layer: str, epochs: list[int], repeats: int, units: int,
+               distances, settings: dict) -> None:
+        """The group and its arrays, before any job runs; other settings are refused."""
+        from ..store.blocks import Array, Schema
+
+        E = len(epochs)
+        arrays = {f"{k}_{d}": Array(("epoch", "unit") if k == "consistency" else ("epoch", "repeat", "unit"),
+                                    (E, units) if k == "consistency" else (E, repeats, units), "float32",
+                                    float("nan"), description=_UNIT_DESCRIPTIONS[k])
+                  for k in KINDS for d in distances}
+        coords = {"epoch": np.asarray(epochs, "int64"), "repeat": np.arange(repeats, dtype="int64"),
+                  "unit": np.arange(units, dtype="int64")}
+        self._group(space, run, layer, schema=Schema(arrays, blocks=1, coords=coords)).create({"settings": settings})
+
+    def write(self, space: str, run: str, layer: str, arrays: dict[str, np.ndarray]) -> None:
+        """Every epoch's block, each marked done after its data."""
+        group = self._group(space, run, layer)
+        for i in range(len(next(iter(arrays.values())))):
+            group.write((i,), {name: values[i].astype(np.float32) for name, values in arrays.items()})
 
 
 _UNIT_DESCRIPTIONS = {
@@ -219,6 +228,16 @@ def _covered(table: MetricsTable, units: UnitMetrics, run: str, layer: str, spac
     return True
 
 
+def _missing_spaces(table: MetricsTable, units: "UnitMetrics", ds, run: str, layer: str, spaces: list,
+                    spec) -> list:
+    """The spaces whose stored results of this (run, layer) do not cover its finished prototype jobs."""
+    epochs = [int(e) for e in ds["epoch"].values]
+    want = {(epochs[i], int(r)) for i, r in np.argwhere(np.asarray(ds["done"].values, bool))}
+    settings = {"masked": spec.masked, "exclude_silent": spec.exclude_silent}
+    return [s for s in spaces if want and not _covered(table, units, run, layer, s.name,
+                                                       dict(settings, space=s.settings()), want, spec.distances)]
+
+
 def _layer_masks(ds, device) -> torch.Tensor | None:
     """(E, S, S) or, per unit, (E, U, S, S); NaN where an epoch has none (then unmasked)."""
     name = "rf_mask_unit" if "rf_mask_unit" in ds else "rf_mask"
@@ -233,21 +252,12 @@ def analyze_layer(ds, run, layer: str, spaces: list, spec, device, embeddings, t
     Epochs stream one at a time (only the previous epoch's vectors are kept for the rate of change),
     so memory does not grow with the number of checkpoints.
     """
-    from ..errors import UserError
-
     epochs = [int(e) for e in ds["epoch"].values]
     R, U = int(ds.sizes["repeat"]), int(ds.sizes["unit"])
     done = np.asarray(ds["done"].values, bool)
-    want = {(epochs[i], int(r)) for i, r in np.argwhere(done)}
-    settings = {"masked": spec.masked, "exclude_silent": spec.exclude_silent}
-    todo = [s for s in spaces
-            if want and not _covered(table, units, run.name, layer, s.name, dict(settings, space=s.settings()),
-                                     want, spec.distances)]
+    todo = _missing_spaces(table, units, ds, run.name, layer, spaces, spec)
     if not todo:
         return []
-    if spec.masked and ds.attrs.get("synth_rf") == "none":
-        raise UserError(f"The prototypes of {run.name}/{layer} have no receptive-field masks (synth.rf: none); "
-                        "set analyze.masked: false, or evolve them with synth.rf: layer.")
     for space in todo:  # a half-rewritten result must never look finished
         (table.root / STAGE / f"{_space_key(run.name, layer, space.name)}.parquet").unlink(missing_ok=True)
 
@@ -298,7 +308,7 @@ def analyze_layer(ds, run, layer: str, spaces: list, spec, device, embeddings, t
     if mask_rows:
         table.write(STAGE, f"{run.name}/{layer}/rf_masks", mask_rows)
     for space in todo:  # per-unit arrays first, the table file last: its presence means "finished"
-        units.write(space.name, run.name, layer, per_unit[space.name], epochs, dict(settings, space=space.settings()))
+        units.write(space.name, run.name, layer, per_unit[space.name])
         table.write(STAGE, _space_key(run.name, layer, space.name), rows[space.name])
     return [s.name for s in todo]
 
@@ -331,41 +341,100 @@ def _vectors(space, images: torch.Tensor, reps: list[int], index: int, epochs: l
     return x
 
 
-def analyze_prototypes(study, runs: list | None = None,
-                       on_layer: Callable[[str, str, list[str]], None] | None = None,
-                       on_epoch: Callable[[int, int], None] | None = None) -> int:
+def analyze_prototypes(study, runs: list | None = None, progress=None, executor=None) -> int:
     """Prototype metrics of every stored (run, layer) of the study that misses some; returns how many
     (run, layer, space) results were computed now. Results: the metrics table (stage ``analyze``),
     ``STORE/unit_metrics.zarr`` and, for model spaces, ``STORE/embeddings.zarr``."""
-    from ..errors import UserError
-    from ..runtime import resolve_device
-    from ..store import check_settings, open_store
-    from ..store.arrays import ArrayStore
-    from .embeddings import EmbeddingStore, make_spaces
+    from ..jobs import execute
 
-    spec = study.analyze
-    root = Path(study.store)
-    arrays = ArrayStore(root / "arrays.zarr")
-    stored_runs = arrays.runs()
-    if not stored_runs:
-        raise UserError(f"No prototypes in {root / 'arrays.zarr'}: run `protoscope evolve` first.")
-    device = resolve_device(study.device)
-    spaces = make_spaces(study, device)  # a wrong device or space is reported before settings are recorded
-    check_settings(root, STAGE, {"masked": spec.masked, "exclude_silent": spec.exclude_silent})
-    tree = open_store(root / "arrays.zarr")
-    embeddings = EmbeddingStore(root / "embeddings.zarr", spec.masked)
-    table, units = MetricsTable(root), UnitMetrics(root / "unit_metrics.zarr")
-    computed = 0
-    for run in runs if runs is not None else study.runs:
-        if run.name not in stored_runs:
-            continue
-        for layer in [layer for layer in study.layers if arrays.has_layer(run.name, layer)]:
-            names = analyze_layer(tree[f"runs/{run.name}/{layer}"].ds, run, layer, spaces, spec, device,
-                                  embeddings, table, units, on_epoch)
-            computed += len(names)
-            if on_layer:
-                on_layer(run.name, layer, names)
-    return computed
+    names = [r if isinstance(r, str) else r.name for r in runs] if runs is not None else None
+    outcome = execute(ANALYZE, study, executor, names, progress)
+    return sum(s.get("spaces", 0) for s in outcome.finished.values())
+
+
+class AnalyzeStage:
+    """Jobs (run, layer), every space inside: a layer's epochs stream in order within one job, so the
+    rate of change never needs another job's memory. Done when every space covers the finished
+    prototype jobs."""
+
+    name = "analyze"
+
+    def plan(self, study, runs):
+        from ..errors import UserError
+        from ..runtime import resolve_device
+        from ..store import check_settings
+        from ..store.arrays import ArrayStore
+        from .embeddings import make_spaces
+
+        spec, root = study.analyze, Path(study.store)
+        arrays = ArrayStore(root / "arrays.zarr")
+        stored_runs = arrays.runs()
+        if not stored_runs:
+            raise UserError(f"No prototypes in {root / 'arrays.zarr'}: run `protoscope evolve` first.")
+        make_spaces(study, resolve_device(study.device))  # a wrong space is reported before settings are recorded
+        check_settings(root, STAGE, {"masked": spec.masked, "exclude_silent": spec.exclude_silent})
+        selected = [study.run(n) for n in runs] if runs is not None else study.runs
+        return [Job(ANALYZE_REF, (run.name, layer), run.name) for run in selected if run.name in stored_runs
+                for layer in study.layers if arrays.has_layer(run.name, layer)]
+
+    def prepare(self, study, jobs) -> None:
+        """A space redefined under a stored name is refused before any work."""
+        from ..store.arrays import ArrayStore
+        from .embeddings import EmbeddingStore, make_spaces
+
+        from ..errors import UserError
+
+        spec, root = study.analyze, Path(study.store)
+        embeddings = EmbeddingStore(root / "embeddings.zarr", spec.masked)
+        arrays, units = ArrayStore(root / "arrays.zarr"), UnitMetrics(root / "unit_metrics.zarr")
+        spaces = make_spaces(study)
+        for job in jobs:
+            stored = arrays.settings(*job.key)
+            if spec.masked and stored.get("synth_rf") == "none":
+                raise UserError(f"The prototypes of {job} have no receptive-field masks (synth.rf: none); "
+                                "set analyze.masked: false, or evolve them with synth.rf: layer.")
+            for space in [s for s in spaces if s.stored]:
+                embeddings.check(space, *job.key, stored["epochs"])
+        for job in jobs:  # every check passed: now the per-unit arrays
+            stored = arrays.settings(*job.key)
+            for space in spaces:
+                units.create(space.name, *job.key, stored["epochs"], stored["n_repeats"], stored["n_units"],
+                             spec.distances, {"masked": spec.masked, "exclude_silent": spec.exclude_silent,
+                                              "space": space.settings()})
+
+    def is_done(self, study, job) -> bool:
+        return not self._todo(study, job, None)[1]
+
+    def _todo(self, study, job, device):
+        """(the layer's Dataset, spaces whose stored results miss finished prototype jobs, all spaces)."""
+        import xarray as xr
+
+        from .embeddings import make_spaces
+
+        run, layer = job.key
+        spec = study.analyze
+        ds = xr.open_dataset(Path(study.store) / "arrays.zarr" / "runs" / run / layer, engine="zarr",
+                             consolidated=False, zarr_format=3)  # lazy, like open_store's
+        spaces = make_spaces(study, device or "cpu")
+        root = Path(study.store)
+        todo = _missing_spaces(MetricsTable(root), UnitMetrics(root / "unit_metrics.zarr"), ds, run, layer, spaces, spec)
+        return ds, todo, spaces
+
+    def run(self, study, job, device, emit) -> dict:
+        from .embeddings import EmbeddingStore
+
+        root, spec = Path(study.store), study.analyze
+        ds, _, spaces = self._todo(study, job, device)
+        embeddings = EmbeddingStore(root / "embeddings.zarr", spec.masked)
+        names = analyze_layer(ds, study.run(job.key[0]), job.key[1], spaces, spec, device, embeddings,
+                              MetricsTable(root), UnitMetrics(root / "unit_metrics.zarr"),
+                              on_epoch=lambda i, n: emit(f"epoch {i}/{n}"))
+        emit(": ".join([str(job), ", ".join(names)]))
+        return {"spaces": len(names)}
+
+
+ANALYZE = AnalyzeStage()
+ANALYZE_REF = f"{__name__}:ANALYZE"
 
 
 def unit_values(study, space: str, run: str, layer: str, metric: str):

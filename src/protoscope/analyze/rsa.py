@@ -24,7 +24,6 @@ therefore category × category: it gives ``rsa_between`` but no ``rsa_within``.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from rsatoolbox.rdm import RDMs, calc_rdm, compare, concat, load_rdm
 
 from ..atomic import atomic_path
 from ..errors import UserError
+from ..jobs import Job
 from .activations import Activations
 
 # our name -> rsatoolbox's compare() method
@@ -244,32 +244,67 @@ def metric_settings(spec) -> dict:
     return spec.model_dump(mode="json", exclude={"snapshots", "batch_size"})
 
 
-def rsa_run(study, run, layers: list[str], on_job: Callable[[str, str], None] | None = None) -> int:
+def rsa_run(study, run, layers: list[str], progress=None, executor=None) -> int:
     """RDMs and trajectory metrics of one run, per layer not yet stored; returns the jobs done now.
 
     Activations must be stored (`analyze.activations.compute_activations`).
     """
-    from ..store import MetricsTable, check_settings
-    from .activations import read_activations, study_epochs
+    from ..jobs import execute
 
-    spec = study.rsa
-    table = MetricsTable(study.store)
-    epochs = list(study_epochs(study, run, spec.epochs))
-    done = 0
-    for layer in layers:
-        key = f"{run.name}/{layer}"
-        path = rdm_path(study.store, run.name, layer)
-        if table.has("rsa", key) and path.is_file():
-            continue
-        acts = read_activations(study, run.name, layer, epochs)
+    return execute(RSAStage(tuple(layers)), study, executor, [run.name], progress).done_now
+
+
+class RSAStage:
+    """Jobs (run, layer): the RDMs of every studied epoch and their trajectory metrics.
+
+    Done when both its metrics file and its RDM file are stored; the stage's settings are recorded
+    with the first result."""
+
+    name = "rsa"
+
+    def __init__(self, layers: tuple[str, ...] | None = None):
+        self.layers = layers
+
+    def plan(self, study, runs):
+        from ..nets.layers import check_layers
+        from ..nets.models import build_model
+        from ..store import check_settings
+        from .activations import study_epochs
+
+        jobs = []
+        for run in [study.run(n) for n in runs] if runs else study.runs:  # names and epochs before settings
+            layers = check_layers(build_model(run.arch, run.width, run.small_input),
+                                  list(self.layers or study.rsa.layers or study.layers))
+            study_epochs(study, run, study.rsa.epochs)
+            jobs += [Job(RSA_REF, (run.name, layer), run.name) for layer in layers]
+        check_settings(study.store, "rsa", metric_settings(study.rsa), record=False)
+        return jobs
+
+    def prepare(self, study, jobs) -> None:
+        pass
+
+    def is_done(self, study, job) -> bool:
+        from ..store import MetricsTable
+
+        return MetricsTable(study.store).has("rsa", "/".join(job.key)) and rdm_path(study.store, *job.key).is_file()
+
+    def run(self, study, job, device, emit) -> dict:
+        from ..store import MetricsTable, check_settings
+        from .activations import read_activations, study_epochs
+
+        name, layer = job.key
+        spec, run = study.rsa, study.run(name)
+        acts = read_activations(study, name, layer, list(study_epochs(study, run, spec.epochs)))
         check_categories(acts.labels, acts.categories)
         rdms = epoch_rdms(acts, spec.distance, spec.folds)
-        base = {"run": run.name, "condition": run.condition, "seed": run.seed, "layer": layer}
+        base = {"run": name, "condition": run.condition, "seed": run.seed, "layer": layer}
         rows = [dict(base, **row) for row in trajectory_metrics(rdms, acts.categories, spec.compare)]
         check_settings(study.store, "rsa", metric_settings(spec))  # recorded with the first result
-        save_rdms(rdms, path)
-        table.write("rsa", key, rows)
-        done += 1
-        if on_job is not None:
-            on_job(run.name, layer)
-    return done
+        save_rdms(rdms, rdm_path(study.store, name, layer))
+        MetricsTable(study.store).write("rsa", f"{name}/{layer}", rows)
+        emit(f"RDMs {layer}")
+        return {}
+
+
+RSA = RSAStage()
+RSA_REF = f"{__name__}:RSA"

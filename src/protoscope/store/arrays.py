@@ -24,16 +24,16 @@ job "not done" and a rerun simply overwrites it. Every array carries zarr v3
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
-from zarr.errors import ContainsArrayError, ContainsGroupError
+from zarr.errors import ContainsGroupError
 
 from ..errors import UserError, did_you_mean
+from .blocks import Array, BlockGroup, Schema, jsonable
 
 # name -> (dims after (epoch, repeat), dtype, fill value). Float arrays fill with
 # NaN so a never-written cell reads as "missing", not as a plausible 0.
@@ -77,11 +77,6 @@ def _check_name(kind: str, name: str) -> str:
             "not '.'/'..' and not starting with '__'."
         )
     return name
-
-
-def _jsonable(value) -> object:
-    """What a value looks like after a round trip through zarr's JSON attributes."""
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
 @dataclass
@@ -215,96 +210,34 @@ class ArrayStore:
         clash = sorted(set(attrs) & set(_SETTING_KEYS))
         if clash:
             raise UserError(f"attrs may not use the reserved keys {clash}; reserved: {list(_SETTING_KEYS)}.")
-        settings = _jsonable({
+        settings = jsonable({
             **attrs, "epochs": epochs, "n_repeats": int(repeats), "n_units": int(units),
             "image_size": int(image_size), "latent_dim": int(latent_dim), "steps": int(steps),
             "per_unit_rf": bool(per_unit_rf),
         })
 
-        root = self._open_root(write=True)
-        self._writable = True
-        group = root
-        for part in ("runs", run):
-            group = self._require_group(group, part, attributes={})
-        group = self._require_group(group, layer, attributes=settings)
-        where = f"runs/{run}/{layer}"
-        stored = _jsonable(dict(group.attrs))
-        if stored != settings:
-            differ = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
-            detail = "; ".join(f"{k}: stored {stored.get(k, '<unset>')!r}, now {settings.get(k, '<unset>')!r}"
-                               for k in differ)
-            raise UserError(
-                f"{where} in {self.path} was created with other settings ({detail}). "
-                f"Use a different store, or delete the group folder {self.path / where} to recompute it."
-            )
-
-        S, U, E, R = int(image_size), int(units), len(epochs), int(repeats)
-        sizes = {"unit": U, "y": S, "x": S, "rgb": 3, "dim": int(latent_dim), "step": int(steps)}
-        specs: dict[str, tuple] = {}  # name -> (shape, chunks, dims, dtype, fill, compressors)
-        for name, (dims, dtype, fill) in JOB_ARRAYS.items():
-            inner = tuple(sizes[d] for d in dims)
-            codec = [_IMAGE_CODEC] if name == "prototype" else "auto"
-            specs[name] = ((E, R, *inner), (1, 1, *inner), ("epoch", "repeat", *dims), dtype, fill, codec)
-        specs["done"] = ((E, R), (1, 1), ("epoch", "repeat"), "bool", False, "auto")
-        rf = dict(RF_ARRAYS, **(RF_UNIT_ARRAYS if per_unit_rf else {}))
-        for name, dims in rf.items():
-            inner = tuple(sizes[d] for d in dims)
-            specs[name] = ((E, *inner), (1, *inner), ("epoch", *dims), "float32", float("nan"), "auto")
-        specs["rf_done"] = ((E,), (1,), ("epoch",), "bool", False, "auto")
-
-        for name, spec in specs.items():
-            self._require_array(group, where, name, *spec)
-        coords = {"epoch": np.asarray(epochs, dtype="int64"), "repeat": np.arange(R, dtype="int64"),
-                  "unit": np.arange(U, dtype="int64")}
-        for name, values in coords.items():
-            self._require_coord(group, where, name, values)
+        for group in self._groups(run, layer, epochs, int(repeats), int(units), int(image_size), int(latent_dim),
+                                  int(steps), bool(per_unit_rf)):
+            group.create(settings)
         self._layers.pop((run, layer), None)
 
-    @staticmethod
-    def _require_group(parent: zarr.Group, name: str, attributes: dict) -> zarr.Group:
-        node = parent.get(name)
-        if node is None:
-            try:
-                return parent.create_group(name, attributes=attributes)
-            except ContainsGroupError:  # another worker created it first
-                node = parent.get(name)
-        if not isinstance(node, zarr.Group):
-            raise UserError(f"{parent.path}/{name} in the array store is an array, expected a group.")
-        return node
+    def _groups(self, run, layer, epochs, R, U, S, latent_dim, steps, per_unit_rf) -> tuple[BlockGroup, BlockGroup]:
+        """The layer's two block sets: jobs (epoch, repeat) marked by `done`, RFs (epoch,) by `rf_done`."""
+        E = len(epochs)
+        sizes = {"unit": U, "y": S, "x": S, "rgb": 3, "dim": latent_dim, "step": steps}
+        jobs = {name: Array(("epoch", "repeat", *dims), (E, R, *(sizes[d] for d in dims)), dtype, fill,
+                            [_IMAGE_CODEC] if name == "prototype" else "auto", _DESCRIPTIONS[name])
+                for name, (dims, dtype, fill) in JOB_ARRAYS.items()}
+        rf = {name: Array(("epoch", *dims), (E, *(sizes[d] for d in dims)), "float32", float("nan"),
+                          description=_DESCRIPTIONS[name])
+              for name, dims in dict(RF_ARRAYS, **(RF_UNIT_ARRAYS if per_unit_rf else {})).items()}
+        coords = {"epoch": np.asarray(epochs, dtype="int64"), "repeat": np.arange(R, dtype="int64"),
+                  "unit": np.arange(U, dtype="int64")}
+        return (self._block(run, layer, Schema(jobs, blocks=2, coords=coords)),
+                self._block(run, layer, Schema(rf, blocks=1, done="rf_done")))
 
-    def _require_array(self, group, where, name, shape, chunks, dims, dtype, fill, compressors) -> None:
-        node = group.get(name)
-        if node is None:
-            try:
-                group.create_array(
-                    name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
-                    dimension_names=dims, compressors=compressors,
-                    attributes={"description": _DESCRIPTIONS[name]},
-                )
-                return
-            except ContainsArrayError:  # another worker created it first
-                node = group.get(name)
-        got = (tuple(node.shape), tuple(node.chunks), tuple(node.metadata.dimension_names or ()),
-               str(node.dtype))
-        want = (tuple(shape), tuple(chunks), tuple(dims), str(np.dtype(dtype)))
-        if got != want:
-            raise UserError(
-                f"{where}/{name} in {self.path} has (shape, chunks, dims, dtype) {got}, expected {want}. "
-                f"Use a different store, or delete the group folder {self.path / where} to recompute it."
-            )
-
-    @staticmethod
-    def _require_coord(group, where, name, values) -> None:
-        node = group.get(name)
-        if node is None:
-            try:
-                group.create_array(name, data=values, chunks=values.shape, dimension_names=(name,))
-                return
-            except ContainsArrayError:
-                node = group.get(name)
-        if node.shape != values.shape or not np.array_equal(node[:], values):
-            # The group attrs already matched, so this is a creation that crashed midway: finish it.
-            node[:] = values
+    def _block(self, run: str, layer: str, schema: Schema | None = None, marker: str = "done") -> BlockGroup:
+        return BlockGroup(self.path / "runs" / run / layer, schema, "the array store", self.path, marker)
 
     # ------------------------------------------------------------------ jobs
     def write_job(self, run: str, layer: str, epoch: int, repeat: int, *, prototype, score, latent, trace,
@@ -330,13 +263,8 @@ class ArrayStore:
                            constant_values=np.nan)
         trace = _checked(where, "trace", trace, (U, s["steps"]), "float")
 
-        done = lay.array("done")
-        if done[e, r]:
-            done[e, r] = False
-        for name, value in (("prototype", prototype), ("score", score), ("latent", latent),
-                            ("trace", trace), ("silent", silent)):
-            lay.array(name)[e, r] = value
-        done[e, r] = True
+        self._block(run, layer).write((e, r), {"prototype": prototype, "score": score, "latent": latent,
+                                                "trace": trace, "silent": silent})
 
     def is_done(self, run: str, layer: str, epoch: int, repeat: int) -> bool:
         lay = self._layer(run, layer)
@@ -375,12 +303,7 @@ class ArrayStore:
         elif unit_maps is not None or unit_masks is not None:
             raise UserError(f"{lay.where} was created without per-unit receptive fields; "
                             "create it with per_unit_rf=True to store unit_maps and unit_masks.")
-        done = lay.array("rf_done")
-        if done[e]:
-            done[e] = False
-        for name, value in values.items():
-            lay.array(name)[e] = value
-        done[e] = True
+        self._block(run, layer, marker="rf_done").write((e,), values)
 
     def has_rf(self, run: str, layer: str, epoch: int) -> bool:
         lay = self._layer(run, layer)

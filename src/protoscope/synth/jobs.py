@@ -1,4 +1,4 @@
-"""Synthesis jobs: every (run, epoch, layer, repeat) of a study, written to the array store.
+"""Synthesis jobs: one per (run, layer, epoch) of a study, its repeats inside, written to the array store.
 
 A job is idempotent and marked done only after its arrays are written, so an
 interrupted `evolve` resumes with the first unfinished job. Repeat r uses seed
@@ -8,15 +8,16 @@ checkpoint, so epoch-to-epoch differences come from the network, not the draw.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
 
 from ..data.datasets import normalize
 from ..errors import UserError
-from ..nets.checkpoints import load_into
-from ..nets.layers import truncate
+from ..jobs import Job
+from ..nets.checkpoints import epoch_files, load_into
+from ..nets.layers import check_layers, truncate
+from ..nets.models import build_model
+from ..runtime import use_bf16
 from ..store import MetricsTable
 from ..store.arrays import ArrayStore
 from .engine import Forward, synthesize
@@ -119,74 +120,155 @@ def layer_units(model: nn.Module, layers: list[str], image_size: int) -> dict[st
     return {layer: out[layer].shape[1] for layer in layers}
 
 
-def evolve_run(study, run, model: nn.Module, files: dict, layers: list[str], device: torch.device, bf16: bool,
-               on_job: Callable[[str, int, str, int, dict], None] | None = None,
-               on_phase: Callable[[str, int, int], None] | None = None) -> int:
-    """Synthesize every missing prototype job of one run; returns the number of jobs done now.
-
-    `on_job(layer, epoch, run, repeat, stats)` follows jobs; `on_phase(phase, units_left, units)` the
-    units of the job in progress.
-    """
-    spec = study.synth
-    size = spec.image_size or run.data.image_size
-    epochs = spec.epochs if spec.epochs is not None else list(files)
+def _evolve_epochs(study, run, files: dict) -> list[int]:
+    epochs = study.synth.epochs if study.synth.epochs is not None else list(files)
     missing = [e for e in epochs if e not in files]
     if missing:
         raise UserError(f"Run {run.name!r} has no checkpoint for epochs {missing} (synth.epochs / --epochs); "
                         f"stored: {list(files)}")
-    generator = build_generator(spec, size, device)
-    # The first checkpoint is read before the store is touched: another architecture, a pickled or
-    # corrupt file, or NaN weights stop the stage with the store as it was.
-    if epochs:
-        load_into(model, files[epochs[0]])
-    store = ArrayStore(study.store / "arrays.zarr")
-    table = MetricsTable(study.store)
-    units = layer_units(model.to(device), layers, size)
-    settings = {f"synth_{k}": v for k, v in spec.model_dump(mode="json", exclude={"epochs"}).items()}
-    for layer in layers:
-        store.ensure_layer(run.name, layer, epochs=epochs, repeats=spec.repeats, units=units[layer], image_size=size,
-                           latent_dim=generator.latent_dim, steps=spec.adam_steps, per_unit_rf=spec.rf == "unit",
-                           attrs=settings)
-    # Traced once per layer: the traced graph shares the model's parameters, so
-    # loading each epoch's weights into `model` updates it in place. Frozen: the
-    # search needs gradients for the latents only, and weight gradients would
-    # cost as much again as the rest of the backward pass.
-    model.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
-    can_crop = spec.crop and spec.objective == "centre"  # a spatial mean needs the whole image
-    forwards = {layer: layer_forward(model, layer, size, can_crop) for layer in layers}
-    # the search phases climb the centre unit's pre-activation (one position: relu(pre) is the score)
-    searches = {layer: pre_activation(model, layer, forwards[layer][0], size, forwards[layer][1])
-                if spec.objective == "centre" else None for layer in layers}
-    done_now = 0
-    for epoch in epochs:
-        todo = {layer: [r for r in range(spec.repeats) if not store.is_done(run.name, layer, epoch, r)] for layer in layers}
-        need_rf = {layer: spec.rf != "none" and not store.has_rf(run.name, layer, epoch) for layer in layers}
-        if not any(todo.values()) and not any(need_rf.values()):
-            continue
-        load_into(model, files[epoch])
+    return epochs
+
+
+def _run_files(study, run) -> dict:
+    files = epoch_files(study.run_dir(run))
+    if not files:
+        raise UserError(f"Run {run.name!r} has no checkpoints in {study.run_dir(run)}; train it first (protoscope train).")
+    return files
+
+
+class _Traced:
+    """A run's model, generator and traced forwards, built once per process and reused by its jobs.
+
+    A cache of values that depend on the run's architecture and the study only (each job loads
+    its own epoch's weights into the shared model), not state passed between jobs: a job run
+    alone, in a fresh process, builds the same thing.
+    """
+
+    _cache: dict = {}
+
+    @classmethod
+    def of(cls, study, run, device) -> "_Traced":
+        files = _run_files(study, run)
+        epochs = _evolve_epochs(study, run, files)
+        first = files[epochs[0]] if epochs else None
+        stat = first.stat() if first is not None else None  # a rewritten checkpoint is read (and checked) again
+        key = (study.model_dump_json(), run.name, str(device), str(first), stat and (stat.st_mtime_ns, stat.st_size))
+        if key not in cls._cache:
+            cls._cache.clear()  # one run at a time: the previous run's model is not needed again
+            cls._cache[key] = cls(study, run, device)
+        return cls._cache[key]
+
+    def __init__(self, study, run, device):
+        spec = study.synth
+        files = _run_files(study, run)
+        epochs = _evolve_epochs(study, run, files)
+        self.size = spec.image_size or run.data.image_size
+        self.model = build_model(run.arch, run.width, run.small_input)
+        self.layers = check_layers(self.model, study.layers)
+        self.generator = build_generator(spec, self.size, device)
+        if epochs:
+            load_into(self.model, files[epochs[0]])
+        self.units = layer_units(self.model.to(device), self.layers, self.size)
+        # Traced once per layer: the traced graph shares the model's parameters, so
+        # loading each epoch's weights into `model` updates it in place. Frozen: the
+        # search needs gradients for the latents only, and weight gradients would
+        # cost as much again as the rest of the backward pass.
+        self.model.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
+        can_crop = spec.crop and spec.objective == "centre"  # a spatial mean needs the whole image
+        self.forwards = {layer: layer_forward(self.model, layer, self.size, can_crop) for layer in self.layers}
+        # the search phases climb the centre unit's pre-activation (one position: relu(pre) is the score)
+        self.searches = {layer: pre_activation(self.model, layer, f[0], self.size, f[1])
+                         if spec.objective == "centre" else None for layer, f in self.forwards.items()}
+
+
+class EvolveStage:
+    """Prototypes of every unit: one job per (run, layer, epoch), its repeats inside (weights loaded once)."""
+
+    name = "evolve"
+
+    def plan(self, study, runs):
+        jobs = []
+        for run in [study.run(n) for n in runs] if runs else study.runs:
+            files = _run_files(study, run)
+            layers = check_layers(build_model(run.arch, run.width, run.small_input), study.layers)
+            jobs += [Job(STAGE_REF, (run.name, layer, epoch), run.name)
+                     for epoch in _evolve_epochs(study, run, files) for layer in layers]
+        return jobs
+
+    def _todo(self, study, job) -> tuple[list[int], bool]:
+        """(repeats not done, whether the receptive field is missing) of a job."""
+        run, layer, epoch = job.key
+        store = ArrayStore(study.store / "arrays.zarr")
+        if not (store.path / "zarr.json").is_file() or not store.has_layer(run, layer):
+            return list(range(study.synth.repeats)), study.synth.rf != "none"
+        done = {r for e, r in store.done_jobs(run, layer) if e == epoch}
+        return ([r for r in range(study.synth.repeats) if r not in done],
+                study.synth.rf != "none" and not store.has_rf(run, layer, epoch))
+
+    def is_done(self, study, job) -> bool:
+        repeats, rf = self._todo(study, job)
+        return not repeats and not rf
+
+    def prepare(self, study, jobs) -> None:
+        """The layers' arrays, created before any job runs. The first checkpoint is read before the
+        store is touched: another architecture, a pickled or corrupt file, or NaN weights stop the
+        stage with the store as it was."""
+        from ..runtime import resolve_device
+
+        spec = study.synth
+        store = ArrayStore(study.store / "arrays.zarr")
+        settings = {f"synth_{k}": v for k, v in spec.model_dump(mode="json", exclude={"epochs"}).items()}
+        device = resolve_device(study.device)
+        for name in dict.fromkeys(job.key[0] for job in jobs):
+            run = study.run(name)
+            files = _run_files(study, run)
+            epochs = _evolve_epochs(study, run, files)
+            size = spec.image_size or run.data.image_size
+            model = build_model(run.arch, run.width, run.small_input)
+            layers = check_layers(model, study.layers)
+            latent_dim = build_generator(spec, size, device).latent_dim
+            if epochs:
+                load_into(model, files[epochs[0]])
+            units = layer_units(model.to(device), layers, size)
+            for layer in layers:
+                store.ensure_layer(run.name, layer, epochs=epochs, repeats=spec.repeats, units=units[layer],
+                                   image_size=size, latent_dim=latent_dim, steps=spec.adam_steps,
+                                   per_unit_rf=spec.rf == "unit", attrs=settings)
+
+    def run(self, study, job, device, emit) -> dict:
+        run_name, layer, epoch = job.key
+        spec, run = study.synth, study.run(run_name)
+        repeats, need_rf = self._todo(study, job)
+        traced = _Traced.of(study, run, device)
+        store, table = ArrayStore(study.store / "arrays.zarr"), MetricsTable(study.store)
+        model = traced.model
+        load_into(model, _run_files(study, run)[epoch])
         model.to(device).eval()
-        for layer in layers:
-            forward, plan = forwards[layer]
-            if need_rf[layer]:
-                _write_rf(store, spec, model, run.name, layer, epoch, size, device, plan)
-            objective = make_objective(spec.objective, units[layer])
-            for repeat in todo[layer]:
-                report = (lambda phase, left, n=units[layer]: on_phase(phase, left, n)) if on_phase else None
-                result = synthesize(forward, generator, objective, seed=spec.seed + repeat, config=spec.engine_config(),
-                                    device=device, bf16=bf16, on_phase=report, search_forward=searches[layer])
-                base = {"run": run.name, "condition": run.condition, "seed": run.seed, "repeat": repeat,
-                        "epoch": epoch, "layer": layer}
-                table.write("evolve", f"{run.name}/{layer}/epoch_{epoch:03d}_r{repeat}", [
-                    dict(base, metric="prototype_score", value=float(result.score.mean())),
-                    dict(base, metric="silent_fraction", value=float(result.silent.float().mean())),
-                ])
-                store.write_job(run.name, layer, epoch, repeat, prototype=result.images.numpy(),
-                                score=result.score.numpy(), latent=result.latent.numpy(),
-                                trace=result.trace.numpy(), silent=result.silent.numpy())
-                done_now += 1
-                if on_job:
-                    on_job(layer, epoch, run.name, repeat, result.stats)
-    return done_now
+        forward, plan = traced.forwards[layer]
+        if need_rf:
+            _write_rf(store, spec, model, run.name, layer, epoch, traced.size, device, plan)
+        units = traced.units[layer]
+        objective = make_objective(spec.objective, units)
+        for repeat in repeats:
+            result = synthesize(forward, traced.generator, objective, seed=spec.seed + repeat,
+                                config=spec.engine_config(), device=device, bf16=use_bf16(device, study.precision),
+                                on_phase=lambda phase, left, r=repeat: emit(f"r{r} {phase}", left=left, units=units),
+                                search_forward=traced.searches[layer])
+            base = {"run": run.name, "condition": run.condition, "seed": run.seed, "repeat": repeat,
+                    "epoch": epoch, "layer": layer}
+            table.write("evolve", f"{run.name}/{layer}/epoch_{epoch:03d}_r{repeat}", [
+                dict(base, metric="prototype_score", value=float(result.score.mean())),
+                dict(base, metric="silent_fraction", value=float(result.silent.float().mean())),
+            ])
+            store.write_job(run.name, layer, epoch, repeat, prototype=result.images.numpy(),
+                            score=result.score.numpy(), latent=result.latent.numpy(),
+                            trace=result.trace.numpy(), silent=result.silent.numpy())
+            emit(f"r{repeat} done", score=float(result.score.mean()))
+        return {"repeats": len(repeats)}
+
+
+STAGE = EvolveStage()
+STAGE_REF = f"{__name__}:STAGE"
 
 
 def _write_rf(store: ArrayStore, spec, model, run_name: str, layer: str, epoch: int, size: int, device, plan) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +28,10 @@ import xarray as xr
 
 from ...atomic import atomic_path
 from ...errors import UserError, did_you_mean
+from ...jobs import Job
 from ...nets.checkpoints import epoch_files, load_into
 from ...nets.layers import check_layers
 from ...nets.models import build_model
-from ...runtime import resolve_device
 from ...store import MetricsTable, check_settings
 from ..activations import probe_set, stream_activations
 from .cka import CKA
@@ -364,40 +363,60 @@ def track_job(study, name: str, layers: list[str], images, device) -> list[dict]
     return rows
 
 
-def align_study(study, runs: list[str] | None = None,
-                on_job: Callable[[str, int, int], None] | None = None) -> int:
-    """Run every align job not yet stored (restricted to pairs/tracks touching `runs`); returns jobs done now.
+def align_study(study, runs: list[str] | None = None, progress=None, executor=None) -> int:
+    """Run every align job not yet stored (restricted to pairs/tracks touching `runs`); returns jobs done now."""
+    from ...jobs import execute
 
-    `on_job(description, done, total)` reports progress.
-    """
-    pairs = align_pairs(study)
-    tracks = track_runs(study, pairs)
-    if runs:
-        for name in runs:
-            study.run(name)
-        pairs = [p for p in pairs if set(p) & set(runs)]
-        tracks = [t for t in tracks if t in runs]
-    if not pairs and not tracks:
-        return 0
-    # device, layers and epochs before settings: a typo is reported as itself, and records nothing
-    device = resolve_device(study.device)
-    first = study.run(pairs[0][0] if pairs else tracks[0])
-    layers = check_layers(build_model(first.arch, first.width, first.small_input), study.align.layers or study.layers)
-    table = MetricsTable(study.store)
-    jobs = [(f"pairs/epoch_{e:03d}", "pairs", e, ps) for e, ps in pair_epochs(study, pairs).items()]
-    jobs += [(f"track/{name}", "track", name, None) for name in tracks]
-    check_settings(study.store, STAGE, settings(study), record=False)
-    todo = [j for j in jobs if not table.has(STAGE, j[0])]
-    if not todo:
-        return 0
-    images = _images(study)
-    check_settings(study.store, STAGE, settings(study))  # recorded before the first result
-    for done, (key, kind, what, ps) in enumerate(todo):
-        if on_job:
-            on_job(key, done, len(todo))
-        rows = (pairs_job(study, what, ps, layers, images, device) if kind == "pairs"
-                else track_job(study, what, layers, images, device))
-        table.write(STAGE, key, rows)
-    if on_job:
-        on_job("done", len(todo), len(todo))
-    return len(todo)
+    return execute(ALIGN, study, executor, runs, progress).done_now
+
+
+def _key(job) -> str:
+    return f"pairs/epoch_{job.key[1]:03d}" if job.key[0] == "pairs" else f"track/{job.key[1]}"
+
+
+class AlignStage:
+    """Jobs ("pairs", epoch, pairs, layers) and ("track", run, layers): one stream of the probe set each.
+
+    A job writes its arrays, then its metrics file, which marks it done."""
+
+    name = "align"
+
+    def plan(self, study, runs):
+        pairs = align_pairs(study)
+        tracks = track_runs(study, pairs)
+        if runs:
+            for name in runs:
+                study.run(name)
+            pairs = [p for p in pairs if set(p) & set(runs)]
+            tracks = [t for t in tracks if t in runs]
+        if not pairs and not tracks:
+            return []
+        # layers and epochs before settings: a typo is reported as itself, and records nothing
+        first = study.run(pairs[0][0] if pairs else tracks[0])
+        layers = tuple(check_layers(build_model(first.arch, first.width, first.small_input),
+                                    study.align.layers or study.layers))
+        jobs = [Job(ALIGN_REF, ("pairs", e, tuple(ps), layers)) for e, ps in pair_epochs(study, pairs).items()]
+        jobs += [Job(ALIGN_REF, ("track", name, layers)) for name in tracks]
+        check_settings(study.store, STAGE, settings(study), record=False)
+        return jobs
+
+    def prepare(self, study, jobs) -> None:
+        pass  # settings are recorded with the first result
+
+    def is_done(self, study, job) -> bool:
+        return MetricsTable(study.store).has(STAGE, _key(job))
+
+    def run(self, study, job, device, emit) -> dict:
+        images = _images(study)
+        check_settings(study.store, STAGE, settings(study))  # recorded before the first result
+        emit(_key(job))
+        if job.key[0] == "pairs":
+            rows = pairs_job(study, job.key[1], list(job.key[2]), list(job.key[3]), images, device)
+        else:
+            rows = track_job(study, job.key[1], list(job.key[2]), images, device)
+        MetricsTable(study.store).write(STAGE, _key(job), rows)
+        return {}
+
+
+ALIGN = AlignStage()
+ALIGN_REF = f"{__name__}:ALIGN"

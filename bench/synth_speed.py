@@ -455,7 +455,7 @@ def print_condition(cond: dict, header: str, args, best_probe: float) -> None:
               for layer, info in cond["layers"].items()))
     print(f"\nper layer (engine at its defaults: pool {EngineConfig().pool_size}, {EngineConfig().adam_steps} Adam steps; "
           f"vs the tuned per-unit method at {args.pu_budget} Adam steps)")
-    budgets = cond_pu_budgets(args)
+    budgets = args.pu_budgets
     head = f"{'layer':<7} {'speed x':>20} {'act x':>20} {'iso-quality x':>20}  iso-quality x at per-unit budgets " \
            + " ".join(f"{b:>6}" for b in budgets)
     print(head)
@@ -471,10 +471,6 @@ def print_condition(cond: dict, header: str, args, best_probe: float) -> None:
           f"{summary['prototypes_per_s'][0]:.1f} prototypes/s")
     if flagged:
         print(f"! cpu% < {CONTENDED} (another process took CPU; those seconds are inflated): {', '.join(flagged)}")
-
-
-def cond_pu_budgets(args) -> list[int]:
-    return list(args.pu_budgets)
 
 
 def final_line(summary: dict) -> str:

@@ -60,3 +60,44 @@ def write_study(tmp_path):
 @pytest.fixture
 def tiny_study(tmp_path, write_study):
     return write_study(tiny_study_dict(tmp_path / "store"))
+
+
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory):
+    """`protoscope demo --quick` run once per test process, in this process (the local executor), on
+    one thread — torch's and BLAS's — like a one-CPU Ray task (the thread count changes the order of
+    float sums): (its store, what it printed). Tests that use it share the xdist group "quick_demo"."""
+    import contextlib
+    import io
+
+    from threadpoolctl import threadpool_limits
+
+    from protoscope.cli import main
+
+    out, printed = tmp_path_factory.mktemp("quick_demo") / "demo", io.StringIO()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(printed), threadpool_limits(1):
+            code = main(["demo", "--quick", "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0, printed.getvalue()[-2000:]
+    return out, printed.getvalue()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster of 2 CPUs, shared by every test that needs one; the tests folder is on the
+    workers' path, so stages defined in test modules can run there too."""
+    import logging
+    import sys
+    from pathlib import Path
+
+    import ray
+
+    tests = str(Path(__file__).parent)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, object_store_memory=200 * 2**20,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([tests, *sys.path])}})
+    yield ray
+    ray.shutdown()

@@ -7,9 +7,6 @@ file hashed before and after; a new empty folder counts as a change too).
 One tiny study is built once for the module (a trained run, probes, prototypes, RSA, and a folder
 of user checkpoints `ckpts/mine` the study does not list yet); each test works on its own copy.
 Paths in the study are relative to it, so a copy is a complete, independent workspace.
-
-Not here yet: a Ray address that does not answer (`--executor ray --address ...`) belongs in this
-module once the Ray executor exists (Ray is not installed yet).
 """
 
 from __future__ import annotations
@@ -504,3 +501,26 @@ def test_the_installed_command_prints_one_line(ws):
     assert proc.returncode == 2, proc.stderr
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(path) in lines[0], proc.stderr
     assert changes(before, tree_hashes(ws.root)) == []
+
+
+# --------------------------------------------------------------------------- executors
+
+
+def _closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--ray-address", "127.0.0.1:{port}"], ["The Ray cluster at 127.0.0.1:{port} does not answer", "--ray-address"]),
+    (["--executor", "ray", "--ray-address", "headnode"], ["'headnode' is not host:port"]),
+    (["--executor", "rya"], ["Unknown executor 'rya'", "valid: local, ray"]),
+    (["--executor", "local", "--ray-address", "127.0.0.1:{port}"], ["--ray-address is for --executor ray"]),
+], ids=["address-does-not-answer", "address-without-port", "executor-typo", "address-with-local"])
+def test_executor_mistakes(ws, capsys, flags, named):
+    port = _closed_port()
+    refused(capsys, ws, ["run", ws.study, *[f.format(port=port) for f in flags]], *[n.format(port=port) for n in named])

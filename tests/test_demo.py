@@ -1,15 +1,15 @@
 """`protoscope demo --quick`: the whole pipeline, as a user runs it, then resumed."""
 
+import pytest
 
 from protoscope.cli import main
 from protoscope.demo import demo_study
 from protoscope.store import MetricsTable
 
 
-def test_quick_demo_runs_end_to_end_and_resumes_for_free(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+@pytest.mark.xdist_group("quick_demo")
+def test_quick_demo_runs_end_to_end_and_resumes_for_free(quick_demo, capsys):
+    out, printed = quick_demo
     assert "clrjit-s0" in printed and "keepclr-s0" in printed and "probe_accuracy.png" in printed
 
     study = demo_study(out, quick=True)

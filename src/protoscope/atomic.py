@@ -7,6 +7,7 @@ never half of one — what makes "resume where it stopped" safe.
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import tempfile
 from contextlib import contextmanager
@@ -44,6 +45,7 @@ def atomic_path(target: str | os.PathLike):
     tmp = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(target)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         os.close(fd)
         yield Path(tmp)
@@ -59,6 +61,43 @@ def atomic_path(target: str | os.PathLike):
         if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
             raise write_error(target, exc) from exc
         raise
+
+
+def remove_stale(target: Path) -> int:
+    """Delete the temporary files an earlier, killed write of `target` left beside it; returns how many.
+
+    Safe because a target written through `atomic_path` has one writer at a time (the job that owns
+    it); a file several workers may write at once (recorded settings) goes through `link_if_absent`."""
+    removed = 0
+    for path in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def link_if_absent(target: Path, text: str) -> bool:
+    """Write `text` to `target` unless it exists, atomically and race-free; True if this call wrote it.
+
+    The text goes to a temporary file beside the target, which is hard-linked into place: `os.link`
+    fails when the target exists, so of several concurrent writers exactly one wins and nobody ever
+    sees half a file."""
+    target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:  # a read-only store, a full disk: the user's to fix
+        if exc.errno in WRITE_ERRNOS:
+            raise write_error(target, exc) from exc
+        raise
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.link(tmp, target)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
 
 
 def write_text(target: str | os.PathLike, text: str) -> None:

@@ -29,6 +29,15 @@ StudyArg = typer.Argument(..., exists=False, dir_okay=False, help="The study YAM
 RunOpt = typer.Option(None, "--run", "-r", help="Only this run (repeatable). Default: every run.")
 StoreOpt = typer.Option(None, "--store", help="Override the study's store folder.")
 DeviceOpt = typer.Option(None, "--device", help="auto (GPU when present), cpu, cuda, cuda:N. Default: the study's.")
+ExecutorOpt = typer.Option(None, "--executor", help="local (this process, the default) or ray (one task per job).")
+RayAddressOpt = typer.Option(None, "--ray-address", help="A running Ray cluster, host:port (implies --executor ray). "
+                             "Default with ray: $RAY_ADDRESS, else a local cluster started here.")
+
+
+def _executor(name: Optional[str], address: Optional[str]):
+    from .executors import make_executor
+
+    return make_executor(name, address)
 
 
 @app.callback()
@@ -49,7 +58,8 @@ def _load(study: Path, store: Optional[Path], device: Optional[str]):
 
 @app.command()
 def train(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
-          device: Optional[str] = DeviceOpt) -> None:
+          device: Optional[str] = DeviceOpt, executor: Optional[str] = ExecutorOpt,
+          ray_address: Optional[str] = RayAddressOpt) -> None:
     """Train the study's runs with SimCLR, one checkpoint per epoch (epoch 0 = init).
 
     Interrupted runs resume after their last finished epoch.
@@ -58,26 +68,28 @@ def train(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Opti
     """
     s = _load(study, store, device)
     with stages.new_progress() as progress:
-        stages.train(s, run, progress)
+        stages.train(s, run, progress, _executor(executor, ray_address))
     out.print(f"checkpoints in [bold]{s.store / 'runs'}[/]")
 
 
 @app.command()
 def probe(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
-          device: Optional[str] = DeviceOpt) -> None:
+          device: Optional[str] = DeviceOpt, executor: Optional[str] = ExecutorOpt,
+          ray_address: Optional[str] = RayAddressOpt) -> None:
     """Fit linear probes on frozen features of every checkpoint; results go to the metrics table.
 
     Example: protoscope probe study.yaml
     """
     s = _load(study, store, device)
     with stages.new_progress() as progress:
-        stages.probe(s, run, progress)
+        stages.probe(s, run, progress, _executor(executor, ray_address))
     _print_summary(s)
 
 
 @app.command()
 def rsa(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
-        device: Optional[str] = DeviceOpt) -> None:
+        device: Optional[str] = DeviceOpt, executor: Optional[str] = ExecutorOpt,
+        ray_address: Optional[str] = RayAddressOpt) -> None:
     """RDMs of a fixed probe set at every checkpoint and layer, their change over training, and figures.
 
     Settings come from the study's `rsa:` section (probe images, layers, distance, comparisons).
@@ -90,7 +102,7 @@ def rsa(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Option
 
     s = _load(study, store, device)
     with stages.new_progress() as progress:
-        stages.rsa(s, run, progress)
+        stages.rsa(s, run, progress, _executor(executor, ray_address))
     for path in rsa_figures(s, MetricsTable(s.store).read(), s.store / "figures"):
         if path.suffix == ".png":
             out.print(f"figure: {path}", soft_wrap=True)
@@ -98,7 +110,8 @@ def rsa(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Option
 
 @app.command()
 def align(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
-          device: Optional[str] = DeviceOpt) -> None:
+          device: Optional[str] = DeviceOpt, executor: Optional[str] = ExecutorOpt,
+          ray_address: Optional[str] = RayAddressOpt) -> None:
     """Convergent learning: align the units of paired runs, and of every epoch with a run's last one.
 
     Settings come from the study's `align:` section (pairs, epochs, tracked runs, thresholds,
@@ -114,7 +127,7 @@ def align(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Opti
 
     s = _load(study, store, device)
     with stages.new_progress() as progress:
-        stages.align(s, run, progress)
+        stages.align(s, run, progress, _executor(executor, ray_address))
     metrics = MetricsTable(s.store).read()
     rows = matching_table(metrics)
     if not rows.empty:
@@ -130,14 +143,18 @@ def align(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Opti
 
 
 @app.command("run")
-def run_(study: Path = StudyArg, store: Optional[Path] = StoreOpt, device: Optional[str] = DeviceOpt) -> None:
+def run_(study: Path = StudyArg, store: Optional[Path] = StoreOpt, device: Optional[str] = DeviceOpt,
+         executor: Optional[str] = ExecutorOpt, ray_address: Optional[str] = RayAddressOpt) -> None:
     """Run every stage of a study that is not yet stored (train, probe, evolve, analyze, rsa, align, report).
 
     Example: protoscope run study.yaml
+
+    Example: protoscope run study.yaml --executor ray --ray-address 10.0.0.5:6379
     """
     s = _load(study, store, device)
+    chosen = _executor(executor, ray_address)
     with stages.new_progress() as progress:
-        figures = stages.run(s, progress)
+        figures = stages.run(s, progress, chosen)
     _print_summary(s, figures)
 
 
@@ -160,6 +177,8 @@ def evolve(
     adam_lr: Optional[float] = typer.Option(None, "--adam-lr", help="Adam step, in units of the generator's latent scale."),
     rf: Optional[str] = typer.Option(None, "--rf", help="Receptive fields: layer (one map per layer), unit (per channel; costly) or none."),
     precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 where native), bf16 or float32."),
+    executor: Optional[str] = ExecutorOpt,
+    ray_address: Optional[str] = RayAddressOpt,
 ) -> None:
     """Synthesize a prototype for every unit of the chosen layers, at every checkpoint, per repeat.
 
@@ -188,7 +207,7 @@ def evolve(
     else:
         raise UserError("Give a study file, or --run-dir with a folder of checkpoints.")
     with stages.new_progress() as progress:
-        jobs = stages.evolve(s, run, progress)
+        jobs = stages.evolve(s, run, progress, _executor(executor, ray_address))
     out.print(f"{jobs} prototype jobs done; arrays in [bold]{s.store / 'arrays.zarr'}[/]")
 
 
@@ -227,7 +246,8 @@ def _study_for_run_dir(run_dir: Path, arch: Optional[str], store: Optional[Path]
 
 @app.command()
 def analyze(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
-            device: Optional[str] = DeviceOpt) -> None:
+            device: Optional[str] = DeviceOpt, executor: Optional[str] = ExecutorOpt,
+            ray_address: Optional[str] = RayAddressOpt) -> None:
     """Prototype metrics and their figures: diversity, rate of change and re-evolution consistency.
 
     Every stored prototype is masked by its receptive field and compared in each space of the study's
@@ -243,7 +263,7 @@ def analyze(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Op
 
     s = _load(study, store, device)
     with stages.new_progress() as progress:
-        count = stages.analyze(s, run, progress)
+        count = stages.analyze(s, run, progress, _executor(executor, ray_address))
     out.print(f"{count} (run, layer, space) results computed now; metrics in [bold]{s.store / 'metrics' / 'analyze'}[/]")
     figures = s.store / "figures"
     paths = prototype_metric_figures(MetricsTable(s.store).read("analyze"), figures, s.layers)
@@ -284,7 +304,8 @@ def layers(study: Path = StudyArg, run: Optional[str] = typer.Option(None, "--ru
 @app.command()
 def demo(quick: bool = typer.Option(False, "--quick", help="A small version in under two minutes."),
          out_dir: Path = typer.Option(Path("out/demo"), "--out", help="Where the demo's store goes."),
-         show_study: bool = typer.Option(False, "--show-study", help="Print the demo's study YAML and exit.")) -> None:
+         show_study: bool = typer.Option(False, "--show-study", help="Print the demo's study YAML and exit."),
+         executor: Optional[str] = ExecutorOpt, ray_address: Optional[str] = RayAddressOpt) -> None:
     """Train clrjit and keepclr on the built-in shapes, probe every epoch, plot the result.
 
     Example: protoscope demo --quick
@@ -297,9 +318,10 @@ def demo(quick: bool = typer.Option(False, "--quick", help="A small version in u
         sys.stdout.write(builtin_study("demo").read_text())
         return
     s = demo_study(out_dir, quick)
+    chosen = _executor(executor, ray_address)
     out.print(f"demo study ({'quick' if quick else 'full'}): store [bold]{s.store}[/]")
     with stages.new_progress() as progress:
-        figures = stages.run(s, progress)
+        figures = stages.run(s, progress, chosen)
     _print_summary(s, figures)
 
 
@@ -333,6 +355,10 @@ def _error_line(message: str) -> None:
     err.print(f"[red]error:[/] {escape(' '.join(message.split()))}", highlight=False, markup=True, soft_wrap=True)
 
 
+def _interrupted() -> None:
+    err.print("interrupted: finished work is stored; run the same command again to resume.", soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit code (2 for user errors).
 
@@ -344,7 +370,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, prog_name="protoscope")
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if code == 130:  # typer turns Ctrl-C into exit 130
+            _interrupted()
+        return code
     except UserError as exc:
         if debug:
             raise
@@ -358,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         _error_line(str(write_error(exc.filename or "the store", exc, "write" if exc.filename is None else "access")))
         return 2
     except KeyboardInterrupt:
-        err.print("interrupted: finished work is stored; run the same command again to resume.")
+        _interrupted()
         return 130
     return 0
 

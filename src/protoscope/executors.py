@@ -7,12 +7,18 @@ stats), failed (then re-raise). `LocalExecutor` runs them in this process, in
 order, as the stages always did. A distributed executor (Ray: one task per
 job, retries, bounded tasks in flight) implements the same method; since a
 job's result depends only on its key and the study, it may run them anywhere.
+An executor whose jobs run on other machines says so with ``remote = True``
+(the driver then does not insist that the study's device exists here).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 from typing import Callable
 
+from .errors import UserError
 from .jobs import Event, Job, run_job
 
 
@@ -20,6 +26,7 @@ class LocalExecutor:
     """Jobs in this process, one after another, in plan order (the default)."""
 
     name = "local"
+    remote = False
 
     def run(self, study, jobs: list[Job], device, on_event: Callable[[Event], None]) -> None:
         for job in jobs:
@@ -36,13 +43,95 @@ class LocalExecutor:
             on_event(Event("finished", job, stats=result))
 
 
-EXECUTORS = {"local": LocalExecutor}
+class RayExecutor:
+    """One Ray task per job, on the Ray cluster at `address` or on a local one started here.
+
+    Each task asks for `cpus` CPUs, and one GPU when the cluster has GPUs (Ray then shows the task
+    only its own GPU, so the study's ``device: auto`` finds it). A task whose worker dies is retried
+    up to `max_retries` times; a job that raises is not (it would raise again): the others in flight
+    are cancelled and its error is raised here, a `UserError` as itself. At most `in_flight` tasks
+    are submitted at once (default: twice the cluster's CPUs) and `ray.wait` frees a slot, so a plan
+    of a million jobs never becomes a million pending tasks. The study travels once (`ray.put`);
+    the store it names must be a path every worker sees (a shared file system).
+    """
+
+    name = "ray"
+    remote = True
+
+    def __init__(self, address: str | None = None, in_flight: int | None = None, max_retries: int = 3,
+                 cpus: float = 1):
+        self.address, self.in_flight, self.max_retries, self.cpus = address, in_flight, max_retries, cpus
+
+    def run(self, study, jobs: list[Job], device, on_event: Callable[[Event], None]) -> None:
+        ray = connect_ray(self.address)
+        resources = ray.cluster_resources()
+        task = ray.remote(run_job).options(num_cpus=self.cpus, num_gpus=1 if resources.get("GPU", 0) >= 1 else 0,
+                                           max_retries=self.max_retries, retry_exceptions=False)
+        limit = self.in_flight or max(1, 2 * int(resources.get("CPU", 1)))
+        study_ref, queue, pending = ray.put(study), list(jobs), {}
+        try:
+            while queue or pending:
+                while queue and len(pending) < limit:
+                    job = queue.pop(0)
+                    pending[task.remote(study_ref, job, device)] = job
+                    on_event(Event("started", job))
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                job = pending.pop(ready[0])
+                try:
+                    stats = ray.get(ready[0])
+                except ray.exceptions.RayTaskError as exc:
+                    error = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+                    on_event(Event("failed", job, error=error))
+                    raise error from None
+                on_event(Event("finished", job, stats=stats))
+        finally:
+            for ref in pending:  # a failure or Ctrl-C: stop the rest (a half-written block is never marked done)
+                ray.cancel(ref, force=True)
 
 
-def make_executor(name: str = "local", **options):
-    """An executor by name; unknown names are an error listing the valid ones."""
-    from .errors import UserError
+def connect_ray(address: str | None = None):
+    """The `ray` module, connected: to `address` (or $RAY_ADDRESS), else to a new local cluster.
 
+    Ray waits forever for a head node that does not answer, so a given address is tried first with a
+    plain TCP connection (5 s): a wrong one is a one-line error, not a hang."""
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address not in (None, "auto", "local"):
+        check_answers(address)
+    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+    return ray
+
+
+def check_answers(address: str, timeout: float = 5.0) -> None:
+    """Refuse a Ray address (``host:port`` or ``ray://host:port``) where nothing accepts a connection."""
+    where = address.removeprefix("ray://")
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"Ray address {address!r} is not host:port (e.g. 10.0.0.5:6379, or ray://10.0.0.5:10001).")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise UserError(f"The Ray cluster at {address} does not answer ({reason}); start it with "
+                        "`ray start --head` there, or check --ray-address.") from None
+
+
+EXECUTORS = {"local": LocalExecutor, "ray": RayExecutor}
+
+
+def make_executor(name: str | None = None, address: str | None = None):
+    """An executor by name (unknown names are an error listing the valid ones). A Ray address
+    implies the Ray executor; it makes no sense with another."""
+    name = name or ("ray" if address else "local")
     if name not in EXECUTORS:
         raise UserError(f"Unknown executor {name!r}; valid: {', '.join(EXECUTORS)}")
-    return EXECUTORS[name](**options)
+    if name == "ray":
+        if address and address not in ("auto", "local"):
+            check_answers(address)  # before any stage touches the store
+        return RayExecutor(address)
+    if address:
+        raise UserError(f"--ray-address is for --executor ray, not {name!r}.")
+    return EXECUTORS[name]()

@@ -36,7 +36,13 @@ class Job:
     group: str = ""
 
     def __str__(self) -> str:
-        return "/".join(str(k) for k in self.key)
+        """e.g. ``clrjit-s0/layer1/3``, or ``pairs/2/clrjit-s0~clrjit-s1/layer1+layer2`` for tuples."""
+        def part(value, joins=("+", "~")) -> str:
+            if isinstance(value, tuple):
+                return joins[0].join(part(v, joins[1:] or joins) for v in value)
+            return str(value)
+
+        return "/".join(part(k) for k in self.key)
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,9 @@ def execute(stage: Stage, study, executor=None, runs: list[str] | None = None, p
     from .executors import LocalExecutor
     from .runtime import resolve_device
 
-    resolve_device(device if device is not None else study.device)  # a wrong device before anything else
+    executor = executor or LocalExecutor()
+    # a wrong device before anything else (only its name, where the jobs run elsewhere)
+    resolve_device(device if device is not None else study.device, here=not getattr(executor, "remote", False))
     jobs = stage.plan(study, runs)
     if jobs:
         stage.prepare(study, jobs)  # settings checked against the store, arrays created: before any job
@@ -120,20 +128,25 @@ def execute(stage: Stage, study, executor=None, runs: list[str] | None = None, p
             outcome.finished[event.job] = event.stats
         bars.update(event)
 
-    (executor or LocalExecutor()).run(study, todo, device, on_event)
+    executor.run(study, todo, device, on_event)
     return outcome
 
 
 class _Bars:
-    """One progress bar per job group; job events advance them."""
+    """One progress bar per job group; job events advance them (a job may report a `fraction` done).
+
+    A progress object with a `job_event(stage, event)` method (the CLI's `JobLog`) also gets each event.
+    """
 
     def __init__(self, progress, name: str, jobs: list[Job], skipped: list[Job]):
-        self.progress, self.tasks = progress, {}
+        self.progress, self.name, self.tasks = progress, name, {}
+        self.finished: dict[str, int] = {}
+        self.running: dict[Job, float] = {}
         if progress is None:
             return
         for group in dict.fromkeys(job.group for job in jobs):
             total = sum(job.group == group for job in jobs)
-            done = sum(job.group == group for job in skipped)
+            done = self.finished[group] = sum(job.group == group for job in skipped)
             label = f"{name} {group}".strip()
             self.tasks[group] = progress.add_task(label, total=total, completed=done,
                                                   info="stored" if done == total else "")
@@ -141,11 +154,18 @@ class _Bars:
     def update(self, event: Event) -> None:
         if self.progress is None:
             return
-        task = self.tasks[event.job.group]
+        if hasattr(self.progress, "job_event"):
+            self.progress.job_event(self.name, event)
+        job, group = event.job, event.job.group
         if event.kind == "finished":
-            self.progress.update(task, advance=1, info=f"{event.job}")
+            self.running.pop(job, None)
+            self.finished[group] += 1
+            info = f"{job}"
         elif event.kind == "failed":
-            self.progress.update(task, info=f"{event.job} failed")
+            self.running.pop(job, None)
+            info = f"{job} failed"
         else:
-            self.progress.update(task, info=f"{event.job} {event.info}".strip())
-
+            self.running[job] = float(event.stats.get("fraction", self.running.get(job, 0.0)))
+            info = f"{job} {event.info}".strip()
+        running = sum(f for j, f in self.running.items() if j.group == group)
+        self.progress.update(self.tasks[group], completed=self.finished[group] + running, info=info)

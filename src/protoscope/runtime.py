@@ -9,8 +9,9 @@ import torch
 from .errors import UserError
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """`auto` picks the GPU when there is one; anything else must exist here."""
+def resolve_device(name: str = "auto", here: bool = True) -> torch.device:
+    """`auto` picks the GPU when there is one; anything else must exist here (with `here` False, only
+    the name is checked: a driver whose jobs run on other machines)."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -21,6 +22,10 @@ def resolve_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise UserError(f"Unknown device {name!r}; use auto, cpu, cuda or cuda:N.") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"Unknown device {name!r}; use auto, cpu, cuda or cuda:N.")
+    if not here:
+        return device
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"Device {name!r} requested but no CUDA GPU is available; use --device cpu or auto.")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
@@ -28,8 +33,6 @@ def resolve_device(name: str = "auto") -> torch.device:
                         f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1}).")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UserError(f"Device {name!r} requested but Apple's MPS is not available here; use --device cpu or auto.")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise UserError(f"Unknown device {name!r}; use auto, cpu, cuda or cuda:N.")
     return device
 
 

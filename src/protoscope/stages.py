@@ -13,18 +13,20 @@ from pathlib import Path
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .errors import UserError
 from .jobs import execute
-from .nets.checkpoints import epoch_files
-from .runtime import resolve_device, use_bf16
 from .store import MetricsTable
 from .study import Study
-from .train.simclr import train_run
 
 STAGES = ("train", "probe", "evolve", "analyze", "rsa", "align", "report")
 
 
-def new_progress(enabled: bool = True) -> Progress:
+def new_progress(enabled: bool = True):
+    """Rich progress bars on a terminal; one line per job event (`JobLog`) when stdout is a file or
+    pipe (a batch job's log, a test that watches a run)."""
+    import sys
+
+    if enabled and not sys.stdout.isatty():
+        return JobLog(sys.stdout)
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -32,45 +34,59 @@ def new_progress(enabled: bool = True) -> Progress:
     )
 
 
+class JobLog:
+    """Progress as plain lines, one per job started, finished or failed, with the job's stats."""
+
+    def __init__(self, stream):
+        self.stream, self.started = stream, {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stream.flush()
+
+    def add_task(self, description: str, total: int, completed: int = 0, **fields) -> str:
+        if completed == total:
+            self._line(f"{description}: {total} stored")
+        return description
+
+    def update(self, task, **fields) -> None:
+        pass
+
+    def job_event(self, stage: str, event) -> None:
+        import time
+
+        if event.kind == "started":
+            self.started[event.job] = time.perf_counter()
+            self._line(f"{stage} {event.job} started")
+        elif event.kind == "finished":
+            seconds = time.perf_counter() - self.started.pop(event.job, time.perf_counter())
+            stats = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in event.stats.items() if isinstance(v, (int, float, str)))
+            self._line(f"{stage} {event.job} finished in {seconds:.1f} s {stats}".rstrip())
+        elif event.kind == "failed":
+            self._line(f"{stage} {event.job} failed: {type(event.error).__name__}")
+
+    def _line(self, text: str) -> None:
+        import time
+
+        self.stream.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+        self.stream.flush()
+
+
 def _selected(study: Study, runs: list[str] | None):
     return [study.run(name) for name in runs] if runs else list(study.runs)
 
 
-def _run_row(run) -> dict:
-    return {"run": run.name, "condition": run.condition, "seed": run.seed}
+def train(study: Study, runs: list[str] | None = None, progress: Progress | None = None,
+          executor=None) -> dict:
+    """Train every run of the study that has no `path`, resuming unfinished ones after their last
+    stored epoch; returns {run: epochs trained now}."""
+    from .train.train_jobs import STAGE
 
-
-def train(study: Study, runs: list[str] | None = None, progress: Progress | None = None) -> list[dict]:
-    """Train every run of the study that has no `path` (resuming unfinished ones)."""
-    progress = progress or new_progress(False)
-    device = resolve_device(study.device)
-    bf16 = use_bf16(device, study.precision)
-    table = MetricsTable(study.store)
-    done = []
-    for run in _selected(study, runs):
-        if run.path is not None:
-            if not epoch_files(run.path):
-                raise UserError(f"Run {run.name!r}: no checkpoints (epoch_<n>.safetensors|.pt) in {run.path}")
-            continue
-        folder = study.run_dir(run)
-        from .data.datasets import TrainImages
-
-        steps = TrainImages(run.data, run.optimizer.batch_size).steps_per_epoch
-        task = progress.add_task(f"train {run.name}", total=steps * run.epochs, info="")
-
-        def on_step(epoch, step, loss, task=task, steps=steps):
-            progress.update(task, completed=(epoch - 1) * steps + step + 1, info=f"epoch {epoch} loss {loss:.3f}")
-
-        def on_epoch(record, run=run):
-            table.write("train", f"{run.name}/epoch_{record['epoch']:03d}", [
-                dict(_run_row(run), epoch=record["epoch"], layer=None, metric="simclr_loss", value=record["loss"]),
-                dict(_run_row(run), epoch=record["epoch"], layer=None, metric="seconds", value=record["seconds"]),
-            ])
-
-        records = train_run(run, folder, device, bf16, study.workers, on_step=on_step, on_epoch=on_epoch)
-        progress.update(task, completed=steps * run.epochs, info="done" if records else "already trained")
-        done.extend(dict(r, run=run.name) for r in records)
-    return done
+    outcome = execute(STAGE, study, executor, runs, progress)
+    return {job.key[0]: stats.get("epochs", 0) for job, stats in outcome.finished.items()}
 
 
 def probe(study: Study, runs: list[str] | None = None, progress: Progress | None = None,
@@ -175,14 +191,11 @@ def report(study: Study) -> list[Path]:
     return paths
 
 
-def run(study: Study, progress: Progress | None = None) -> list[Path]:
-    """Every stage of the study that is not yet stored, in order."""
-    train(study, progress=progress)
-    probe(study, progress=progress)
-    evolve(study, progress=progress)
-    analyze(study, progress=progress)
-    rsa(study, progress=progress)
-    align(study, progress=progress)
+def run(study: Study, progress: Progress | None = None, executor=None) -> list[Path]:
+    """Every stage of the study that is not yet stored, in order, each on `executor` (default: this
+    process); then the figures."""
+    for stage in (train, probe, evolve, analyze, rsa, align):
+        stage(study, progress=progress, executor=executor)
     return report(study)
 
 

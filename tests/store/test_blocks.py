@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from protoscope.errors import UserError
-from protoscope.store.blocks import Array, BlockGroup, Schema, link_if_absent
+from protoscope.atomic import link_if_absent
+from protoscope.store.blocks import Array, BlockGroup, Schema
 
 SCHEMA = Schema({"value": Array(("epoch", "repeat", "unit"), (3, 2, 4), "float32", float("nan")),
                  "image": Array(("epoch", "repeat", "y"), (3, 2, 5), "uint8", 0)},
@@ -126,11 +127,55 @@ def test_partial_files_swept_on_create(tmp_path):
 def test_read_only_store_is_a_user_error(tmp_path, monkeypatch):
     import errno
 
-    import protoscope.store.blocks as blocks
+    import protoscope.atomic as atomic
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(blocks.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", read_only)
     with pytest.raises(UserError, match="Cannot write .*zarr.json: Read-only"):
         _group(tmp_path).create({})
+
+
+def test_a_write_sweeps_what_a_killed_write_of_the_same_block_left(tmp_path):
+    """A block has one writer, so its stale *.partial files go at once; another block's stay (its
+    writer may be alive)."""
+    group = _group(tmp_path)
+    group.create({})
+    mine = [group.path / "done" / "c" / "1" / "0.0f3a.partial"]
+    mine += [group.path / name / "c" / "1" / "0" / "0.0f3a.partial" for name in SCHEMA.arrays]
+    other = group.path / "done" / "c" / "1" / "1.0f3a.partial"
+    for path in [*mine, other]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    group.write((1, 0), {name: np.zeros(spec.shape[2:], spec.dtype) for name, spec in SCHEMA.arrays.items()})
+    assert not any(p.exists() for p in mine) and other.exists()
+
+
+def test_an_atomic_write_removes_its_own_stale_temporaries(tmp_path):
+    from protoscope.atomic import write_text
+
+    stale, foreign = tmp_path / ".a.json.k3j.tmp", tmp_path / ".b.json.k3j.tmp"
+    stale.write_text("half"), foreign.write_text("half")
+    write_text(tmp_path / "a.json", "{}")
+    assert not stale.exists() and foreign.exists() and (tmp_path / "a.json").read_text() == "{}"
+
+
+def test_a_creation_killed_midway_is_not_complete_and_is_finished_by_the_next(tmp_path, monkeypatch):
+    """The done array is created last: a group without it has no done blocks, and `create` completes it."""
+    group = _group(tmp_path)
+    real = BlockGroup._require_array
+
+    def killed_at_the_marker(self, zgroup, name, spec):
+        if name == "done":
+            raise KeyboardInterrupt
+        return real(self, zgroup, name, spec)
+
+    monkeypatch.setattr(BlockGroup, "_require_array", killed_at_the_marker)
+    with pytest.raises(KeyboardInterrupt):
+        group.create({"lr": 0.1})
+    assert group.exists() and not group.complete()
+    assert not group.done().any() and not group.is_done((0, 0))
+    monkeypatch.setattr(BlockGroup, "_require_array", real)
+    group.create({"lr": 0.1})
+    assert group.complete() and group.done().shape == (3, 2)

@@ -264,7 +264,7 @@ class EmbeddingStore:
     def done(self, space, run: str, layer: str, shape: tuple[int, int]) -> np.ndarray:
         """done[epoch index, repeat] (all False before the first write)."""
         group = self._group(space, run, layer)
-        return group.done() if group.exists() else np.zeros(shape, bool)
+        return group.done() if group.complete() else np.zeros(shape, bool)
 
     def write(self, space, run: str, layer: str, epochs: list[int], repeats: int, index: int, which: list[int],
               values: np.ndarray) -> None:
@@ -276,7 +276,7 @@ class EmbeddingStore:
                         coords={"epoch": np.asarray(epochs, "int64"), "repeat": np.arange(repeats, dtype="int64"),
                                 "unit": np.arange(U, dtype="int64")})
         group = self._group(space, run, layer, schema)
-        if not group.exists():
+        if not group.complete():  # never created, or a creation killed midway
             group.create(self._settings(space, epochs))
         for k, r in enumerate(which):
             group.write((index, r), {"embedding": values[k]})

@@ -25,8 +25,6 @@ different machines write disjoint files.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +32,7 @@ import numpy as np
 import zarr
 from zarr.errors import ContainsArrayError
 
-from ..atomic import WRITE_ERRNOS, write_error
+from ..atomic import link_if_absent
 from ..errors import UserError
 
 DONE = "done"
@@ -105,30 +103,6 @@ def sweep_partial(folder: Path, grace: float = PARTIAL_GRACE_S) -> int:
     return swept
 
 
-def link_if_absent(target: Path, text: str) -> bool:
-    """Write `text` to `target` unless it exists, atomically and race-free; True if this call wrote it.
-
-    The text goes to a temporary file beside the target, which is hard-linked into place: `os.link`
-    fails when the target exists, so of several concurrent writers exactly one wins and nobody ever
-    sees half a file."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:  # a read-only store, a full disk: the user's to fix
-        if exc.errno in WRITE_ERRNOS:
-            raise write_error(target, exc) from exc
-        raise
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.link(tmp, target)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(tmp)
-
-
 def ensure_group(root: Path, folder: Path, attributes: dict | None = None) -> dict:
     """A Zarr v3 group at `folder` inside the store at `root` (and every group between them), created
     race-free; returns the attributes the group holds (this call's, or those of whoever was first)."""
@@ -167,7 +141,13 @@ class BlockGroup:
             return str(self.path)
 
     def exists(self) -> bool:
+        """The group and its settings are recorded (its arrays may still be missing: see `complete`)."""
         return (self.path / "zarr.json").is_file()
+
+    def complete(self) -> bool:
+        """Every array is created: the marker array comes last, so a creation killed midway is not
+        complete, and `create` (idempotent) finishes it."""
+        return (self.path / self.marker / "zarr.json").is_file()
 
     # ------------------------------------------------------------------ creating
     def create(self, settings: dict) -> None:
@@ -182,11 +162,12 @@ class BlockGroup:
         group = zarr.open_group(self.path, mode="r+", zarr_format=3)
         block_shape, block_dims = self.schema.block_shape(), self.schema.block_dims()
         done = Array(block_dims, block_shape, "bool", False, description="set after the block's data: finished")
-        for name, spec in {**self.schema.arrays, self.schema.done: done}.items():
+        for name, spec in self.schema.arrays.items():
             self._require_array(group, name, spec)
         for name, values in self.schema.coords.items():
             dims, values = values if isinstance(values, tuple) else ((name,), values)
             self._require_coord(group, name, dims, np.asarray(values))
+        self._require_array(group, self.schema.done, done)  # last: what `complete` checks
         self._group = None
 
     def _require_array(self, group: zarr.Group, name: str, spec: Array) -> None:
@@ -233,6 +214,7 @@ class BlockGroup:
     def write(self, block: tuple, values: dict[str, np.ndarray]) -> None:
         """Write one block's arrays, then mark it done (un-marked first if it was: a rewrite is safe)."""
         group = self.group()
+        self._sweep_block(block, [*values, self.marker])
         done = group[self.marker]
         if done[block]:
             done[block] = False
@@ -240,14 +222,28 @@ class BlockGroup:
             group[name][block] = value
         done[block] = True
 
+    def _sweep_block(self, block: tuple, names: list[str]) -> None:
+        """Delete the ``*.partial`` files a killed write of this block left (its own chunks only).
+
+        A block's chunks have one writer, the job that owns the block, so whatever partial file sits
+        among them is an earlier attempt's: removed at once, unlike `sweep_partial`'s grace."""
+        where = "/".join(str(int(i)) for i in block)
+        for name in names:
+            chunk = self.path / name / "c" / where
+            stale = list(chunk.parent.glob(f"{chunk.name}.*.partial"))  # the done chunk: c/i/j.<id>.partial
+            if chunk.is_dir():
+                stale += chunk.rglob("*.partial")
+            for path in stale:
+                path.unlink(missing_ok=True)
+
     def done(self) -> np.ndarray:
-        """The done marks (block dims), all False where the group does not exist yet."""
-        if not self.exists():
+        """The done marks (block dims), all False where the group is not complete yet."""
+        if not self.complete():
             return np.zeros(self.schema.block_shape(), bool) if self.schema else np.zeros(0, bool)
         return np.asarray(self.group()[self.marker][:])
 
     def is_done(self, block: tuple) -> bool:
-        return self.exists() and bool(self.group()[self.marker][block])
+        return self.complete() and bool(self.group()[self.marker][block])
 
     def read(self, name: str, block: tuple) -> np.ndarray:
         return np.asarray(self.group()[name][block])

@@ -71,21 +71,20 @@ def check_settings(store: str | Path, stage: str, settings: dict, record: bool =
     """
     import json
 
-    from ..atomic import write_text
+    from ..atomic import link_if_absent
     from ..errors import UserError
 
     path = Path(store) / "metrics" / stage / "_settings.json"
     text = json.dumps(settings, sort_keys=True, default=str)
-    if path.is_file():
-        stored, wanted = json.loads(path.read_text()), json.loads(text)
-        if stored != wanted:
-            keys = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
-            diffs = "; ".join(f"{stage}.{k}: stored {stored.get(k, '<unset>')!r}, now {wanted.get(k, '<unset>')!r}"
-                              for k in keys)
-            raise UserError(
-                f"The {stage} settings changed since its results in {path.parent} were computed ({diffs}). "
-                f"Delete that folder to recompute them with the new settings, or use another store."
-            )
-        return
-    if record:
-        write_text(path, text)
+    if not path.is_file():
+        if not record or link_if_absent(path, text):  # race-free: of several workers, one records
+            return
+    stored, wanted = json.loads(path.read_text()), json.loads(text)
+    if stored != wanted:
+        keys = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+        diffs = "; ".join(f"{stage}.{k}: stored {stored.get(k, '<unset>')!r}, now {wanted.get(k, '<unset>')!r}"
+                          for k in keys)
+        raise UserError(
+            f"The {stage} settings changed since its results in {path.parent} were computed ({diffs}). "
+            f"Delete that folder to recompute them with the new settings, or use another store."
+        )

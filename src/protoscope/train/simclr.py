@@ -108,25 +108,30 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.T
     optimizer.load_state_dict(full)
 
 
-def _check_run_file(folder: Path, run) -> None:
-    """Refuse to continue a run folder that was trained with other settings."""
-    path = folder / RUN_FILE
+def check_run_file(folder: Path, run) -> bool:
+    """Refuse a run folder that was trained with other settings; False if it has no run file yet."""
+    path = Path(folder) / RUN_FILE
+    if not path.is_file():
+        return False
     wanted = run.training_fields()
-    if path.is_file():
-        try:
-            found = (yaml.safe_load(path.read_text()) or {}).get("training", {})
-        except yaml.YAMLError as exc:
-            raise UserError(f"{path} is not valid YAML: {exc}") from None
-        if found != wanted:
-            diffs = [k for k in sorted(set(found) | set(wanted)) if found.get(k) != wanted.get(k)]
-            raise UserError(
-                f"{folder} holds a run trained with different settings ({', '.join(diffs)}). "
-                "Use another store or run name, or delete that folder to retrain."
-            )
-    else:
+    try:
+        found = (yaml.safe_load(path.read_text()) or {}).get("training", {})
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path} is not valid YAML: {exc}") from None
+    if found != wanted:
+        diffs = [k for k in sorted(set(found) | set(wanted)) if found.get(k) != wanted.get(k)]
+        raise UserError(
+            f"{folder} holds a run trained with different settings ({', '.join(diffs)}). "
+            "Use another store or run name, or delete that folder to retrain."
+        )
+    return True
+
+
+def _write_run_file(folder: Path, run) -> None:
+    if not check_run_file(folder, run):
         doc = {"name": run.name, "arch": run.arch, "width": run.width, "small_input": run.small_input,
-               "condition": run.condition, "seed": run.seed, "epochs": run.epochs, "training": wanted}
-        write_text(path, yaml.safe_dump(doc, sort_keys=False))
+               "condition": run.condition, "seed": run.seed, "epochs": run.epochs, "training": run.training_fields()}
+        write_text(folder / RUN_FILE, yaml.safe_dump(doc, sort_keys=False))
 
 
 def trained_epochs(folder: Path) -> int:
@@ -159,7 +164,7 @@ def train_run(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _check_run_file(folder, run)
+    _write_run_file(folder, run)
     done = trained_epochs(folder)
     if done >= run.epochs:
         return []

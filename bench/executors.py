@@ -1,0 +1,59 @@
+"""The quick demo under both executors, side by side: wall time, and whether the stores agree.
+
+    python bench/executors.py --out /tmp/executors > bench/results/executors.txt
+
+Runs `protoscope demo --quick` as a fresh process into an empty store, three times: `--executor
+local` with torch's default thread count (the time a user sees), `--executor local` on one thread
+(OMP_NUM_THREADS=1), and `--executor ray` (a local Ray cluster with every core of this machine,
+started by the command and counted in its time; Ray gives each one-CPU task one thread). Then it
+compares the one-thread local store with the Ray store result by result (`protoscope.store.compare`):
+the same arithmetic, jobs run in other processes and another order, so they must agree bit for bit.
+(The thread count itself changes the order of float sums, so the default-thread store differs in
+the last bits; it is timed, not compared.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def timed_demo(out: Path, executor: str, env: dict | None = None) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "protoscope.cli", "demo", "--quick", "--out", str(out),
+                           "--executor", executor], capture_output=True, text=True, env=dict(os.environ, **(env or {})))
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"{executor}: exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    from protoscope.store.compare import differences, leftovers
+
+    print(f"machine: {os.cpu_count()} CPUs; protoscope demo --quick, each executor in a fresh process")
+    times = {"local": timed_demo(args.out / "local", "local"),
+             "local, 1 thread": timed_demo(args.out / "local1", "local", {"OMP_NUM_THREADS": "1"}),
+             "ray": timed_demo(args.out / "ray", "ray")}
+    for name, seconds in times.items():
+        print(f"{name:16s} {seconds:6.1f} s")
+    found = differences(args.out / "local1", args.out / "ray")
+    left = leftovers(args.out / "ray") + leftovers(args.out / "local1")
+    for line in found[:20]:
+        print("  " + line)
+    print(f"ray_over_local={times['ray'] / times['local']:.2f} differences_local1_vs_ray={len(found)} "
+          f"leftovers={len(left)}")
+    return 0 if not found and not left else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The Ray executor on a local cluster (`ray.init(num_cpus=2)`, shared): one task per job, in-flight
+tasks bounded, a job's error raised as itself, and the quick demo's store equal to the local run's."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from protoscope.cli import main
+from protoscope.errors import UserError
+from protoscope.executors import RayExecutor
+from protoscope.jobs import Job, execute
+from protoscope.store.compare import differences, leftovers
+
+pytestmark = pytest.mark.xdist_group("quick_demo")  # with the local quick demo it is compared to
+
+
+@dataclass(frozen=True)
+class ToyStudy:
+    store: Path
+    device: str = "cpu"
+
+
+class PidStage:
+    """Job (n,): writes the pid that ran it to n.txt; job 3 of a study named 'bad' is a user error."""
+
+    name = "pid"
+
+    def plan(self, study, runs):
+        return [Job(f"{__name__}:PID", (n,), "all") for n in range(6)]
+
+    def prepare(self, study, jobs):
+        Path(study.store).mkdir(exist_ok=True)
+
+    def is_done(self, study, job):
+        return (Path(study.store) / f"{job.key[0]}.txt").is_file()
+
+    def run(self, study, job, device, emit):
+        import time
+
+        if job.key == (3,) and Path(study.store).name == "bad":
+            raise UserError("job 3 is bad")
+        time.sleep(0.2)
+        (Path(study.store) / f"{job.key[0]}.txt").write_text(str(os.getpid()))
+        return {"n": job.key[0]}
+
+
+PID = PidStage()
+
+
+def test_each_job_is_a_ray_task_with_at_most_in_flight_at_once(ray_cluster, tmp_path):
+    events = []
+    outcome = execute(PID, ToyStudy(tmp_path / "good"), RayExecutor(in_flight=2), progress=None)
+    assert sorted(job.key for job in outcome.finished) == [(n,) for n in range(6)]
+    assert outcome.finished[Job(f"{__name__}:PID", (4,), "all")] == {"n": 4}
+    pids = {int(p.read_text()) for p in (tmp_path / "good").glob("*.txt")}
+    assert len(pids) >= 1 and os.getpid() not in pids  # ran in Ray's worker processes
+
+    again = ToyStudy(tmp_path / "again")
+    PID.prepare(again, [])
+    RayExecutor(in_flight=2).run(again, PID.plan(None, None), None, events.append)
+    running, most = 0, 0
+    for event in events:
+        running += {"started": 1, "finished": -1}.get(event.kind, 0)
+        most = max(most, running)
+    assert most == 2 and [e.kind for e in events].count("finished") == 6
+
+
+def test_a_failing_job_raises_its_own_error_and_the_rest_stop(ray_cluster, tmp_path):
+    events = []
+    study = ToyStudy(tmp_path / "bad")
+    PID.prepare(study, [])
+    with pytest.raises(UserError) as caught:
+        RayExecutor(in_flight=2).run(study, PID.plan(None, None), None, events.append)
+    assert str(caught.value) == "job 3 is bad"  # the user's one line, not Ray's wrapped traceback
+    assert [e.job.key for e in events if e.kind == "failed"] == [(3,)]
+    assert (3,) not in {e.job.key for e in events if e.kind == "finished"}
+    assert not any(e.job.key == (5,) and e.kind == "started" for e in events)  # never submitted
+
+
+def test_the_quick_demo_on_ray_equals_the_local_run(quick_demo, ray_cluster, tmp_path, capsys):
+    local, _ = quick_demo
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--executor", "ray"]) == 0
+    assert "clrjit-s1" in capsys.readouterr().out
+    found = differences(local, out)
+    assert found == []  # checkpoints, prototypes (bit for bit), activations, RDMs, metrics...
+    assert leftovers(out) == []

@@ -30,6 +30,7 @@ __all__ = [
     "ChannelMean",
     "Neuron",
     "Direction",
+    "DirectionCosine",
     "LinearCombination",
     "centre_index",
     "gather_units",
@@ -387,13 +388,11 @@ class Direction(Objective):
         self.position: Position = position
         self.rows = int(directions.shape[0])
 
-    def score(self, acts: Tensor) -> Tensor:
+    def _vectors(self, acts: Tensor) -> Tensor:
+        """[B, C]: the centre position's or the spatial mean's channel vector (2-D activations as they are)."""
         if acts.ndim == 4:
-            if self.position == "centre":
-                y, x = centre_index(acts.shape[2], acts.shape[3])
-                vec = acts[:, :, y, x]
-            else:
-                vec = acts.mean(dim=(2, 3))
+            y, x = centre_index(acts.shape[2], acts.shape[3])
+            vec = acts[:, :, y, x] if self.position == "centre" else acts.mean(dim=(2, 3))
         elif acts.ndim == 2:
             vec = acts
         else:
@@ -402,15 +401,14 @@ class Direction(Objective):
             raise ValueError(
                 f"Direction has {self.directions.shape[1]}-d directions but the layer has {vec.shape[1]} channels"
             )
-        d = self.directions.to(device=vec.device, dtype=vec.dtype)
-        return (vec * d).sum(dim=1)
+        return vec
+
+    def score(self, acts: Tensor) -> Tensor:
+        vec = self._vectors(acts)
+        return (vec * self.directions.to(device=vec.device, dtype=vec.dtype)).sum(dim=1)
 
     def score_all(self, acts: Tensor) -> Tensor:
-        if acts.ndim == 4:
-            y, x = centre_index(acts.shape[2], acts.shape[3])
-            vec = acts[:, :, y, x] if self.position == "centre" else acts.mean(dim=(2, 3))
-        else:
-            vec = acts
+        vec = self._vectors(acts)
         return vec @ self.directions.to(device=vec.device, dtype=vec.dtype).T
 
     def select(self, index: Sequence[int] | Tensor | slice) -> Direction:
@@ -418,3 +416,39 @@ class Direction(Objective):
 
     def describe(self) -> str:
         return f"Direction(rows={self.rows}, dim={self.directions.shape[1]}, position={self.position!r})"
+
+
+class DirectionCosine(Direction):
+    """``dot(a, v) · max(0.1, cos(a, v))^power``: a direction, rewarded for the angle as well.
+
+    Plain ``dot(a, v)`` is maximised by any large activation with a positive component along `v`;
+    the cosine factor asks for an activation that points *along* `v` (lucid's activation atlases
+    use this with power 2 or 4), and the floor of 0.1 keeps a gradient where the angle starts wide.
+    """
+
+    def __init__(self, directions: Tensor, position: Position = "mean", power: float = 2.0) -> None:
+        super().__init__(directions, position)
+        if power < 0:
+            raise ValueError(f"DirectionCosine power must be >= 0, got {power}")
+        self.power = float(power)
+
+    def _shaped(self, dot: Tensor, vec_norm: Tensor, dir_norm: Tensor) -> Tensor:
+        cos = dot / (vec_norm * dir_norm).clamp_min(1e-8)
+        return dot * cos.clamp_min(0.1) ** self.power
+
+    def score(self, acts: Tensor) -> Tensor:
+        vec = self._vectors(acts)
+        d = self.directions.to(device=vec.device, dtype=vec.dtype)
+        return self._shaped((vec * d).sum(dim=1), vec.norm(dim=1), d.norm(dim=1))
+
+    def score_all(self, acts: Tensor) -> Tensor:
+        vec = self._vectors(acts)
+        d = self.directions.to(device=vec.device, dtype=vec.dtype)
+        return self._shaped(vec @ d.T, vec.norm(dim=1)[:, None], d.norm(dim=1)[None, :])
+
+    def select(self, index: Sequence[int] | Tensor | slice) -> DirectionCosine:
+        return DirectionCosine(_select_rows(self.directions, index), self.position, self.power)
+
+    def describe(self) -> str:
+        return (f"DirectionCosine(rows={self.rows}, dim={self.directions.shape[1]}, position={self.position!r}, "
+                f"power={self.power:g})")

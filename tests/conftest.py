@@ -64,26 +64,19 @@ def tiny_study(tmp_path, write_study):
 
 @pytest.fixture(scope="session")
 def quick_demo(tmp_path_factory):
-    """`protoscope demo --quick` run once per test process, in this process (the local executor), on
-    one thread — torch's and BLAS's — like a one-CPU Ray task (the thread count changes the order of
-    float sums): (its store, what it printed). Tests that use it share the xdist group "quick_demo"."""
-    import contextlib
-    import io
+    """`protoscope demo --quick` run once per test process with the local executor, as a user runs it
+    (a fresh process), on one thread (OMP_NUM_THREADS=1) like a one-CPU Ray task — the thread count
+    changes the order of float sums, and `torch.set_num_threads(1)` in a process is not the same as
+    the variable for oneDNN's float32 paths: (its store, what it printed). Tests that use it share
+    the xdist group "quick_demo"."""
+    import subprocess
+    import sys
 
-    from threadpoolctl import threadpool_limits
-
-    from protoscope.cli import main
-
-    out, printed = tmp_path_factory.mktemp("quick_demo") / "demo", io.StringIO()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with contextlib.redirect_stdout(printed), threadpool_limits(1):
-            code = main(["demo", "--quick", "--out", str(out)])
-    finally:
-        torch.set_num_threads(threads)
-    assert code == 0, printed.getvalue()[-2000:]
-    return out, printed.getvalue()
+    out = tmp_path_factory.mktemp("quick_demo") / "demo"
+    proc = subprocess.run([sys.executable, "-m", "protoscope.cli", "demo", "--quick", "--out", str(out)],
+                          capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200"))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return out, proc.stdout
 
 
 @pytest.fixture(scope="session")

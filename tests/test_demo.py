@@ -59,6 +59,20 @@ def test_quick_demo_runs_end_to_end_and_resumes_for_free(quick_demo, capsys):
     for name in ("align_matching", "align_track", "align_clusters", "align_cka"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
 
+    # Effective dimensionality of every run x layer at every epoch, and its figure.
+    dims = metrics[metrics["metric"].isin(["dim_participation_ratio", "dim_rankme"])]
+    assert len(dims) == 2 * len(study.runs) * len(study.layers) * (epochs + 1)
+    assert (dims["value"] >= 1).all() and (out / "figures" / "effective_dimensionality.png").is_file()
+
+    # Atlases: clrjit-s0 and keepclr-s0, layer3, on one map per run; a PNG per epoch; the map figure.
+    for run in ("clrjit-s0", "keepclr-s0"):
+        strip = sorted(p.name for p in (out / "figures" / "atlas" / run / "layer3").iterdir())
+        assert strip == ["epoch_000.png", "epoch_001.png", "epoch_002.png"]
+        for name in (f"atlas_{run}_layer3.png", f"atlas_map_{run}_layer3.png"):
+            assert (out / "figures" / name).stat().st_size > 10_000
+    atlas = metrics[metrics["metric"] == "atlas_filled_cells"]
+    assert len(atlas) == 2 * 3 and (atlas["value"] >= 1).all()
+
     # Everything is stored: a second run trains and probes nothing.
     before = {p: p.stat().st_mtime_ns for p in (out / "metrics").rglob("*.parquet")}
     assert main(["demo", "--quick", "--out", str(out)]) == 0

@@ -142,6 +142,30 @@ def align(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Opti
             out.print(f"figure: {path}", soft_wrap=True)
 
 
+@app.command()
+def atlas(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
+          device: Optional[str] = DeviceOpt, executor: Optional[str] = ExecutorOpt,
+          ray_address: Optional[str] = RayAddressOpt) -> None:
+    """Activation atlases over training: one UMAP map per (run, layer) shared by every epoch, a grid of
+    whitened mean activations per epoch, and an icon drawn for every cell (all cells in one batched run).
+
+    Settings come from the study's `atlas:` section (defaults: the last studied layer, every epoch,
+    2000 images, a 15 x 15 grid). Results go to STORE/atlas.zarr, figures to STORE/figures/ (and one
+    PNG per epoch under STORE/figures/atlas/RUN/LAYER/).
+
+    Example: protoscope atlas study.yaml --run clrjit-s0
+    """
+    from .report.atlas import atlas_figures
+
+    s = _load(study, store, device)
+    chosen = _executor(executor, ray_address)
+    with stages.new_progress() as progress:
+        stages.atlas(s, run, progress, chosen)
+    for path in atlas_figures(s, s.store / "figures"):
+        if path.suffix == ".png" and "atlas_" in path.name:
+            out.print(f"figure: {path}", soft_wrap=True)
+
+
 @app.command("run")
 def run_(study: Path = StudyArg, store: Optional[Path] = StoreOpt, device: Optional[str] = DeviceOpt,
          executor: Optional[str] = ExecutorOpt, ray_address: Optional[str] = RayAddressOpt) -> None:

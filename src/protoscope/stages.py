@@ -17,7 +17,7 @@ from .jobs import execute
 from .store import MetricsTable
 from .study import Study
 
-STAGES = ("train", "probe", "evolve", "analyze", "rsa", "align", "report")
+STAGES = ("train", "probe", "evolve", "analyze", "rsa", "align", "atlas", "report")
 
 
 def new_progress(enabled: bool = True):
@@ -143,6 +143,16 @@ def analyze(study: Study, runs: list[str] | None = None, progress: Progress | No
     return analyze_prototypes(study, runs, progress, executor)
 
 
+def atlas(study: Study, runs: list[str] | None = None, progress: Progress | None = None,
+          executor=None) -> int:
+    """Activation atlases over training for the study's `atlas:` section (defaults when it has none):
+    per (run, layer), one UMAP layout shared by every epoch, a grid of whitened mean activations and
+    an icon per cell; returns the (run, layer) atlases drawn now."""
+    from .analyze.atlas_jobs import ATLAS
+
+    return execute(ATLAS, study, executor, runs, progress).done_now
+
+
 def export(study: Study, out: Path | None = None, runs: list[str] | None = None) -> list[Path]:
     """PNG grids of every stored prototype job: `<out>/<run>/<layer>/epoch_NNN_rR.png`."""
     from .report.prototypes import save_grid
@@ -188,6 +198,10 @@ def report(study: Study) -> list[Path]:
         from .report.align import align_figures
 
         paths += align_figures(study, metrics, out)
+    if (Path(study.store) / "atlas.zarr").is_dir():
+        from .report.atlas import atlas_figures
+
+        paths += atlas_figures(study, out)
     return paths
 
 
@@ -196,6 +210,8 @@ def run(study: Study, progress: Progress | None = None, executor=None) -> list[P
     process); then the figures."""
     for stage in (train, probe, evolve, analyze, rsa, align):
         stage(study, progress=progress, executor=executor)
+    if study.atlas is not None:
+        atlas(study, progress=progress, executor=executor)
     return report(study)
 
 

@@ -239,6 +239,29 @@ class AnalyzeSpec(Strict):
         return value
 
 
+class AtlasSpec(Strict):
+    """Activation atlases over training (analyze/atlas.py): per (run, layer), one UMAP layout shared by
+    every epoch, a grid of whitened mean activations per epoch, and an icon drawn for each cell."""
+
+    runs: list[str] | None = Field(None, description="default: every run")
+    layers: list[str] | None = Field(None, description="default: the study's last layer")
+    epochs: list[int] | None = Field(None, description="default: every checkpoint (epoch 0: the random-init control)")
+    data: DataSpec | None = Field(None, description="images; default: the run's data set")
+    images: int = Field(2000, ge=16, description="one activation per image (conv: at one random position)")
+    grid: int = Field(15, ge=2, description="g x g cells, as the seed")
+    min_count: int = Field(8, ge=1, description="cells with fewer activations stay empty")
+    n_neighbors: int = Field(20, ge=2, description="UMAP (lucid used 20-50)")
+    min_dist: float = Field(0.01, ge=0, description="UMAP (lucid used 0.01-0.05)")
+    power: float = Field(2.0, ge=0, description="icon objective dot(a, v) * max(0.1, cos(a, v))^power")
+    icon_size: int | None = Field(None, ge=8, description="default: the run's image size")
+    pool_size: int = Field(256, ge=1)
+    adam_steps: int = Field(128, ge=0, description="lucid's recipe: 128")
+    robust: bool = Field(True, description="pad, jitter, scale and rotate the icon each step (no adversarial noise)")
+    batch_size: int = Field(64, ge=1, description="icons per forward pass; fixed, not measured, so the random "
+                                                  "transforms repeat exactly on every machine")
+    seed: int = 0
+
+
 class AlignSpec(Strict):
     """Convergent learning: align the units of two runs, and of each epoch with a run's final one.
 
@@ -285,6 +308,7 @@ class Study(Strict):
     rsa: RSASpec = RSASpec()
     analyze: AnalyzeSpec = AnalyzeSpec()
     align: AlignSpec = AlignSpec()
+    atlas: AtlasSpec | None = Field(None, description="activation atlases; `protoscope run` draws them when set")
 
     @field_validator("runs")
     @classmethod

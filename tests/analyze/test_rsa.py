@@ -197,8 +197,9 @@ def test_crossnobis_stage_and_figures(tmp_path, write_study):
     study = load_study(write_study(raw))
     metrics = stages.rsa(study)
     assert set(metrics["metric"]) == {"rsa_consecutive_pearson", "rsa_consecutive_spearman", "rsa_vs_final_pearson",
-                                      "rsa_vs_final_spearman", "rsa_between"}
+                                      "rsa_vs_final_spearman", "rsa_between", "dim_participation_ratio", "dim_rankme"}
     assert metrics["value"].notna().all()
     assert load_rdms(study).n_cond == 4
     names = {p.stem for p in rsa_figures(study, metrics, tmp_path / "figures")}
-    assert {"rsa_consecutive", "rsa_categories", "rsa_rdms_a", "rsa_mds"} <= names and "rsa_separation" not in names
+    assert {"rsa_consecutive", "rsa_categories", "rsa_rdms_a", "rsa_mds", "effective_dimensionality"} <= names
+    assert "rsa_separation" not in names

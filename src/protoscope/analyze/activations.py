@@ -251,7 +251,7 @@ def read_activations(store, run: str, layer: str, epochs: list[int] | None = Non
 # --------------------------------------------------------------------------- computing
 
 
-def study_epochs(study, run, wanted: list[int] | None = None) -> dict[int, Path]:
+def study_epochs(study, run, wanted: list[int] | None = None, field: str = "rsa.epochs") -> dict[int, Path]:
     """{epoch: checkpoint} of a run for an analysis: `wanted` (default: every checkpoint the run will have)."""
     folder = study.run_dir(run)
     files = epoch_files(folder)
@@ -260,7 +260,7 @@ def study_epochs(study, run, wanted: list[int] | None = None) -> dict[int, Path]
     missing = [e for e in epochs if e not in files]
     if missing:
         raise UserError(f"Run {run.name!r} has no checkpoint for epochs {missing} in {folder} "
-                        f"(it has {list(files) or 'none'}); train it first (protoscope train) or change `rsa.epochs`.")
+                        f"(it has {list(files) or 'none'}); train it first (protoscope train) or change `{field}`.")
     return {e: files[e] for e in epochs}
 
 

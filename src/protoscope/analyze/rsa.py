@@ -291,6 +291,7 @@ class RSAStage:
     def run(self, study, job, device, emit) -> dict:
         from ..store import MetricsTable, check_settings
         from .activations import read_activations, study_epochs
+        from .dimensionality import dimensionality_rows
 
         name, layer = job.key
         spec, run = study.rsa, study.run(name)
@@ -299,6 +300,7 @@ class RSAStage:
         rdms = epoch_rdms(acts, spec.distance, spec.folds)
         base = {"run": name, "condition": run.condition, "seed": run.seed, "layer": layer}
         rows = [dict(base, **row) for row in trajectory_metrics(rdms, acts.categories, spec.compare)]
+        rows += dimensionality_rows(acts, base)  # the same activations: how many directions they use
         check_settings(study.store, "rsa", metric_settings(spec))  # recorded with the first result
         save_rdms(rdms, rdm_path(study.store, name, layer))
         MetricsTable(study.store).write("rsa", f"{name}/{layer}", rows)

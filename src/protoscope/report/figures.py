@@ -72,3 +72,19 @@ def training_loss(metrics: pd.DataFrame, path: Path) -> list[Path]:
     ax.legend(fontsize=8)
     ax.set_title("SimCLR training loss")
     return save(fig, path)
+
+
+def effective_dimensionality(metrics: pd.DataFrame, path: Path, layers: list[str]) -> list[Path]:
+    """Participation ratio and RankMe of each layer's probe-set activations over training, by condition."""
+    dims = metrics[metrics["metric"].isin(["dim_participation_ratio", "dim_rankme"])]
+    layers = [layer for layer in layers if layer in set(dims["layer"])]
+    fig, axes = plt.subplots(2, len(layers), figsize=(3.6 * len(layers), 6.4), squeeze=False)
+    for k, layer in enumerate(layers):
+        for row, (metric, label) in enumerate([("dim_participation_ratio", "participation ratio"),
+                                               ("dim_rankme", "RankMe")]):
+            part = dims[(dims["layer"] == layer) & (dims["metric"] == metric)]
+            lines_by_condition(axes[row, k], part, label)
+        axes[0, k].set_title(layer)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("Effective dimensionality of the probe-set activations over training")
+    return save(fig, path)

@@ -222,6 +222,10 @@ def rsa_figures(study, metrics: pd.DataFrame, out: Path) -> list[Path]:
     paths += trajectory(rsa, out / "rsa_vs_final", "vs_final", layers)
     paths += categories(rsa, out / "rsa_categories", layers, f"{spec.distance} distance")
     paths += trajectory(rsa, out / "rsa_separation", "separation", layers, spec.distance)
+    if metrics["metric"].str.startswith("dim_").any():
+        from .figures import effective_dimensionality
+
+        paths += effective_dimensionality(metrics, out / "effective_dimensionality", layers)
     runs = [r.name for r in study.runs if r.name in set(rsa["run"])]
     if runs:
         rdms = load_rdms(study, runs=runs)

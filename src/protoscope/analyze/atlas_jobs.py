@@ -1,0 +1,199 @@
+"""The atlas stage: one job per (run, layer), every epoch inside, so all epochs share one UMAP layout.
+
+``STORE/atlas.zarr/runs/<run>/<layer>/`` is a block group (`store.blocks`), one block per epoch::
+
+    layout[epoch, image, xy]          float32  each image's place on the shared map, in [0, 1]
+    count[epoch, cell]                int32    activations per grid cell (cell = row * grid + column)
+    direction[epoch, cell, unit]      float32  the cell's whitened mean activation (NaN: empty cell)
+    icon[epoch, cell, y, x, rgb]      uint8    the engine's image for that direction (0: empty cell)
+    score[epoch, cell]                float32  the icon's objective value
+    done[epoch]; coords epoch, cell, label[image] (the image's class; attrs["categories"])
+
+Epoch 0 is the random initialisation: the seed's control, on the same map. The layout is fitted
+again on resume (seeded: the same map), so a job killed after some epochs finishes the rest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..jobs import Job
+from ..nets.checkpoints import load_into
+from ..nets.layers import check_layers
+from ..nets.models import build_model
+from ..store import MetricsTable
+from ..store.blocks import Array, BlockGroup, Schema
+from .atlas import grid_average, sample_activations, sample_positions, shared_layout, whiten
+
+
+def atlas_spec(study):
+    from ..study import AtlasSpec
+
+    return study.atlas or AtlasSpec()
+
+
+def _group(study, run: str, layer: str, schema: Schema | None = None) -> BlockGroup:
+    root = Path(study.store) / "atlas.zarr"
+    return BlockGroup(root / "runs" / run / layer, schema, "the atlas store", root)
+
+
+class AtlasStage:
+    name = "atlas"
+
+    def plan(self, study, runs):
+        from .activations import study_epochs
+
+        spec = atlas_spec(study)
+        names = runs or spec.runs or [run.name for run in study.runs]
+        jobs = []
+        for run in [study.run(n) for n in names]:
+            model = build_model(run.arch, run.width, run.small_input)
+            layers = check_layers(model, list(spec.layers or study.layers[-1:]))
+            study_epochs(study, run, spec.epochs, "atlas.epochs")
+            jobs += [Job(ATLAS_REF, (run.name, layer), run.name) for layer in layers]
+        return jobs
+
+    def prepare(self, study, jobs) -> None:
+        from ..synth.jobs import layer_units
+
+        spec = atlas_spec(study)
+        for job in jobs:
+            run = study.run(job.key[0])
+            size = _icon_size(spec, run)
+            units = layer_units(build_model(run.arch, run.width, run.small_input), [job.key[1]], _data(spec, run).image_size)
+            data = _images(spec, run)
+            schema = _schema(spec, list(_files(study, run)), units[job.key[1]], size, data.labels.numpy())
+            _group(study, *job.key, schema).create({"settings": spec.model_dump(mode="json", exclude={"runs", "layers"}),
+                                                    "icon_size": size, "categories": list(data.categories)})
+
+    def is_done(self, study, job) -> bool:
+        group = _group(study, *job.key)
+        return group.complete() and bool(group.done().all())
+
+    def run(self, study, job, device, emit) -> dict:
+        run_name, layer = job.key
+        spec, run = atlas_spec(study), study.run(run_name)
+        files = _files(study, run)
+        epochs = list(files)
+        data = _images(spec, run)
+        model = build_model(run.arch, run.width, run.small_input)
+        acts = {}
+        for epoch in epochs:
+            load_into(model, files[epoch])
+            acts[epoch] = _sampled(model.to(device).eval(), layer, data.images, spec.seed, device)
+            emit(f"activations epoch {epoch}", fraction=0.3 * len(acts) / len(epochs))
+        layouts = dict(zip(epochs, shared_layout([acts[e] for e in epochs], n_neighbors=spec.n_neighbors,
+                                                 min_dist=spec.min_dist, seed=spec.seed)))
+        group, table = _group(study, run_name, layer), MetricsTable(study.store)
+        done = group.done()
+        for index, epoch in enumerate(epochs):
+            if done[index]:
+                continue
+            load_into(model, files[epoch])
+            block = _draw_epoch(model.to(device).eval(), layer, acts[epoch], layouts[epoch], study, run, device,
+                                seed=spec.seed + epoch)
+            rows = _summary_rows(run, layer, epoch, block)
+            group.write((index,), block)
+            table.write("atlas", f"{run_name}/{layer}/epoch_{epoch:03d}", rows)
+            emit(f"icons epoch {epoch}", fraction=0.3 + 0.7 * (index + 1) / len(epochs))
+        return {"epochs": len(epochs)}
+
+
+def _data(spec, run):
+    return spec.data or run.data
+
+
+def _icon_size(spec, run) -> int:
+    return spec.icon_size or _data(spec, run).image_size
+
+
+def _files(study, run) -> dict:
+    from .activations import study_epochs
+
+    return study_epochs(study, run, atlas_spec(study).epochs, "atlas.epochs")
+
+
+def _images(spec, run):
+    from ..data.datasets import labelled
+
+    data = labelled(_data(spec, run), "probe", spec.images)
+    if len(data.images) < spec.grid:
+        raise UserError(f"The atlas data set has {len(data.images)} images; atlas.images asks for {spec.images}.")
+    return data
+
+
+def _schema(spec, epochs: list[int], units: int, size: int, labels: np.ndarray) -> Schema:
+    cells, n, e = spec.grid * spec.grid, len(labels), len(epochs)
+    return Schema({
+        "layout": Array(("epoch", "image", "xy"), (e, n, 2), "float32", float("nan")),
+        "count": Array(("epoch", "cell"), (e, cells), "int32", 0),
+        "direction": Array(("epoch", "cell", "unit"), (e, cells, units), "float32", float("nan")),
+        "icon": Array(("epoch", "cell", "y", "x", "rgb"), (e, cells, size, size, 3), "uint8", 0),
+        "score": Array(("epoch", "cell"), (e, cells), "float32", float("nan")),
+    }, blocks=1, coords={"epoch": np.asarray(epochs, "int64"), "cell": np.arange(cells, dtype="int64"),
+                         "label": (("image",), np.asarray(labels, "int64"))})
+
+
+@torch.no_grad()
+def _sampled(model, layer: str, images: torch.Tensor, seed: int, device, batch: int = 256) -> np.ndarray:
+    """(N, C): each image's activation vector at one random position (the same at every epoch)."""
+    from ..synth.jobs import layer_forward
+
+    forward, _ = layer_forward(model, layer, images.shape[-1], crop=False, channels_last=False)
+    out, positions = [], None
+    for start in range(0, len(images), batch):
+        acts = forward(images[start:start + batch].to(device).float() / 255).float()
+        if positions is None and acts.ndim == 4:
+            positions = sample_positions(len(images), acts.shape[2], acts.shape[3], seed)
+        part = slice(start, start + len(acts))
+        out.append(sample_activations(acts.cpu().numpy(), *(p[part] for p in positions)) if acts.ndim == 4
+                   else acts.flatten(1).cpu().numpy())
+    return np.concatenate(out)
+
+
+def _draw_epoch(model, layer: str, acts: np.ndarray, layout: np.ndarray, study, run, device, seed: int) -> dict:
+    """One epoch's block: the grid, whitened directions, and every filled cell's icon in one engine run
+    (the study's generator, `synth:`; the atlas's own budget)."""
+    from ..synth.engine import EngineConfig, synthesize
+    from ..synth.jobs import build_generator, layer_forward
+    from ..synth.objectives import DirectionCosine
+    from ..synth.robust import robust_forward
+
+    spec = atlas_spec(study)
+    grid = grid_average(layout, acts, spec.grid, spec.min_count)
+    directions = np.full(grid.means.shape, np.nan, np.float32)
+    filled = np.flatnonzero(grid.filled)
+    size = _icon_size(spec, run)
+    icons = np.zeros((len(grid.counts), size, size, 3), np.uint8)
+    scores = np.full(len(grid.counts), np.nan, np.float32)
+    if len(filled):
+        directions[filled] = whiten(grid.means[filled], acts)
+        forward, _ = layer_forward(model, layer, size, crop=False)
+        if spec.robust:
+            forward = robust_forward(forward, seed)
+        objective = DirectionCosine(torch.as_tensor(directions[filled]), position="centre", power=spec.power)
+        # a fixed batch size: the engine would measure one from memory, and a transform is drawn per forward call
+        config = EngineConfig(pool_size=spec.pool_size, cma_generations=0, adam_steps=spec.adam_steps,
+                              patience=max(spec.adam_steps, 1), batch_size=spec.batch_size)
+        result = synthesize(forward, build_generator(study.synth, size, device), objective, seed=seed,
+                            config=config, device=device)
+        icons[filled], scores[filled] = result.images.numpy(), result.score.numpy()
+    return {"layout": layout.astype(np.float32), "count": grid.counts.astype(np.int32),
+            "direction": directions, "icon": icons, "score": scores}
+
+
+def _summary_rows(run, layer: str, epoch: int, block: dict) -> list[dict]:
+    base = {"run": run.name, "condition": run.condition, "seed": run.seed, "epoch": epoch, "layer": layer}
+    counts, scores = block["count"], block["score"]
+    filled = np.isfinite(scores)
+    return [dict(base, metric="atlas_filled_cells", value=float(filled.sum())),
+            dict(base, metric="atlas_icon_score", value=float(scores[filled].mean()) if filled.any() else float("nan")),
+            dict(base, metric="atlas_max_cell_fraction", value=float(counts.max() / max(counts.sum(), 1)))]
+
+
+ATLAS = AtlasStage()
+ATLAS_REF = f"{__name__}:ATLAS"

@@ -73,6 +73,11 @@ def test_quick_demo_runs_end_to_end_and_resumes_for_free(quick_demo, capsys):
     atlas = metrics[metrics["metric"] == "atlas_filled_cells"]
     assert len(atlas) == 2 * 3 and (atlas["value"] >= 1).all()
 
+    # The width study: conv nets of width 4 and 16, both tasks, the raw baseline, the figure.
+    width = metrics[metrics["metric"] == "width_new_accuracy"]
+    assert sorted(width["space"]) == ["16", "4", "input"] and width["value"].between(0, 1).all()
+    assert (out / "figures" / "width_study.png").stat().st_size > 10_000
+
     # Everything is stored: a second run trains and probes nothing.
     before = {p: p.stat().st_mtime_ns for p in (out / "metrics").rglob("*.parquet")}
     assert main(["demo", "--quick", "--out", str(out)]) == 0

@@ -166,6 +166,36 @@ def atlas(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Opti
             out.print(f"figure: {path}", soft_wrap=True)
 
 
+@app.command()
+def width(study: Path = StudyArg, store: Optional[Path] = StoreOpt, device: Optional[str] = DeviceOpt,
+          executor: Optional[str] = ExecutorOpt, ray_address: Optional[str] = RayAddressOpt) -> None:
+    """The width study: nets of several widths (fully connected at a constant parameter count, and
+    convolutional) trained on an original task, frozen, and read by a linear classifier on a new task.
+
+    Settings come from the study's `width:` section (default: translated digits, where -> what,
+    widths 8-128, 3 seeds). Results go to the metrics table, the figure to STORE/figures/width_study.png.
+
+    Example: protoscope width study.yaml
+    """
+    from .report.figures import width_study
+
+    s = _load(study, store, device)
+    chosen = _executor(executor, ray_address)
+    with stages.new_progress() as progress:
+        metrics = stages.width(s, None, progress, chosen)
+    table = Table(title="Width study: test accuracy, mean over seeds")
+    for column in ("family", "width", "original task", "new task"):
+        table.add_column(column, justify="left" if column == "family" else "right")
+    means = metrics.groupby(["layer", "space", "metric"])["value"].mean().unstack()
+    for (family, size), row in means.iterrows():
+        table.add_row(family, size, f"{row.get('width_original_accuracy', float('nan')):.3f}",
+                      f"{row.get('width_new_accuracy', float('nan')):.3f}")
+    out.print(table)
+    for path in width_study(metrics, s.store / "figures" / "width_study"):
+        if path.suffix == ".png":
+            out.print(f"figure: {path}", soft_wrap=True)
+
+
 @app.command("run")
 def run_(study: Path = StudyArg, store: Optional[Path] = StoreOpt, device: Optional[str] = DeviceOpt,
          executor: Optional[str] = ExecutorOpt, ray_address: Optional[str] = RayAddressOpt) -> None:

@@ -17,7 +17,7 @@ from .jobs import execute
 from .store import MetricsTable
 from .study import Study
 
-STAGES = ("train", "probe", "evolve", "analyze", "rsa", "align", "atlas", "report")
+STAGES = ("train", "probe", "evolve", "analyze", "rsa", "align", "atlas", "width", "report")
 
 
 def new_progress(enabled: bool = True):
@@ -153,6 +153,16 @@ def atlas(study: Study, runs: list[str] | None = None, progress: Progress | None
     return execute(ATLAS, study, executor, runs, progress).done_now
 
 
+def width(study: Study, runs: list[str] | None = None, progress: Progress | None = None,
+          executor=None) -> pd.DataFrame:
+    """The width study of the study's `width:` section (defaults when it has none): nets of several
+    widths trained on the original task, read linearly on a new one; returns the width metrics."""
+    from .train.width_jobs import STAGE
+
+    execute(STAGE, study, executor, None, progress)
+    return MetricsTable(study.store).read("width")
+
+
 def export(study: Study, out: Path | None = None, runs: list[str] | None = None) -> list[Path]:
     """PNG grids of every stored prototype job: `<out>/<run>/<layer>/epoch_NNN_rR.png`."""
     from .report.prototypes import save_grid
@@ -202,6 +212,8 @@ def report(study: Study) -> list[Path]:
         from .report.atlas import atlas_figures
 
         paths += atlas_figures(study, out)
+    if metrics["metric"].str.startswith("width_").any():
+        paths += figures.width_study(metrics, out / "width_study")
     return paths
 
 
@@ -212,6 +224,8 @@ def run(study: Study, progress: Progress | None = None, executor=None) -> list[P
         stage(study, progress=progress, executor=executor)
     if study.atlas is not None:
         atlas(study, progress=progress, executor=executor)
+    if study.width is not None:
+        width(study, progress=progress, executor=executor)
     return report(study)
 
 

@@ -262,6 +262,23 @@ class AtlasSpec(Strict):
     seed: int = 0
 
 
+class WidthSpec(Strict):
+    """The width study (train/width_jobs.py): supervised nets of several widths on an original task,
+    frozen, read linearly on a new task. Built-in task: translated digits (place -> digit)."""
+
+    task: Literal["digits"] = "digits"
+    families: list[Literal["fc", "conv"]] = ["fc", "conv"]
+    widths: list[int] = Field([32, 64, 128, 256], min_length=1,
+                              description="fc: depth ~ budget / width^2, so narrow widths make very deep nets")
+    seeds: list[int] = Field([0, 1, 2], min_length=1)
+    budget: int = Field(60_000, ge=1000, description="fc family: parameters each net keeps about constant")
+    epochs: int = Field(20, ge=1, description="supervised training epochs on the original task")
+    train_size: int = Field(4000, ge=50)
+    test_size: int = Field(1000, ge=20)
+    canvas: int = Field(16, ge=10)
+    positions: int = Field(3, ge=2, description="places per axis: the original task has positions² classes")
+
+
 class AlignSpec(Strict):
     """Convergent learning: align the units of two runs, and of each epoch with a run's final one.
 
@@ -309,6 +326,7 @@ class Study(Strict):
     analyze: AnalyzeSpec = AnalyzeSpec()
     align: AlignSpec = AlignSpec()
     atlas: AtlasSpec | None = Field(None, description="activation atlases; `protoscope run` draws them when set")
+    width: WidthSpec | None = Field(None, description="the width study; `protoscope run` runs it when set")
 
     @field_validator("runs")
     @classmethod

@@ -88,3 +88,29 @@ def effective_dimensionality(metrics: pd.DataFrame, path: Path, layers: list[str
     axes[0, 0].legend(fontsize=8)
     fig.suptitle("Effective dimensionality of the probe-set activations over training")
     return save(fig, path)
+
+
+def width_study(metrics: pd.DataFrame, path: Path) -> list[Path]:
+    """The seed's Figure 4: original- and new-task accuracy against width, mean ± sd over seeds, per
+    family; the new task's linear classifier on raw inputs as the baseline."""
+    width = metrics[metrics["metric"].str.startswith("width_")]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, metric, title in ((axes[0], "width_original_accuracy", "original task (where)"),
+                              (axes[1], "width_new_accuracy", "new task (what), frozen features")):
+        part = width[(width["metric"] == metric) & (width["layer"] != "raw")].copy()
+        part["width"] = part["space"].astype(int)
+        for index, (family, group) in enumerate(part.groupby("layer", sort=True)):
+            stats = group.groupby("width")["value"].agg(["mean", "std"]).reset_index().fillna(0)
+            ax.errorbar(stats["width"], stats["mean"], yerr=stats["std"], marker="o", capsize=3,
+                        color=f"C{index}", label=f"{family} (n={group['seed'].nunique()} seeds)")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("width (penultimate units)")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    raw = width[(width["layer"] == "raw") & (width["metric"] == "width_new_accuracy")]["value"]
+    if len(raw):
+        axes[1].axhline(raw.mean(), color="grey", ls="--", label="linear on raw inputs")
+    axes[1].legend(fontsize=8)
+    fig.suptitle("Width study: wider nets keep more of what the original task did not ask for")
+    return save(fig, path)

@@ -61,14 +61,15 @@ class AtlasStage:
         from ..synth.jobs import layer_units
 
         spec = atlas_spec(study)
-        for job in jobs:
-            run = study.run(job.key[0])
-            size = _icon_size(spec, run)
-            units = layer_units(build_model(run.arch, run.width, run.small_input), [job.key[1]], _data(spec, run).image_size)
-            data = _images(spec, run)
-            schema = _schema(spec, list(_files(study, run)), units[job.key[1]], size, data.labels.numpy())
-            _group(study, *job.key, schema).create({"settings": spec.model_dump(mode="json", exclude={"runs", "layers"}),
-                                                    "icon_size": size, "categories": list(data.categories)})
+        for name in dict.fromkeys(job.key[0] for job in jobs):  # per run: one model, one image set, all its layers
+            run = study.run(name)
+            layers = [job.key[1] for job in jobs if job.key[0] == name]
+            units = layer_units(build_model(run.arch, run.width, run.small_input), layers, _data(spec, run).image_size)
+            data, size, epochs = _images(spec, run), _icon_size(spec, run), list(_files(study, run))
+            settings = {"settings": spec.model_dump(mode="json", exclude={"runs", "layers"}), "icon_size": size,
+                        "categories": list(data.categories)}
+            for layer in layers:
+                _group(study, name, layer, _schema(spec, epochs, units[layer], size, data.labels.numpy())).create(settings)
 
     def is_done(self, study, job) -> bool:
         group = _group(study, *job.key)

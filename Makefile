@@ -18,7 +18,15 @@ demo: $(STAMP)
 quick-demo: $(STAMP)
 	$(BIN)/protoscope demo --quick
 
-test: $(STAMP)
+# Browser tests drive Debian's Chromium (Playwright's own browser download cannot work offline).
+# Installed when missing and possible (root, a reachable Debian mirror); otherwise those tests skip.
+$(VENV)/.chromium: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+	  || (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1) \
+	  || echo "note: could not install chromium (apt-get install chromium); the browser tests will skip"
+	@if command -v chromium >/dev/null 2>&1; then touch $@; fi
+
+test: $(STAMP) $(VENV)/.chromium
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 clean:

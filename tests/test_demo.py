@@ -64,12 +64,13 @@ def test_quick_demo_runs_end_to_end_and_resumes_for_free(quick_demo, capsys):
     assert len(dims) == 2 * len(study.runs) * len(study.layers) * (epochs + 1)
     assert (dims["value"] >= 1).all() and (out / "figures" / "effective_dimensionality.png").is_file()
 
-    # Atlases: clrjit-s0 and keepclr-s0, layer3, on one map per run; a PNG per epoch; the map figure.
+    # Atlases: clrjit-s0 and keepclr-s0, layer3, on one map; a PNG per epoch; the map figures.
     for run in ("clrjit-s0", "keepclr-s0"):
         strip = sorted(p.name for p in (out / "figures" / "atlas" / run / "layer3").iterdir())
         assert strip == ["epoch_000.png", "epoch_001.png", "epoch_002.png"]
         for name in (f"atlas_{run}_layer3.png", f"atlas_map_{run}_layer3.png"):
             assert (out / "figures" / name).stat().st_size > 10_000
+    assert (out / "figures" / "atlas_clrjit-s0+keepclr-s0_layer3.png").stat().st_size > 10_000
     atlas = metrics[metrics["metric"] == "atlas_filled_cells"]
     assert len(atlas) == 2 * 3 and (atlas["value"] >= 1).all()
 

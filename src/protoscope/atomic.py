@@ -29,6 +29,15 @@ def write_error(target, exc: OSError, action: str = "write") -> UserError:
     return UserError(f"Cannot {action} {target}: {why}; {hint}.")
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # the umask can only be read by setting it; put it back at once
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # once, at import, before any thread could race the two calls
+
+
 @contextmanager
 def atomic_path(target: str | os.PathLike):
     """Yield a temporary path in the target's folder; rename it over the target on success.
@@ -48,6 +57,7 @@ def atomic_path(target: str | os.PathLike):
         remove_stale(target)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a result is as readable as any file the user writes
         yield Path(tmp)
         os.replace(tmp, target)
     except BaseException as exc:
@@ -92,6 +102,7 @@ def link_if_absent(target: Path, text: str) -> bool:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.link(tmp, target)
         return True
     except FileExistsError:

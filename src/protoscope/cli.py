@@ -340,6 +340,48 @@ def export(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Opt
 
 
 @app.command()
+def report(study: Path = StudyArg, store: Optional[Path] = StoreOpt,
+           out_dir: Optional[Path] = typer.Option(None, "--out", help="Where the site goes. Default: STORE/site.")) -> None:
+    """The figures, and a static site of the whole study: overview, a page per unit with an epoch
+    slider, the layer views, the atlases. It opens from disk (index.html); nothing needs a server.
+
+    Example: protoscope report study.yaml
+    """
+    from .report.site import write_site
+
+    s = _load(study, store, None)
+    stages.report(s, site=False)
+    result = write_site(s, out_dir)
+    out.print(f"site: [bold]{result.path / 'index.html'}[/] ({result.written} files written in {result.seconds:.1f} s)",
+              soft_wrap=True)
+
+
+@app.command()
+def serve(study: Path = StudyArg, store: Optional[Path] = StoreOpt,
+          port: int = typer.Option(8000, "--port", help="Port on localhost."),
+          site_dir: Optional[Path] = typer.Option(None, "--site", help="Default: STORE/site.")) -> None:
+    """Serve the study's site on http://localhost:PORT (the site also opens from disk without it).
+
+    Example: protoscope serve study.yaml --port 8080
+    """
+    import functools
+    import http.server
+
+    s = _load(study, store, None)
+    root = site_dir or s.store / "site"
+    if not (root / "index.html").is_file():
+        raise UserError(f"No site in {root}: run `protoscope report {study}` first.")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as exc:
+        raise UserError(f"Cannot serve on port {port}: {exc.strerror}; choose another with --port.") from None
+    out.print(f"serving [bold]{root}[/] on http://localhost:{port}/ (Ctrl-C stops)", soft_wrap=True)
+    with server:
+        server.serve_forever()
+
+
+@app.command()
 def layers(study: Path = StudyArg, run: Optional[str] = typer.Option(None, "--run", "-r", help="Which run's architecture.")) -> None:
     """List the layer addresses of a study's architecture (what `layers:` may name).
 
@@ -400,6 +442,8 @@ def _print_summary(s, figures=None) -> None:
     for path in figures or []:
         if path.suffix == ".png":
             out.print(f"figure: {path}", soft_wrap=True)
+        elif path.name == "index.html":
+            out.print(f"report: {path} (open it in a browser)", soft_wrap=True)
 
 
 def _error_line(message: str) -> None:

@@ -181,12 +181,29 @@ def export(study: Study, out: Path | None = None, runs: list[str] | None = None)
     return paths
 
 
-def report(study: Study) -> list[Path]:
-    """Draw the figures for whatever metrics are stored."""
+def report(study: Study, site: bool = True) -> list[Path]:
+    """The figures for whatever results are stored, then the site (`report/site`); returns the figures
+    and the site's index.html. Figures are drawn again only when a result file changed."""
+    from .report.freshness import figures_are_current, mark_figures_current
+
+    out = Path(study.store) / "figures"
+    if figures_are_current(study.store):
+        paths = sorted(out.glob("*.png")) + sorted(out.glob("*.pdf"))
+    else:
+        paths = draw_figures(study, out)
+        mark_figures_current(study.store)
+    if site:
+        from .report.site import write_site
+
+        paths.append(write_site(study).path / "index.html")
+    return paths
+
+
+def draw_figures(study: Study, out: Path) -> list[Path]:
+    """Draw every figure the stored results allow."""
     from .report import figures
 
     metrics = MetricsTable(study.store).read()
-    out = Path(study.store) / "figures"
     paths: list[Path] = []
     if (metrics["metric"].str.startswith("probe_")).any():
         paths += figures.probe_accuracy(metrics, out / "probe_accuracy")

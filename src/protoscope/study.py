@@ -244,12 +244,18 @@ class AtlasSpec(Strict):
     every epoch, a grid of whitened mean activations per epoch, and an icon drawn for each cell."""
 
     runs: list[str] | None = Field(None, description="default: every run")
+    together: list[list[str]] = Field(
+        [], description="groups of runs fitted on one map, so a cell means the same region for each, e.g. "
+                        "[[clrjit-s0, keepclr-s0]]; other runs get a map of their own")
     layers: list[str] | None = Field(None, description="default: the study's last layer")
     epochs: list[int] | None = Field(None, description="default: every checkpoint (epoch 0: the random-init control)")
     data: DataSpec | None = Field(None, description="images; default: the run's data set")
     images: int = Field(2000, ge=16, description="one activation per image (conv: at one random position)")
     grid: int = Field(15, ge=2, description="g x g cells, as the seed")
     min_count: int = Field(8, ge=1, description="cells with fewer activations stay empty")
+    layout: Literal["aligned", "joint"] = Field(
+        "aligned", description="aligned: a UMAP per epoch, each aligned with the next through the same images "
+                               "(AlignedUMAP); joint: one UMAP of all epochs together (epochs may become islands)")
     n_neighbors: int = Field(20, ge=2, description="UMAP (lucid used 20-50)")
     min_dist: float = Field(0.01, ge=0, description="UMAP (lucid used 0.01-0.05)")
     power: float = Field(2.0, ge=0, description="icon objective dot(a, v) * max(0.1, cos(a, v))^power")
@@ -264,19 +270,34 @@ class AtlasSpec(Strict):
 
 class WidthSpec(Strict):
     """The width study (train/width_jobs.py): supervised nets of several widths on an original task,
-    frozen, read linearly on a new task. Built-in task: translated digits (place -> digit)."""
+    frozen, read linearly on a new task (data/width_tasks.py): translated digits (place -> digit), the
+    built-in shapes (blunt/pointed -> form), or an image folder with a coarse -> fine map."""
 
-    task: Literal["digits"] = "digits"
+    task: Literal["digits", "shapes", "imagefolder"] = "digits"
+    root: Path | None = Field(None, description="imagefolder: <root>/<class>/<image> (or <root>/train, <root>/test)")
+    coarse: dict[str, list[str]] | None = Field(
+        None, description="coarse group -> its fine classes (the original task); shapes default: blunt/pointed")
+    image_size: int = Field(32, ge=8, description="shapes and imagefolder")
     families: list[Literal["fc", "conv"]] = ["fc", "conv"]
     widths: list[int] = Field([32, 64, 128, 256], min_length=1,
                               description="fc: depth ~ budget / width^2, so narrow widths make very deep nets")
     seeds: list[int] = Field([0, 1, 2], min_length=1)
     budget: int = Field(60_000, ge=1000, description="fc family: parameters each net keeps about constant")
+    max_depth: int = Field(8, ge=1, description="fc family: deeper nets are capped (and have fewer parameters; "
+                                                "the count is recorded)")
     epochs: int = Field(20, ge=1, description="supervised training epochs on the original task")
     train_size: int = Field(4000, ge=50)
     test_size: int = Field(1000, ge=20)
-    canvas: int = Field(16, ge=10)
-    positions: int = Field(3, ge=2, description="places per axis: the original task has positions² classes")
+    canvas: int = Field(16, ge=10, description="digits")
+    positions: int = Field(3, ge=2, description="digits: places per axis; the original task has positions² classes")
+
+    @model_validator(mode="after")
+    def _task_inputs(self):
+        if self.task == "imagefolder" and (self.root is None or not self.coarse):
+            raise ValueError("task imagefolder reads local files and splits their classes: set `root` and `coarse`")
+        if self.task == "digits" and self.coarse:
+            raise ValueError("task digits has fixed labels (place, digit): `coarse` is for shapes and imagefolder")
+        return self
 
 
 class AlignSpec(Strict):
@@ -415,10 +436,13 @@ def _resolve_paths(raw: dict, base: Path) -> None:
         weights = space.get("weights") if isinstance(space, dict) else None
         if isinstance(weights, str) and ("/" in weights or Path(weights).suffix in (".pt", ".pth", ".safetensors")):
             space["weights"] = fix(weights)  # a file, not a weight-set name
-    for section in ("probe", "rsa"):
+    for section in ("probe", "rsa", "atlas"):
         section_data = raw.get(section, {}).get("data") if isinstance(raw.get(section), dict) else None
         if isinstance(section_data, dict) and section_data.get("root") is not None:
             section_data["root"] = fix(section_data["root"])
+    width = raw.get("width")
+    if isinstance(width, dict) and width.get("root") is not None:
+        width["root"] = fix(width["root"])
 
 
 def parse_study(raw: Any, path: Path, overrides: dict | None = None) -> Study:

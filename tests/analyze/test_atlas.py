@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from protoscope.analyze.atlas import (
-    grid_average, grid_cells, normalize_layout, sample_activations, sample_positions, shared_layout,
+    aligned_layout, grid_average, grid_cells, normalize_layout, sample_activations, sample_positions, shared_layout,
     umap_layout, whiten,
 )
 from protoscope.synth.objectives import DirectionCosine
@@ -89,6 +89,21 @@ def test_a_shared_layout_puts_the_same_activations_in_the_same_cells_at_two_epoc
     same = [index[row.tobytes()] for row in later]
     agree = (grid_cells(first[same], 6) == grid_cells(second, 6)).mean()
     assert agree > 0.9
+
+
+def test_an_aligned_layout_is_seeded_and_keeps_an_unchanged_epoch_in_its_cells():
+    acts, labels = _clusters(per=50)
+    rng = np.random.default_rng(2)
+    drifted = acts + 0.3 * rng.standard_normal(acts.shape)  # epoch 2: the same images, moved a little
+    first, second, third = aligned_layout([acts, acts, drifted], n_neighbors=15, seed=0)
+    again = aligned_layout([acts, acts, drifted], n_neighbors=15, seed=0)
+    assert all(np.array_equal(a, b) for a, b in zip((first, second, third), again))
+    assert (grid_cells(first, 6) == grid_cells(second, 6)).mean() > 0.8  # unchanged: the same cells
+    centres = np.array([second[labels == k].mean(0) for k in range(3)])
+    assert all(np.linalg.norm(third[labels == k].mean(0) - centres[k]) < np.linalg.norm(
+        third[labels == k].mean(0) - centres[j]) for k in range(3) for j in range(3) if j != k)  # clusters stay put
+    with pytest.raises(ValueError, match="same images"):
+        aligned_layout([acts, acts[:10]])
 
 
 def test_direction_cosine_value_and_gradient_against_a_direct_computation():

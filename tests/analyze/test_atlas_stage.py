@@ -93,3 +93,46 @@ def test_an_unknown_atlas_layer_lists_the_valid_ones(trained, tmp_path, capsys):
     assert main(["atlas", str(path)]) == 2
     assert "Unknown layer 'layer7'" in capsys.readouterr().err
     assert not (path.parent / "store" / "atlas.zarr").exists()
+
+
+@pytest.mark.parametrize("layout", ["joint", "aligned"])
+def test_runs_together_share_one_map(trained, tmp_path, capsys, layout):
+    """A second run made of the first run's checkpoints, on one map with it. Joint: the twin's epoch e
+    is the first run's epoch e + 1, and that checkpoint's activations land in the same region for
+    both (UMAP puts duplicate points near each other, not on each other). Aligned: the twin is a
+    copy, and its epoch 0, next to the first run's epoch 0 in the chain, lands where that one does.
+    Two maps of their own would place them anywhere relative to each other."""
+    import shutil
+
+    import yaml
+
+    path = _copy(trained, tmp_path)
+    runs = path.parent / "store" / "runs"
+    (tmp_path / "twin").mkdir()
+    shift = 1 if layout == "joint" else 0
+    for epoch in (0, 1):
+        shutil.copy(runs / "clrjit-s0" / f"epoch_{epoch + shift:03d}.safetensors",
+                    tmp_path / "twin" / f"epoch_{epoch:03d}.safetensors")
+    data = yaml.safe_load(path.read_text())
+    data["runs"].append({"name": "twin", "path": str(tmp_path / "twin")})
+    data["atlas"].update(together=[["clrjit-s0", "twin"]], epochs=[0, 1], layout=layout)
+    path.write_text(yaml.safe_dump(data))
+    assert main(["atlas", str(path)]) == 0
+    assert "atlas_clrjit-s0+twin_layer3.png" in capsys.readouterr().out
+    first, twin = (zarr.open_group(path.parent / "store" / "atlas.zarr" / "runs" / run / "layer3", mode="r")
+                   for run in ("clrjit-s0", "twin"))
+    same = np.linalg.norm(first["layout"][shift] - twin["layout"][0], axis=1)  # one checkpoint, twice
+    other = np.linalg.norm(first["layout"][1 - shift] - twin["layout"][0], axis=1)  # two checkpoints
+    assert np.median(same) < 0.05 and np.median(same) < np.median(other) / 3, (np.median(same), np.median(other))
+    assert twin.attrs["map_runs"] == ["clrjit-s0", "twin"]
+
+
+def test_an_unknown_run_in_a_shared_map_is_named(trained, tmp_path, capsys):
+    import yaml
+
+    path = _copy(trained, tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["atlas"]["together"] = [["clrjit-s0", "clrjit-s9"]]
+    path.write_text(yaml.safe_dump(data))
+    assert main(["atlas", str(path)]) == 2
+    assert "unknown runs ['clrjit-s9']" in capsys.readouterr().err

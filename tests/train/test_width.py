@@ -7,8 +7,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from protoscope.data.digits import translated_digits
+from protoscope.data.shapes import CLASSES
+from protoscope.data.width_tasks import coarse_labels, width_task
+from protoscope.errors import UserError
 from protoscope.nets.width import conv_family, count_parameters, fc_depth, fc_family, fc_parameters, features
 from protoscope.train.probe import fit_probes
+from protoscope.study import WidthSpec
 from protoscope.train.width_study import width_rows
 
 
@@ -55,14 +59,59 @@ def test_a_linear_classifier_on_raw_inputs_matches_scikit_learn():
 
 
 def test_width_rows_train_and_measure_both_tasks():
-    train, test = translated_digits(800, seed=4), translated_digits(400, seed=5)
-    as_t = lambda a: torch.as_tensor(a)  # noqa: E731
-    original = (as_t(train.images), as_t(train.shift), as_t(test.images), as_t(test.shift))
-    rows = width_rows("conv", conv_family(1, 9, [4, 32]), original, (train.digit, test.digit), epochs=8)
+    task = width_task(WidthSpec(train_size=800, test_size=400), seed=2)
+    rows = width_rows("conv", conv_family(1, 9, [4, 32]), task, epochs=8)
     value = {(r["space"], r["metric"]): r["value"] for r in rows}
     assert value[("32", "width_original_accuracy")] > 0.5  # where the digit is: learnt (chance 1/9)
     assert value[("32", "width_new_accuracy")] > 0.15  # what it is: above chance (0.1) from frozen features
     assert value[("4", "width_parameters")] < value[("32", "width_parameters")]
+
+
+def test_the_fc_depth_cap_keeps_narrow_nets_trainable():
+    assert fc_depth(256, 32, 9, 60_000) == 50  # uncapped: what the constant budget asks for
+    nets = fc_family(256, 9, [32, 128], 60_000, max_depth=8)
+    assert nets[32].depth == 8 and nets[128].depth == fc_depth(256, 128, 9, 60_000) == 3
+
+
+def test_the_shapes_task_splits_forms_into_blunt_and_pointed():
+    task = width_task(WidthSpec(task="shapes", train_size=80, test_size=40, image_size=16), seed=0)
+    assert task.x_train.shape == (80, 3, 16, 16) and task.classes == 2 and task.channels == 3
+    pointed = np.isin(task.new_train, [CLASSES.index("triangle"), CLASSES.index("star")])
+    assert np.array_equal(task.y_train.numpy(), pointed.astype(np.int64))  # blunt = 0, pointed = 1
+    assert set(task.new_test) == {0, 1, 2, 3}
+    other = width_task(WidthSpec(task="shapes", train_size=80, test_size=40, image_size=16), seed=1)
+    assert not torch.equal(other.x_train, task.x_train)  # each seed its own images
+
+
+def _folder(root, classes, per_class=6):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for index, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for k in range(per_class):
+            pixels = np.full((12, 12, 3), 40 * index, np.uint8) + rng.integers(0, 20, (12, 12, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{k}.png")
+
+
+def test_an_image_folder_task_reads_the_coarse_to_fine_map(tmp_path):
+    _folder(tmp_path / "pets", ["cat", "dog", "eagle", "owl"])
+    coarse = {"mammal": ["cat", "dog"], "bird": ["eagle", "owl"]}
+    task = width_task(WidthSpec(task="imagefolder", root=tmp_path / "pets", coarse=coarse, image_size=8,
+                                train_size=50, test_size=20), seed=3)
+    assert len(task.x_test) == 12 and len(task.x_train) == 12  # half the 24 images each, disjoint
+    assert task.x_train.shape[1:] == (3, 8, 8) and task.classes == 2
+    for fine, original in ((task.new_train, task.y_train), (task.new_test, task.y_test)):
+        assert np.array_equal(original.numpy(), (np.asarray(fine) >= 2).astype(np.int64))  # ImageFolder sorts: cat dog eagle owl
+    with pytest.raises(UserError, match=r"unknown \['lion'\], missing \['owl'\]"):
+        coarse_labels(np.array([0]), ("cat", "dog", "eagle", "owl"), {"a": ["cat", "dog"], "b": ["eagle", "lion"]})
+    with pytest.raises(UserError, match="'dog' is in two groups"):
+        coarse_labels(np.array([0]), ("cat", "dog"), {"a": ["cat", "dog"], "b": ["dog"]})
+
+
+def test_an_image_folder_width_study_without_a_map_is_refused():
+    with pytest.raises(ValueError, match="set `root` and `coarse`"):
+        WidthSpec(task="imagefolder", root="/tmp")
 
 
 def test_protoscope_width_runs_the_study_and_resumes(tmp_path, write_study, capsys):
@@ -71,15 +120,15 @@ def test_protoscope_width_runs_the_study_and_resumes(tmp_path, write_study, caps
     from protoscope.store import MetricsTable
 
     data = tiny_study_dict(tmp_path / "store")
-    data["width"] = {"families": ["fc", "conv"], "widths": [4, 16], "seeds": [0, 1], "epochs": 3,
-                     "budget": 5000, "train_size": 300, "test_size": 100}
+    data["width"] = {"task": "shapes", "image_size": 12, "families": ["fc", "conv"], "widths": [8, 16], "max_depth": 30,
+                     "seeds": [0, 1], "epochs": 3, "budget": 5000, "train_size": 300, "test_size": 100}
     path = write_study(data)
     assert main(["width", str(path)]) == 0
     printed = capsys.readouterr().out
     assert "Width study" in printed and "width_study.png" in printed
     metrics = MetricsTable(tmp_path / "store").read("width")
     trained = metrics[metrics["layer"] != "raw"]
-    assert len(trained) == 2 * 2 * 2 * 3  # family x width x seed x (original, new, parameters)
+    assert len(trained) == 2 * 2 * 2 * 4  # family x width x seed x (original, new, parameters, depth)
     assert set(metrics[metrics["layer"] == "raw"]["seed"]) == {0, 1}
     assert metrics["value"].notna().all()
     fc = trained[(trained["layer"] == "fc") & (trained["metric"] == "width_parameters")]

@@ -1,4 +1,8 @@
-"""The atlas stage: one job per (run, layer), every epoch inside, so all epochs share one UMAP layout.
+"""The atlas stage: one job per (runs, layer), every epoch inside, so all epochs share one UMAP layout.
+
+A job's runs are one run, or a group from `atlas.together` (e.g. both colour conditions): the layout
+then covers every epoch of every run of the group (`atlas.layout`: aligned UMAPs chained through the
+same images, or one joint UMAP), and a cell means the same region of the map for all of them.
 
 ``STORE/atlas.zarr/runs/<run>/<layer>/`` is a block group (`store.blocks`), one block per epoch::
 
@@ -27,7 +31,7 @@ from ..nets.layers import check_layers
 from ..nets.models import build_model
 from ..store import MetricsTable
 from ..store.blocks import Array, BlockGroup, Schema
-from .atlas import grid_average, sample_activations, sample_positions, shared_layout, whiten
+from .atlas import aligned_layout, grid_average, sample_activations, sample_positions, shared_layout, whiten
 
 
 def atlas_spec(study):
@@ -50,58 +54,106 @@ class AtlasStage:
         spec = atlas_spec(study)
         names = runs or spec.runs or [run.name for run in study.runs]
         jobs = []
-        for run in [study.run(n) for n in names]:
-            model = build_model(run.arch, run.width, run.small_input)
-            layers = check_layers(model, list(spec.layers or study.layers[-1:]))
-            study_epochs(study, run, spec.epochs, "atlas.epochs")
-            jobs += [Job(ATLAS_REF, (run.name, layer), run.name) for layer in layers]
+        for group in map_groups(study, names):
+            for name in group:
+                study_epochs(study, study.run(name), spec.epochs, "atlas.epochs")
+            run = study.run(group[0])
+            layers = check_layers(build_model(run.arch, run.width, run.small_input),
+                                  list(spec.layers or study.layers[-1:]))
+            jobs += [Job(ATLAS_REF, (group, layer), "+".join(group)) for layer in layers]
         return jobs
 
     def prepare(self, study, jobs) -> None:
         from ..synth.jobs import layer_units
 
         spec = atlas_spec(study)
-        for name in dict.fromkeys(job.key[0] for job in jobs):  # per run: one model, one image set, all its layers
+        groups = {name: group for group, _ in (job.key for job in jobs) for name in group}
+        for name, group in groups.items():  # per run: one model, one image set, all its layers
             run = study.run(name)
-            layers = [job.key[1] for job in jobs if job.key[0] == name]
+            layers = [layer for runs, layer in (job.key for job in jobs) if name in runs]
             units = layer_units(build_model(run.arch, run.width, run.small_input), layers, _data(spec, run).image_size)
             data, size, epochs = _images(spec, run), _icon_size(spec, run), list(_files(study, run))
-            settings = {"settings": spec.model_dump(mode="json", exclude={"runs", "layers"}), "icon_size": size,
-                        "categories": list(data.categories)}
+            settings = {"settings": spec.model_dump(mode="json", exclude={"runs", "layers", "together"}),
+                        "icon_size": size, "categories": list(data.categories), "map_runs": list(group)}
             for layer in layers:
                 _group(study, name, layer, _schema(spec, epochs, units[layer], size, data.labels.numpy())).create(settings)
 
     def is_done(self, study, job) -> bool:
-        group = _group(study, *job.key)
-        return group.complete() and bool(group.done().all())
+        runs, layer = job.key
+        groups = [_group(study, name, layer) for name in runs]
+        return all(group.complete() and bool(group.done().all()) for group in groups)
 
     def run(self, study, job, device, emit) -> dict:
-        run_name, layer = job.key
-        spec, run = atlas_spec(study), study.run(run_name)
-        files = _files(study, run)
-        epochs = list(files)
-        data = _images(spec, run)
-        model = build_model(run.arch, run.width, run.small_input)
-        acts = {}
-        for epoch in epochs:
-            load_into(model, files[epoch])
-            acts[epoch] = _sampled(model.to(device).eval(), layer, data.images, spec.seed, device)
-            emit(f"activations epoch {epoch}", fraction=0.3 * len(acts) / len(epochs))
-        layouts = dict(zip(epochs, shared_layout([acts[e] for e in epochs], n_neighbors=spec.n_neighbors,
-                                                 min_dist=spec.min_dist, seed=spec.seed)))
-        group, table = _group(study, run_name, layer), MetricsTable(study.store)
-        done = group.done()
-        for index, epoch in enumerate(epochs):
-            if done[index]:
-                continue
-            load_into(model, files[epoch])
-            block = _draw_epoch(model.to(device).eval(), layer, acts[epoch], layouts[epoch], study, run, device,
-                                seed=spec.seed + epoch)
-            rows = _summary_rows(run, layer, epoch, block)
-            group.write((index,), block)
-            table.write("atlas", f"{run_name}/{layer}/epoch_{epoch:03d}", rows)
-            emit(f"icons epoch {epoch}", fraction=0.3 + 0.7 * (index + 1) / len(epochs))
-        return {"epochs": len(epochs)}
+        runs, layer = job.key
+        spec = atlas_spec(study)
+        acts = _activations(study, runs, layer, device, emit)
+        keys = _chain(runs, list(acts))
+        if spec.layout == "aligned" and len({len(acts[k]) for k in keys}) > 1:
+            raise UserError(f"atlas.layout aligned links the runs {list(runs)} through the same images, but their "
+                            "image sets differ in size; give them the same data or use layout: joint")
+        fit = aligned_layout if spec.layout == "aligned" else shared_layout
+        layouts = dict(zip(keys, fit([acts[k] for k in keys], n_neighbors=spec.n_neighbors, min_dist=spec.min_dist,
+                                     seed=spec.seed)))
+        table, drawn = MetricsTable(study.store), 0
+        for name in runs:
+            run, group = study.run(name), _group(study, name, layer)
+            files, done = _files(study, run), group.done()
+            model = build_model(run.arch, run.width, run.small_input)
+            for index, epoch in enumerate(files):
+                drawn += 1
+                if done[index]:
+                    continue
+                load_into(model, files[epoch])
+                block = _draw_epoch(model.to(device).eval(), layer, acts[name, epoch], layouts[name, epoch], study,
+                                    run, device, seed=spec.seed + epoch)
+                group.write((index,), block)
+                table.write("atlas", f"{name}/{layer}/epoch_{epoch:03d}", _summary_rows(run, layer, epoch, block))
+                emit(f"icons {name} epoch {epoch}", fraction=0.3 + 0.7 * drawn / len(keys))
+        return {"maps": len(keys)}
+
+
+def _chain(runs, keys: list) -> list:
+    """(run, epoch) keys in the order an aligned layout links them: the first run's epochs backwards,
+    the next forwards, and so on, so neighbours in the chain are neighbouring epochs of a run or two
+    runs at the same end of training (their random inits, or their last epochs)."""
+    order = []
+    for k, name in enumerate(runs):
+        mine = [key for key in keys if key[0] == name]
+        order += mine[::-1] if k % 2 == 0 and len(runs) > 1 else mine
+    return order
+
+
+def map_groups(study, names: list[str]) -> list[tuple[str, ...]]:
+    """The runs of each map: a group of `atlas.together` when a run is in one, else the run alone.
+
+    A group is kept whole when any of its runs is asked for (its map needs all of them)."""
+    together = [tuple(group) for group in atlas_spec(study).together]
+    known = {run.name for run in study.runs}
+    for group in together:
+        unknown = [name for name in group if name not in known]
+        if unknown:
+            raise UserError(f"atlas.together names unknown runs {unknown}; runs: {', '.join(sorted(known))}")
+    seen: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        owner = next((g for g in together if name in g), (name,))
+        if len([g for g in together if name in g]) > 1:
+            raise UserError(f"atlas.together: run {name!r} is in two groups")
+        seen.setdefault(owner[0], owner)
+    return list(dict.fromkeys(seen.values()))
+
+
+def _activations(study, runs, layer: str, device, emit) -> dict:
+    """{(run, epoch): (N, C)} at the same sampled positions, for every epoch of every run of the map."""
+    spec, acts = atlas_spec(study), {}
+    total = sum(len(_files(study, study.run(name))) for name in runs)
+    for name in runs:
+        run = study.run(name)
+        model, images = build_model(run.arch, run.width, run.small_input), _images(spec, run).images
+        for epoch, path in _files(study, run).items():
+            load_into(model, path)
+            acts[name, epoch] = _sampled(model.to(device).eval(), layer, images, spec.seed, device)
+            emit(f"activations {name} epoch {epoch}", fraction=0.3 * len(acts) / total)
+    return acts
 
 
 def _data(spec, run):

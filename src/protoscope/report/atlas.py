@@ -35,8 +35,10 @@ def _groups(store: Path):
 
 
 def atlas_figures(study, out: Path) -> list[Path]:
-    """Every stored atlas: the strip, the atlas over training, and the map with single units."""
+    """Every stored atlas: the strip, the atlas over training, and the map with single units; runs that
+    share a map side by side."""
     paths: list[Path] = []
+    shared: dict[tuple, dict] = {}
     for run, layer, group in _groups(Path(study.store)):
         done = np.asarray(group["done"][:])
         if not done.any():
@@ -56,7 +58,31 @@ def atlas_figures(study, out: Path) -> list[Path]:
         paths += _over_training(images, counts, run, layer, out / f"atlas_{run}_{layer}")
         paths += _map_and_units(study, group, run, layer, epochs[-1], index[epochs[-1]], images[epochs[-1]],
                                 out / f"atlas_map_{run}_{layer}")
+        together = tuple(group.attrs.get("map_runs", [run]))
+        if len(together) > 1:
+            shared.setdefault((together, layer), {})[run] = (images, counts)
+    for (together, layer), per_run in shared.items():
+        if len(per_run) == len(together):
+            paths += _runs_on_one_map(per_run, layer, out / f"atlas_{'+'.join(together)}_{layer}")
     return paths
+
+
+def _runs_on_one_map(per_run: dict, layer: str, path: Path) -> list[Path]:
+    """Runs fitted on one map, one pair of rows each (atlas, density), the same epochs in columns."""
+    epochs = sorted(set.intersection(*(set(images) for images, _ in per_run.values())))
+    shown = _shown(epochs)
+    fig, axes = plt.subplots(2 * len(per_run), len(shown), figsize=(3 * len(shown), 6 * len(per_run)), squeeze=False)
+    top = max(c.max() for _, counts in per_run.values() for c in counts.values())
+    for r, (run, (images, counts)) in enumerate(per_run.items()):
+        for k, epoch in enumerate(shown):
+            axes[2 * r, k].imshow(images[epoch])
+            axes[2 * r, k].set_title(f"{run}, epoch {epoch}")
+            axes[2 * r + 1, k].imshow(counts[epoch], origin="lower", cmap="magma", vmin=0, vmax=top)
+            axes[2 * r + 1, k].set_title("activations per cell", fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.suptitle(f"{layer}: {' and '.join(per_run)} on one shared map")
+    return save(fig, path)
 
 
 def _shown(epochs: list[int], most: int = 5) -> list[int]:
@@ -92,7 +118,8 @@ def _map_and_units(study, group, run: str, layer: str, epoch: int, i: int, atlas
         pick = labels == k
         axes[0].scatter(layout[pick, 0], layout[pick, 1], s=3, alpha=0.5, label=name)
     axes[0].legend(markerscale=4, fontsize=8)
-    axes[0].set_title("UMAP of the activations, by class")
+    axes[0].set(xlim=(0, 1), ylim=(0, 1), aspect="equal")  # the atlas's square: where the points are on it
+    axes[0].set_title(f"UMAP of the activations at epoch {epoch}, by class")
     axes[1].imshow(atlas)
     axes[1].set_title(f"atlas, epoch {epoch}")
     if units is not None:

@@ -95,8 +95,8 @@ def width_study(metrics: pd.DataFrame, path: Path) -> list[Path]:
     family; the new task's linear classifier on raw inputs as the baseline."""
     width = metrics[metrics["metric"].str.startswith("width_")]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, metric, title in ((axes[0], "width_original_accuracy", "original task (where)"),
-                              (axes[1], "width_new_accuracy", "new task (what), frozen features")):
+    for ax, metric, title in ((axes[0], "width_original_accuracy", "original task (trained on)"),
+                              (axes[1], "width_new_accuracy", "new task (linear read-out of frozen features)")):
         part = width[(width["metric"] == metric) & (width["layer"] != "raw")].copy()
         part["width"] = part["space"].astype(int)
         for index, (family, group) in enumerate(part.groupby("layer", sort=True)):

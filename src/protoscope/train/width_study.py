@@ -47,14 +47,10 @@ def new_task_accuracy(train_x, train_y, test_x, test_y, seed: int = 0) -> float:
     return fit_probes(np.asarray(train_x), train_y, np.asarray(test_x), test_y, ["logreg"], seed=seed)["logreg"]["test"]
 
 
-def width_rows(family: str, nets: dict[int, nn.Module], original: tuple, new: tuple, epochs: int,
-               seed: int = 0) -> list[dict]:
-    """Train every net of a family and measure both tasks.
-
-    `original` = (x_train, y_train, x_test, y_test) of the original task; `new` = (y_train, y_test),
-    the new task's labels of the same images."""
-    x_train, y_train, x_test, y_test = original
-    new_train, new_test = new
+def width_rows(family: str, nets: dict[int, nn.Module], task, epochs: int, seed: int = 0) -> list[dict]:
+    """Train every net of a family on `task` (a `data.width_tasks.WidthTask`) and measure both tasks."""
+    x_train, y_train, x_test, y_test = task.x_train, task.y_train, task.x_test, task.y_test
+    new_train, new_test = task.new_train, task.new_test
     rows = []
     for width, net in nets.items():
         torch.manual_seed(seed)
@@ -67,5 +63,6 @@ def width_rows(family: str, nets: dict[int, nn.Module], original: tuple, new: tu
         transfer = new_task_accuracy(features(net, x_train), new_train, features(net, x_test), new_test, seed)
         rows += [dict(base, metric="width_original_accuracy", value=accuracy(net, x_test, y_test)),
                  dict(base, metric="width_new_accuracy", value=transfer),
-                 dict(base, metric="width_parameters", value=float(count_parameters(net)))]
+                 dict(base, metric="width_parameters", value=float(count_parameters(net))),
+                 dict(base, metric="width_depth", value=float(getattr(net, "depth", 1)))]
     return rows

@@ -1,0 +1,446 @@
+// protoscope report: a static site that opens from disk. Data files are scripts calling
+// protoscope.receive(key, data), loaded on demand; images are sprite sheets, one per
+// (run, layer, epoch, repeat). Every string from the study goes into the page as text, never HTML.
+"use strict";
+
+window.protoscope = (() => {
+  const cache = {}, waiting = {}, loadedImages = new Set();
+  const timing = { steps: [] };
+  let index = null, stopPlaying = null;
+
+  // ------------------------------------------------------------------ loading
+  function receive(key, data) {
+    cache[key] = data;
+    (waiting[key] || []).forEach(([resolve]) => resolve(data));
+    delete waiting[key];
+  }
+
+  function load(key, src) {
+    if (key in cache) return Promise.resolve(cache[key]);
+    return new Promise((resolve, reject) => {
+      const first = !(key in waiting);
+      (waiting[key] = waiting[key] || []).push([resolve, reject]);
+      if (!first) return;
+      const tag = document.createElement("script");
+      tag.src = src;
+      tag.onerror = () => {
+        (waiting[key] || []).forEach(([, fail]) => fail(new Error("cannot load " + src)));
+        delete waiting[key];
+      };
+      document.head.appendChild(tag);
+    });
+  }
+
+  function preload(src) {
+    if (loadedImages.has(src)) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const image = new Image();
+      image.onload = () => { loadedImages.add(src); resolve(true); };
+      image.onerror = () => resolve(false);
+      image.src = src;
+    });
+  }
+
+  const unitsOf = (run, layer) => load(`units/${run.id}/${layer.id}`, `data/${run.id}/${layer.id}/units.js`);
+  const epochOf = (run, layer, epoch) =>
+    load(`epoch/${run.id}/${layer.id}/${epoch}`, `data/${run.id}/${layer.id}/e${epoch}.js`);
+
+  // ------------------------------------------------------------------ DOM helpers (text only)
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === "style") Object.assign(node.style, value);
+      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      else node.setAttribute(name, value === true ? "" : String(value));
+    }
+    for (const child of children.flat(Infinity)) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+  const svgEl = (tag, attrs) => {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, String(value));
+    return node;
+  };
+  const fmt = (v, digits = 3) => (v === null || v === undefined || Number.isNaN(v)) ? "—"
+    : Number.isInteger(v) ? String(v) : String(parseFloat(Number(v).toPrecision(digits)));
+
+  function table(spec) {
+    return el("div", {},
+      el("h2", {}, spec.title),
+      spec.note ? el("p", { class: "note" }, spec.note) : null,
+      el("table", { "data-table": spec.title },
+        el("thead", {}, el("tr", {}, spec.columns.map((c) => el("th", {}, c)))),
+        el("tbody", {}, spec.rows.map((row) => el("tr", {}, row.map((v) => el("td", {}, typeof v === "number" ? fmt(v, 4) : v)))))));
+  }
+
+  // A sprite cell: unit `unit` of a sheet with `columns` columns of `cell`-px cells, shown at `size` px.
+  function sprite(src, unit, columns, cell, size, attrs) {
+    const node = el("span", Object.assign({ class: "sprite" }, attrs || {}));
+    setSprite(node, src, unit, columns, cell, size);
+    return node;
+  }
+  function setSprite(node, src, unit, columns, cell, size) {
+    const scale = size / cell, col = unit % columns, row = Math.floor(unit / columns);
+    Object.assign(node.style, {
+      width: size + "px", height: size + "px", backgroundImage: `url("${src}")`,
+      backgroundSize: `${columns * cell * scale}px auto`,
+      backgroundPosition: `${-col * size}px ${-row * size}px`,
+    });
+    node.dataset.src = src;
+    node.dataset.unit = unit;
+  }
+
+  // ------------------------------------------------------------------ routes
+  // #/  |  #/layer/RUN/LAYER/EPOCH/SORT  |  #/unit/RUN/LAYER/UNIT/EPOCH  |  #/atlas/RUN/LAYER/EPOCH  |  #/figures
+  const parse = () => location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  const link = (...parts) => "#/" + parts.map((p) => encodeURIComponent(String(p))).join("/");
+  const findRun = (name) => index.runs.find((r) => r.name === name && r.layers.length) ||
+    index.runs.find((r) => r.layers.length);
+  const findLayer = (run, name) => run.layers.find((l) => l.name === name) || run.layers[0];
+  const nearest = (epochs, wanted) => epochs.includes(wanted) ? wanted : epochs[epochs.length - 1];
+  const doneEpochs = (layer) => layer.epochs.filter((e, i) => layer.done[i].some(Boolean));
+  const sheet = (run, layer, epoch, repeat, masked) =>
+    `img/${run.id}/${layer.id}/e${epoch}_r${repeat}${masked ? "_m" : ""}.png`;
+
+  function render() {
+    if (stopPlaying) stopPlaying();
+    const [view, ...rest] = parse();
+    const main = document.getElementById("view");
+    const pages = { layer: layerView, unit: unitPage, atlas: atlasView, figures: figuresView };
+    const page = pages[view] || overview;
+    main.replaceChildren();
+    Promise.resolve(page(main, rest)).catch((error) => main.append(el("p", { class: "missing" }, String(error))));
+  }
+
+  function start() {
+    load("index", "data/index.js").then((data) => {
+      index = data;
+      document.getElementById("study-name").textContent = data.study;
+      window.addEventListener("hashchange", render);
+      document.addEventListener("keydown", onKey);
+      render();
+    }, (error) => { document.getElementById("view").textContent = String(error); });
+  }
+
+  // The epoch slider: every stored epoch, arrows step it, a play button runs through it.
+  let activeSlider = null;
+  function epochSlider(epochs, current, onChange) {
+    const input = el("input", { type: "range", min: 0, max: epochs.length - 1, step: 1,
+      value: Math.max(0, epochs.indexOf(current)), id: "epoch-slider", "aria-label": "epoch" });
+    const output = el("output", { id: "epoch-label" }, `epoch ${current}`);
+    const play = el("button", { type: "button", id: "play" }, "▶ play");
+    const set = (i) => {
+      i = Math.max(0, Math.min(epochs.length - 1, i));
+      input.value = i;
+      output.textContent = `epoch ${epochs[i]}`;
+      onChange(epochs[i]);
+    };
+    input.addEventListener("input", () => set(Number(input.value)));
+    play.addEventListener("click", () => {
+      if (stopPlaying) { stopPlaying(); return; }
+      const timer = setInterval(() => set((Number(input.value) + 1) % epochs.length), 700);
+      play.textContent = "■ stop";
+      stopPlaying = () => { clearInterval(timer); play.textContent = "▶ play"; stopPlaying = null; };
+    });
+    activeSlider = { step: (d) => set(Number(input.value) + d) };
+    return el("div", { class: "slider" }, el("span", {}, "epoch"), input, output, play);
+  }
+  function onKey(event) {
+    const target = event.target;
+    if (target && (target.tagName === "SELECT" || (target.tagName === "INPUT" && target.type !== "range"))) return;
+    if (target && target.type === "range") return; // the slider moves itself
+    if (event.key === "ArrowRight" && activeSlider) { activeSlider.step(1); event.preventDefault(); }
+    if (event.key === "ArrowLeft" && activeSlider) { activeSlider.step(-1); event.preventDefault(); }
+  }
+  const replaceHash = (hash) => history.replaceState(null, "", hash);
+
+  // After new sprites are loaded and painted: how long a slider step took (for the benchmark).
+  function afterPaint(started, srcs) {
+    return Promise.all(srcs.map(preload)).then(() => new Promise((resolve) => requestAnimationFrame(() => {
+      requestAnimationFrame(() => { timing.steps.push(performance.now() - started); resolve(); });
+    })));
+  }
+
+  function select(options, current, onChange, attrs) {
+    const node = el("select", attrs || {}, options.map(([value, label]) =>
+      el("option", { value, selected: String(value) === String(current) }, label)));
+    node.addEventListener("change", () => onChange(node.value));
+    return node;
+  }
+
+  // ------------------------------------------------------------------ overview
+  function overview(main) {
+    main.append(el("h1", {}, "Study ", index.study));
+    const runs = el("table", { id: "runs-table" }, el("thead", {}, el("tr", {}, ["run", "condition", "seed", "checkpoints", "layers"].map((c) => el("th", {}, c)))),
+      el("tbody", {}, index.runs.map((run) => el("tr", { "data-run": run.name },
+        el("td", { class: "run-name" }, run.name), el("td", {}, run.condition ?? "—"), el("td", {}, run.seed ?? "—"),
+        el("td", {}, run.checkpoints.length ? `${run.checkpoints[0]}–${run.checkpoints[run.checkpoints.length - 1]}` : "none"),
+        el("td", {}, run.layers.length ? run.layers.map((layer) => [el("a", {
+          href: link("layer", run.name, layer.name, doneEpochs(layer).slice(-1)[0] ?? 0, "unit") }, layer.name), " "]) : "—")))));
+    main.append(el("h2", {}, "Runs"), runs);
+    main.append(table(index.coverage));
+    index.tables.forEach((spec) => main.append(table(spec)));
+    if (index.atlases.length) main.append(el("p", {}, el("a", { href: "#/atlas" }, `Atlases (${index.atlases.length})`)));
+    main.append(el("p", {}, el("a", { href: "#/figures" }, `Figures (${index.figures.length})`)));
+  }
+
+  // ------------------------------------------------------------------ layer view
+  const SORTS = {
+    unit: ["unit", () => null, 1],
+    score: ["score (high first)", (d, e, r) => d.score[e][r], -1],
+    // change since the previous studied epoch (stored at that epoch: the distance to the next one)
+    change: ["change since the previous epoch (high first)", (d, e) => {
+      const k = d.metric_epochs ? d.metric_epochs.indexOf(d.epochs[e]) - 1 : -1;
+      return k >= 0 && d.change ? d.change[k] : null;
+    }, -1],
+    consistency: ["consistency (most consistent first)", (d, e) => d.consistency && d.metric_epochs ? d.consistency[d.metric_epochs.indexOf(d.epochs[e])] : null, 1],
+    matched: ["matched correlation (high first)", (d) => { const p = Object.values(d.partners)[0]; return p ? p.corr : null; }, -1],
+  };
+
+  async function layerView(main, [runName, layerName, epochText, sortName]) {
+    if (!index.runs.some((r) => r.layers.length)) { main.append(el("p", { class: "note" }, "No prototypes stored yet.")); return; }
+    const run = findRun(runName), layer = findLayer(run, layerName), epochs = doneEpochs(layer);
+    let epoch = nearest(epochs, Number(epochText)), sort = SORTS[sortName] ? sortName : "unit";
+    let repeat = 0, masked = false;
+    const data = await unitsOf(run, layer);
+    const grid = el("div", { class: "grid", id: "unit-grid" });
+    const size = Math.max(48, Math.min(96, layer.cell * 2));
+    const draw = () => {
+      const e = data.epochs.indexOf(epoch);
+      const [, value, direction] = SORTS[sort];
+      const values = Array.from({ length: layer.units }, (_, u) => {
+        const v = value(data, e, repeat);
+        return Array.isArray(v) ? v[u] : (sort === "unit" ? u : null);
+      });
+      const order = values.map((v, u) => u).sort((a, b) => {
+        const va = values[a], vb = values[b];
+        if (va === null || va === undefined) return (vb === null || vb === undefined) ? a - b : 1;
+        if (vb === null || vb === undefined) return -1;
+        return direction * (va - vb) || a - b;
+      });
+      const src = sheet(run, layer, epoch, repeat, masked);
+      grid.replaceChildren(...order.map((u) => el("a", { href: link("unit", run.name, layer.name, u, epoch), "data-unit": u },
+        sprite(src, u, layer.columns, layer.cell, size), `${u}` + (sort === "unit" ? "" : ` · ${fmt(values[u])}`))));
+      return src;
+    };
+    const update = () => { replaceHash(link("layer", run.name, layer.name, epoch, sort)); return draw(); };
+    const controls = el("div", { class: "controls" },
+      el("label", {}, "run", select(index.runs.filter((r) => r.layers.length).map((r) => [r.name, r.name]), run.name,
+        (v) => { location.hash = link("layer", v, layer.name, epoch, sort); }, { id: "run-select" })),
+      el("label", {}, "layer", select(run.layers.map((l) => [l.name, l.name]), layer.name,
+        (v) => { location.hash = link("layer", run.name, v, epoch, sort); }, { id: "layer-select" })),
+      epochSlider(epochs, epoch, (value) => { const t = performance.now(); epoch = value; afterPaint(t, [update()]); }),
+      el("label", {}, "repeat", select(Array.from({ length: layer.repeats }, (_, r) => [r, r]), 0, (v) => { repeat = Number(v); update(); })),
+      el("label", {}, el("input", { type: "checkbox", id: "masked", onchange: (ev) => { masked = ev.target.checked; update(); } }), "masked"),
+      el("label", {}, "sort", select(Object.entries(SORTS).map(([k, [label]]) => [k, label]), sort,
+        (v) => { sort = v; update(); }, { id: "sort-select" })));
+    main.append(el("h1", {}, run.name, " · ", layer.name, ` · ${layer.units} units`), controls, grid);
+    const started = performance.now();
+    await afterPaint(started, [update()]);
+    timing.firstLayerPaint = performance.now() - started;
+  }
+
+  // ------------------------------------------------------------------ unit page
+  async function unitPage(main, [runName, layerName, unitText, epochText]) {
+    const run = findRun(runName), layer = findLayer(run, layerName), epochs = doneEpochs(layer);
+    const unit = Math.max(0, Math.min(layer.units - 1, Number(unitText) || 0));
+    let epoch = nearest(epochs, Number(epochText));
+    const data = await unitsOf(run, layer);
+    const body = el("div", { class: "panels", id: "unit-panels" });
+    const goto = (r, l, u) => { location.hash = link("unit", r, l, u, epoch); };
+    main.append(
+      el("h1", {}, el("a", { href: link("layer", run.name, layer.name, epoch, "unit") }, run.name, " · ", layer.name),
+        ` · unit ${unit}`),
+      el("div", { class: "controls" },
+        el("label", {}, "run", select(index.runs.filter((r) => r.layers.some((l) => l.name === layer.name)).map((r) => [r.name, r.name]),
+          run.name, (v) => goto(v, layer.name, unit), { id: "run-select" })),
+        el("label", {}, "layer", select(run.layers.map((l) => [l.name, l.name]), layer.name, (v) => goto(run.name, v, unit), { id: "layer-select" })),
+        el("label", {}, "unit", el("input", { type: "number", min: 0, max: layer.units - 1, value: unit, id: "unit-input",
+          onchange: (ev) => goto(run.name, layer.name, ev.target.value) })),
+        el("button", { type: "button", id: "prev-unit", onclick: () => goto(run.name, layer.name, Math.max(0, unit - 1)) }, "◀ unit"),
+        el("button", { type: "button", id: "next-unit", onclick: () => goto(run.name, layer.name, Math.min(layer.units - 1, unit + 1)) }, "unit ▶"),
+        epochSlider(epochs, epoch, (value) => {
+          const t = performance.now();
+          epoch = value;
+          replaceHash(link("unit", run.name, layer.name, unit, epoch));
+          fill().then((srcs) => afterPaint(t, srcs));
+        })),
+      body);
+    const fill = async () => {
+      const e = data.epochs.indexOf(epoch);
+      const perEpoch = await epochOf(run, layer, epoch).catch(() => null);
+      const srcs = [];
+      const panels = [prototypesPanel(run, layer, data, unit, epoch, e, srcs), maskPanel(run, layer, unit, epoch, srcs),
+        scorePanel(data, unit, epoch), tracePanel(perEpoch, unit), topPanel(layer, perEpoch, unit, srcs),
+        partnersPanel(layer, data, unit, epoch, srcs), identityPanel(data, unit)];
+      body.replaceChildren(...panels.filter(Boolean));
+      return srcs;
+    };
+    const started = performance.now();
+    await afterPaint(started, await fill());
+    timing.firstUnitPaint = performance.now() - started;
+  }
+
+  function prototypesPanel(run, layer, data, unit, epoch, e, srcs) {
+    const figures = [];
+    for (let r = 0; r < layer.repeats; r++) {
+      if (!layer.done[layer.epochs.indexOf(epoch)][r]) continue;
+      for (const masked of [false, true]) {
+        const src = sheet(run, layer, epoch, r, masked);
+        srcs.push(src);
+        figures.push(el("figure", {}, sprite(src, unit, layer.columns, layer.cell, 144,
+          { class: "sprite proto", "data-repeat": r, "data-masked": masked ? 1 : 0 }),
+          el("figcaption", {}, `repeat ${r}${masked ? ", masked" : ""}`)));
+      }
+    }
+    const scores = layer.repeats ? Array.from({ length: layer.repeats }, (_, r) =>
+      el("span", { class: "score", "data-repeat": r }, `score r${r}: ${fmt(data.score[e][r][unit], 4)}`)) : [];
+    const silent = data.silent[e] && data.silent[e].some((row) => row && row[unit]) ? el("p", { class: "missing" }, "silent: no image excited this unit") : null;
+    return el("section", { class: "panel" }, el("h2", {}, `Prototype at epoch ${epoch}`), el("div", { class: "row" }, figures),
+      el("p", { class: "row", id: "scores" }, scores), silent);
+  }
+
+  function maskPanel(run, layer, unit, epoch, srcs) {
+    if (!layer.rf.includes(epoch)) return el("section", { class: "panel" }, el("h2", {}, "Receptive field"), el("p", { class: "note" }, "no mask stored at this epoch"));
+    const src = `img/${run.id}/${layer.id}/e${epoch}_mask.png`;
+    srcs.push(src);
+    const node = layer.per_unit_rf ? sprite(src, unit, layer.columns, layer.cell, 144, { id: "rf-mask" })
+      : sprite(src, 0, 1, layer.cell, 144, { id: "rf-mask" });
+    return el("section", { class: "panel" }, el("h2", {}, `Receptive-field mask, epoch ${epoch}`), node,
+      el("p", { class: "note" }, layer.per_unit_rf ? "this unit's mask" : "the layer's mask (all units)"));
+  }
+
+  function lineChart(series, xs, marker, options) {
+    const width = 300, height = 140, pad = 28;
+    const values = series.flat().filter((v) => v !== null && v !== undefined);
+    const svg = svgEl("svg", { width, height, viewBox: `0 0 ${width} ${height}`, class: options.cls || "" });
+    if (!values.length) return el("p", { class: "note" }, "no values");
+    let lo = Math.min(...values), hi = Math.max(...values);
+    if (hi === lo) { hi += 1e-6; lo -= 1e-6; }
+    const x0 = Math.min(...xs), x1 = Math.max(...xs) === x0 ? x0 + 1 : Math.max(...xs);
+    const px = (x) => pad + (x - x0) / (x1 - x0) * (width - pad - 8);
+    const py = (y) => height - pad + 8 - (y - lo) / (hi - lo) * (height - pad - 8);
+    series.forEach((ys, k) => {
+      const points = ys.map((y, i) => (y === null || y === undefined) ? null : `${px(xs[i]).toFixed(1)},${py(y).toFixed(1)}`).filter(Boolean);
+      svg.append(svgEl("polyline", { points: points.join(" "), fill: "none", stroke: ["#2a6fdb", "#e07a1f", "#2e9e5b", "#9b51e0"][k % 4], "stroke-width": 1.5 }));
+    });
+    if (marker !== null && marker !== undefined) svg.append(svgEl("line", { x1: px(marker), x2: px(marker), y1: 4, y2: height - pad + 8, stroke: "#999", "stroke-dasharray": "3 3" }));
+    const label = (text, x, y, anchor) => { const t = svgEl("text", { x, y, "text-anchor": anchor || "start" }); t.textContent = text; svg.append(t); };
+    label(fmt(hi), 2, 12); label(fmt(lo), 2, height - pad + 8);
+    label(`${options.xlabel} ${x0}`, pad, height - 4); label(String(x1), width - 8, height - 4, "end");
+    return svg;
+  }
+
+  function scorePanel(data, unit, epoch) {
+    const series = Array.from({ length: data.repeats }, (_, r) => data.score.map((row) => row[r][unit]));
+    return el("section", { class: "panel" }, el("h2", {}, "Score over training"),
+      lineChart(series, data.epochs, epoch, { xlabel: "epoch", cls: "score-chart" }), el("p", { class: "note" }, "one line per repeat"));
+  }
+
+  function tracePanel(perEpoch, unit) {
+    if (!perEpoch) return null;
+    const series = perEpoch.trace.map((repeat) => repeat[unit]);
+    return el("section", { class: "panel" }, el("h2", {}, "Optimization trace"),
+      lineChart(series, perEpoch.trace_steps, null, { xlabel: "step", cls: "trace-chart" }),
+      el("p", { class: "note" }, "score after each step (CMA-ES then Adam), one line per repeat"));
+  }
+
+  function topPanel(layer, perEpoch, unit, srcs) {
+    if (!perEpoch || !perEpoch.top || !index.probe) {
+      return el("section", { class: "panel" }, el("h2", {}, "Top probe images"), el("p", { class: "note" }, "probe activations not stored at this epoch"));
+    }
+    const probe = index.probe;
+    srcs.push("img/probe.png");
+    const images = perEpoch.top[unit].map((image, k) => el("figure", {},
+      sprite("img/probe.png", image, probe.columns, probe.cell, 64, { class: "sprite top-image", "data-image": image }),
+      el("figcaption", {}, `${probe.categories[probe.labels[image]]} ${fmt(perEpoch.top_value[unit][k])}`)));
+    const hist = perEpoch.histogram[unit];
+    const width = 300, height = 90, most = Math.max(1, ...hist.counts);
+    const svg = svgEl("svg", { width, height, class: "histogram" });
+    hist.counts.forEach((count, k) => svg.append(svgEl("rect", { x: k * width / hist.counts.length + 1, width: width / hist.counts.length - 2,
+      y: height - 14 - count / most * (height - 18), height: count / most * (height - 18), fill: "#2a6fdb", "data-count": count })));
+    const t = svgEl("text", { x: 0, y: height - 2 }); t.textContent = `${fmt(hist.lo)} … ${fmt(hist.hi)}`; svg.append(t);
+    return el("section", { class: "panel" }, el("h2", {}, "Top probe images"), el("div", { class: "row", id: "top-images" }, images),
+      el("h2", {}, "Activations over the probe set"), svg);
+  }
+
+  function partnersPanel(layer, data, unit, epoch, srcs) {
+    const entries = Object.entries(data.partners || {});
+    if (!entries.length) return null;
+    const rows = entries.map(([otherId, match]) => {
+      const other = index.runs.find((r) => r.id === otherId);
+      const partner = match.unit[unit];
+      if (!other || partner < 0) return el("p", { class: "note" }, `${other ? other.name : otherId}: no partner (correlation below threshold)`);
+      const otherLayer = other.layers.find((l) => l.name === layer.name);
+      const stored = otherLayer && doneEpochs(otherLayer).includes(epoch);
+      let picture = null;
+      if (stored) {
+        const src = sheet(other, otherLayer, epoch, 0, false);
+        srcs.push(src);
+        picture = sprite(src, partner, otherLayer.columns, otherLayer.cell, 96, { class: "sprite partner-proto" });
+      }
+      return el("div", { class: "row partner", "data-run": other.name },
+        picture, el("div", {}, el("a", { href: link("unit", other.name, layer.name, partner, epoch), class: "partner-link" },
+          `${other.name} unit ${partner}`), el("br"), `r = ${fmt(match.corr[unit])} (bipartite, aligned at epoch ${match.epoch})`));
+    });
+    return el("section", { class: "panel" }, el("h2", {}, "Matched units in other runs"), rows);
+  }
+
+  function identityPanel(data, unit) {
+    if (!data.identity_epoch) return null;
+    const e = data.identity_epoch[unit];
+    return el("section", { class: "panel" }, el("h2", {}, "Identity"),
+      el("p", { id: "identity" }, e >= 0 ? `took its final identity at epoch ${e}` : "never settled (self-correlation with its final self stayed below the threshold)"));
+  }
+
+  // ------------------------------------------------------------------ atlases
+  function atlasView(main, [runName, layerName, epochText]) {
+    if (!index.atlases.length) { main.append(el("p", { class: "note" }, "No atlases stored.")); return; }
+    const byName = (id, list) => list.find((x) => x.id === id);
+    const named = index.atlases.map((a) => {
+      const run = byName(a.run, index.runs);
+      return { atlas: a, run, layerName: Object.keys(index.layers).find((n) => index.layers[n] === a.layer) };
+    });
+    const current = named.find((n) => n.run.name === runName && n.layerName === layerName) || named[0];
+    const epochs = current.atlas.epochs.map((e) => e.epoch);
+    let epoch = nearest(epochs, Number(epochText));
+    const image = el("img", { id: "atlas-image", alt: "atlas", style: { imageRendering: "pixelated", width: "480px" } });
+    const density = el("div", { id: "atlas-density" });
+    const draw = () => {
+      const entry = current.atlas.epochs.find((e) => e.epoch === epoch);
+      image.src = `img/atlas/${current.atlas.run}/${current.atlas.layer}/e${epoch}.png`;
+      const g = current.atlas.grid, most = Math.max(1, ...entry.counts), cell = 480 / g;
+      const svg = svgEl("svg", { width: 480, height: 480 });
+      entry.counts.forEach((count, c) => {
+        const row = Math.floor(c / g), col = c % g;
+        svg.append(svgEl("rect", { x: col * cell, y: (g - 1 - row) * cell, width: cell, height: cell, fill: `rgba(42,111,219,${count / most})` }));
+      });
+      density.replaceChildren(svg);
+      replaceHash(link("atlas", current.run.name, current.layerName, epoch));
+    };
+    const shared = current.atlas.map_runs.length > 1 ? `one map shared with ${current.atlas.map_runs.map((id) => (byName(id, index.runs) || { name: id }).name).join(", ")}` : "one map shared by its epochs";
+    main.append(el("h1", {}, "Atlas · ", current.run.name, " · ", current.layerName),
+      el("div", { class: "controls" },
+        el("label", {}, "atlas", select(named.map((n, k) => [k, `${n.run.name} ${n.layerName}`]), named.indexOf(current),
+          (k) => { location.hash = link("atlas", named[k].run.name, named[k].layerName, epoch); }, { id: "atlas-select" })),
+        epochSlider(epochs, epoch, (value) => { epoch = value; draw(); })),
+      el("p", { class: "note" }, shared, "; epoch 0 is the random initialisation"),
+      el("div", { class: "row" }, el("figure", {}, image, el("figcaption", {}, "icons of each cell's mean direction")),
+        el("figure", {}, density, el("figcaption", {}, "activations per cell"))));
+    draw();
+  }
+
+  // ------------------------------------------------------------------ figures
+  function figuresView(main) {
+    main.append(el("h1", {}, "Figures"));
+    if (!index.figures.length) main.append(el("p", { class: "note" }, "No figures drawn yet."));
+    main.append(el("div", { class: "gallery" }, index.figures.map((name) =>
+      el("figure", {}, el("img", { src: "figures/" + encodeURIComponent(name), alt: name, loading: "lazy" }), el("figcaption", {}, name)))));
+  }
+
+  return { receive, load, start, timing, get index() { return index; } };
+})();

@@ -1,0 +1,286 @@
+"""`protoscope report`: the study as a static site, ``STORE/site/``, that opens from disk.
+
+Layout of the site::
+
+    index.html site.js site.css          the page (assets/, copied)
+    data/index.js                        runs, layers, epochs, coverage, headline tables, figures
+    data/<r>/<l>/units.js                one (run, layer) over training: scores, change, partners …
+    data/<r>/<l>/e<epoch>.js             one epoch: traces, top probe images, histograms
+    img/<r>/<l>/e<epoch>_r<repeat>.png   sprite sheet of every unit's prototype (…_m.png: masked)
+    img/<r>/<l>/e<epoch>_mask.png        the receptive-field mask (a sheet when masks are per unit)
+    img/probe.png                        the probe images, one sheet
+    img/atlas/<r>/<l>/e<epoch>.png       the atlas at that epoch
+    figures/                             every PNG figure of STORE/figures
+
+Data files are scripts (``protoscope.receive(key, {...})``), not JSON fetched by the page: browsers
+refuse `fetch` from file:// pages, and a script tag loads from disk anywhere. Runs and layers get
+short ids (r0, l0) in paths, so no run name ever becomes part of a file name or a URL unescaped.
+Files whose sources did not change are not written again (`sprites.Manifest`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ...atomic import atomic_path
+from ...store import MetricsTable
+from . import sprites, units
+from .sprites import Manifest, fingerprint
+from .tables import headline_tables
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+@dataclass
+class SiteResult:
+    path: Path
+    written: int = 0
+    seconds: float = 0.0
+    files: list[str] = field(default_factory=list)
+
+
+def write_text(site: Path, relative: str, text: str, result: SiteResult) -> None:
+    """Write a file only when its content changed."""
+    path = site / relative
+    if path.is_file() and path.read_text() == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+    result.written += 1
+
+
+def script(key: str, data) -> str:
+    # ensure_ascii: no raw U+2028 or '<' surprises; the file is JavaScript read by a script tag
+    return f"protoscope.receive({json.dumps(key)}, {json.dumps(data, ensure_ascii=True, allow_nan=False)});\n"
+
+
+def write_site(study, out: Path | None = None) -> SiteResult:
+    """Write (or bring up to date) the study's site; returns where, and how many files were written."""
+    started = time.perf_counter()
+    store = Path(study.store)
+    site = Path(out) if out else store / "site"
+    site.mkdir(parents=True, exist_ok=True)
+    result, manifest = SiteResult(site), Manifest(site)
+    for asset in sorted(ASSETS.iterdir()):
+        write_text(site, asset.name, asset.read_text(), result)
+    ids = _ids(study, store)
+    index = {"study": study.name, "layers": ids["layers"], "runs": [], "atlases": []}
+    probe = _probe_sheet(study, store, site, manifest)
+    index["probe"] = probe
+    for run in study.runs:
+        index["runs"].append(_run_entry(study, store, site, run, ids, manifest, result, probe is not None))
+    index["atlases"] = _atlases(store, site, ids, manifest)
+    metrics = MetricsTable(store).read()
+    index["tables"] = headline_tables(metrics)
+    index["coverage"] = _coverage(index)
+    index["figures"] = _figures(store, site, result)
+    write_text(site, "data/index.js", script("index", index), result)
+    result.written += manifest.written
+    manifest.save()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _ids(study, store: Path) -> dict:
+    """Short ids for run and layer names, stable for a study: the order of the study file, then the store."""
+    from ...store.arrays import ArrayStore
+
+    layers = list(study.layers)
+    arrays = ArrayStore(store / "arrays.zarr")
+    for run in arrays.runs() if (store / "arrays.zarr").is_dir() else []:
+        layers += [layer for layer in arrays.layers(run) if layer not in layers]
+    return {"runs": {run.name: f"r{i}" for i, run in enumerate(study.runs)},
+            "layers": {layer: f"l{i}" for i, layer in enumerate(layers)}}
+
+
+def _run_entry(study, store: Path, site: Path, run, ids: dict, manifest: Manifest, result: SiteResult,
+               with_probe: bool) -> dict:
+    from ...nets.checkpoints import epoch_files
+
+    folder = study.run_dir(run)
+    checkpoints = sorted(epoch_files(folder)) if folder.is_dir() else []
+    entry = {"id": ids["runs"][run.name], "name": run.name, "condition": run.condition, "seed": run.seed,
+             "planned_epochs": None if run.path is not None else run.epochs, "checkpoints": checkpoints, "layers": []}
+    root = store / "arrays.zarr" / "runs" / run.name
+    layers = [name for name in ids["layers"] if units.open_group(root / name) is not None]
+    partners = {layer: units.alignment_partners(store, [r.name for r in study.runs], layer) for layer in layers}
+    for layer in layers:
+        group = units.open_group(root / layer)
+        where = f"{entry['id']}/{ids['layers'][layer]}"
+        activations = _activations(store, run.name, layer, int(group.attrs["n_units"])) if with_probe else None
+        layer_entry = _layer_sprites(group, site, where, manifest)
+        layer_entry.update({"name": layer, "id": ids["layers"][layer], "has_top": activations is not None,
+                            "top_epochs": sorted(activations.done) if activations is not None else []})
+        data = units.layer_data(store, run.name, layer, group, _named(partners[layer].get(run.name, {}), ids))
+        write_text(site, f"data/{where}/units.js", script(f"units/{where}", data), result)
+        _epoch_files(group, site, where, activations, manifest)
+        entry["layers"].append(layer_entry)
+    return entry
+
+
+def _named(partners: dict, ids: dict) -> dict:
+    return {ids["runs"][other]: value for other, value in partners.items() if other in ids["runs"]}
+
+
+def _layer_sprites(group, site: Path, where: str, manifest: Manifest) -> dict:
+    """Every done (epoch, repeat) as a plain and a masked sheet, every RF epoch as a mask image."""
+    epochs = [int(e) for e in group["epoch"][:]]
+    done = np.asarray(group["done"][:])
+    n_units, size = int(group.attrs["n_units"]), int(group.attrs["image_size"])
+    cell = sprites.cell_size(size)
+    rf_done = np.asarray(group["rf_done"][:]) if "rf_done" in group else np.zeros(len(epochs), bool)
+    per_unit = "rf_mask_unit" in group
+    for e, epoch in enumerate(epochs):
+        mask = None
+        if rf_done[e]:
+            mask = np.asarray(group["rf_mask_unit"][e] if per_unit else group["rf_mask"][e])
+            _mask_image(mask, site, f"img/{where}/e{epoch}_mask.png", cell, manifest)
+        for r in np.flatnonzero(done[e]):
+            block = f"img/{where}/e{epoch}_r{r}"
+            stamp = fingerprint(np.asarray(group["score"][e, r]), cell, mask)
+            if not manifest.stale(f"{block}.png", stamp) and not manifest.stale(f"{block}_m.png", stamp):
+                continue
+            images = np.asarray(group["prototype"][e, r])
+            sprites.write_png(sprites.sheet(images, cell), site / f"{block}.png")
+            sprites.write_png(sprites.sheet(sprites.masked(images, mask), cell), site / f"{block}_m.png")
+            manifest.record(f"{block}.png", stamp)
+            manifest.record(f"{block}_m.png", stamp)
+    return {"units": n_units, "image_size": size, "cell": cell, "columns": sprites.columns(n_units),
+            "epochs": epochs, "repeats": int(done.shape[1]), "done": done.tolist(),
+            "rf": [epoch for epoch, d in zip(epochs, rf_done) if d], "per_unit_rf": per_unit}
+
+
+def _mask_image(mask: np.ndarray, site: Path, relative: str, cell: int, manifest: Manifest) -> None:
+    stamp = fingerprint(mask, cell)
+    if not manifest.stale(relative, stamp):
+        return
+    grey = (np.clip(np.nan_to_num(mask), 0, 1) * 255).round().astype(np.uint8)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    image = sprites.sheet(rgb, cell) if rgb.ndim == 4 else sprites.sheet(rgb[None], cell)
+    sprites.write_png(image, site / relative)
+    manifest.record(relative, stamp)
+
+
+@dataclass
+class ProbeActivations:
+    """The stored probe activations of one (run, layer), per channel: (images, units) at a done epoch."""
+
+    array: object
+    epochs: list[int]
+    done: set[int]
+
+    def at(self, epoch: int) -> np.ndarray | None:
+        return np.asarray(self.array[self.epochs.index(epoch)]) if epoch in self.done else None
+
+
+def _activations(store: Path, run: str, layer: str, n_units: int) -> ProbeActivations | None:
+    """None when not stored, or not one value per channel (`rsa.features: flatten`)."""
+    group = units.open_group(store / "activations.zarr" / "runs" / run / layer)
+    if group is None or int(group.attrs.get("n_units", -1)) != n_units:
+        return None
+    epochs = [int(e) for e in group.attrs["epochs"]]
+    return ProbeActivations(group["activation"], epochs, {e for e, d in zip(epochs, group["done"][:]) if d})
+
+
+def _epoch_files(group, site: Path, where: str, activations: ProbeActivations | None, manifest: Manifest) -> None:
+    epochs = [int(e) for e in group["epoch"][:]]
+    done = np.asarray(group["done"][:])
+    for e, epoch in enumerate(epochs):
+        if not done[e].any():
+            continue
+        acts = activations.at(epoch) if activations is not None else None
+        relative = f"data/{where}/e{epoch}.js"
+        stamp = fingerprint(np.asarray(group["score"][e]), acts if acts is not None else 0)
+        if not manifest.stale(relative, stamp):
+            continue
+        text = script(f"epoch/{where}/{epoch}", units.epoch_data(group, e, acts))
+        path = site / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(text)
+        manifest.record(relative, stamp)
+
+
+def _probe_sheet(study, store: Path, site: Path, manifest: Manifest) -> dict | None:
+    """The probe set as one sheet, when activations were stored (the top-image panels need both)."""
+    if not (store / "activations.zarr").is_dir():
+        return None
+    from ...analyze.activations import probe_set
+
+    spec = study.rsa.data or study.runs[0].data
+    probe = probe_set(study)
+    cell = sprites.cell_size(probe.images.shape[-1])
+    stamp = fingerprint(spec.model_dump_json(), study.rsa.images, cell)
+    if manifest.stale("img/probe.png", stamp):
+        sprites.write_png(sprites.sheet(probe.images.permute(0, 2, 3, 1).numpy(), cell), site / "img/probe.png")
+        manifest.record("img/probe.png", stamp)
+    return {"count": len(probe), "cell": cell, "columns": sprites.columns(len(probe)),
+            "labels": probe.labels.tolist(), "categories": list(probe.categories)}
+
+
+def _atlases(store: Path, site: Path, ids: dict, manifest: Manifest) -> list[dict]:
+    from ..atlas import mosaic
+
+    found = []
+    root = store / "atlas.zarr" / "runs"
+    for run, run_id in ids["runs"].items():
+        for layer, layer_id in ids["layers"].items():
+            group = units.open_group(root / run / layer)
+            if group is None or "done" not in group:
+                continue
+            done = np.asarray(group["done"][:])
+            settings = group.attrs["settings"]
+            epochs = []
+            for e, epoch in enumerate(int(x) for x in group["epoch"][:]):
+                if not done[e]:
+                    continue
+                relative = f"img/atlas/{run_id}/{layer_id}/e{epoch}.png"
+                stamp = fingerprint(np.asarray(group["score"][e]), np.asarray(group["count"][e]))
+                if manifest.stale(relative, stamp):
+                    image = mosaic(np.asarray(group["icon"][e]), np.asarray(group["count"][e]), settings["grid"],
+                                   settings["min_count"])
+                    sprites.write_png(image, site / relative)
+                    manifest.record(relative, stamp)
+                epochs.append({"epoch": epoch, "counts": np.asarray(group["count"][e]).tolist()})
+            found.append({"run": run_id, "layer": layer_id, "grid": settings["grid"], "epochs": epochs,
+                          "map_runs": [ids["runs"].get(r, r) for r in group.attrs.get("map_runs", [run])]})
+    return found
+
+
+def _coverage(index: dict) -> dict:
+    """What is computed and what is missing, per run and layer, as a table."""
+    rows = []
+    for run in index["runs"]:
+        planned = run["planned_epochs"]
+        checkpoints = f"{len(run['checkpoints'])}/{planned + 1}" if planned is not None else str(len(run["checkpoints"]))
+        for layer in run["layers"]:
+            done = np.asarray(layer["done"], bool)
+            rows.append([run["name"], layer["name"], checkpoints, f"{int(done.sum())}/{done.size}",
+                         f"{len(layer['rf'])}/{len(layer['epochs'])}", "yes" if layer["has_top"] else "no"])
+        if not run["layers"]:
+            rows.append([run["name"], "—", checkpoints, "0", "0", "no"])
+    return {"title": "What is computed", "note": "prototype jobs: (epoch, repeat) blocks done of those planned",
+            "columns": ["run", "layer", "checkpoints", "prototype jobs", "RF masks", "probe activations"],
+            "rows": rows}
+
+
+def _figures(store: Path, site: Path, result: SiteResult) -> list[str]:
+    """Copy every PNG figure (and the atlas frames) into the site; only new or changed ones."""
+    source = store / "figures"
+    names = []
+    for path in sorted(source.glob("*.png")) if source.is_dir() else []:
+        target = site / "figures" / path.name
+        if not target.is_file() or target.stat().st_size != path.stat().st_size or \
+                target.stat().st_mtime_ns < path.stat().st_mtime_ns:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+            result.written += 1
+        names.append(path.name)
+    return names

@@ -1,0 +1,94 @@
+"""Sprite sheets: every unit's image of one (run, layer, epoch, repeat) in one PNG.
+
+A layer view shows hundreds of units and a unit page steps through every epoch; one file per sheet
+keeps that to one request per slider step, and a study of a million prototypes to a few thousand
+files. Unit `i` sits at column ``i % columns``, row ``i // columns``, every cell `cell` pixels square;
+the page scales the sheet with CSS (`background-size`) to show one cell at any size.
+
+Sheets are written only when their source changed (`Manifest`): a report rerun on an unchanged
+store writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ...atomic import atomic_path
+
+MAX_CELL = 128  # px; larger prototypes are shrunk in the sheet (the store keeps them whole)
+
+
+def columns(units: int) -> int:
+    return max(1, math.ceil(math.sqrt(units)))
+
+
+def cell_size(image_size: int) -> int:
+    return min(image_size, MAX_CELL)
+
+
+def sheet(images: np.ndarray, cell: int) -> np.ndarray:
+    """(units, S, S, 3) uint8 -> one (rows·cell, columns·cell, 3) image, white where no unit is."""
+    units, size = len(images), images.shape[1]
+    if size != cell:
+        images = np.stack([np.asarray(Image.fromarray(im).resize((cell, cell), Image.BILINEAR)) for im in images])
+    cols = columns(units)
+    rows = math.ceil(units / cols)
+    out = np.full((rows * cell, cols * cell, 3), 255, np.uint8)
+    for index in range(units):
+        r, c = divmod(index, cols)
+        out[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = images[index]
+    return out
+
+
+def masked(images: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Prototypes seen through their receptive-field mask (the layer's (S, S) or each unit's (U, S, S)):
+    outside the mask, mid grey. An empty or missing mask leaves the image as it is (as the metrics do)."""
+    if mask is None:
+        return images
+    weights = np.clip(np.nan_to_num(np.asarray(mask, np.float32)), 0, 1)
+    weights = np.broadcast_to(weights, images.shape[:3]).copy()
+    empty = weights.reshape(len(images), -1).max(axis=1) <= 0
+    weights[empty] = 1
+    out = images.astype(np.float32) * weights[..., None] + 128 * (1 - weights[..., None])
+    return out.round().astype(np.uint8)
+
+
+def write_png(image: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG", compress_level=1)  # fast: sheets are rewritten rarely
+
+
+def fingerprint(*parts) -> str:
+    """A short hash of arrays and plain values: what a file was made from."""
+    digest = hashlib.sha1()
+    for part in parts:
+        digest.update(np.ascontiguousarray(part).tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
+    return digest.hexdigest()[:16]
+
+
+class Manifest:
+    """{file under the site: the fingerprint of what it was made from}, kept in ``manifest.json``."""
+
+    def __init__(self, site: Path):
+        self.path = site / "manifest.json"
+        self.site = site
+        self.entries: dict[str, str] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.written = 0
+
+    def stale(self, relative: str, print_: str) -> bool:
+        return self.entries.get(relative) != print_ or not (self.site / relative).is_file()
+
+    def record(self, relative: str, print_: str) -> None:
+        self.entries[relative] = print_
+        self.written += 1
+
+    def save(self) -> None:
+        with atomic_path(self.path) as tmp:
+            Path(tmp).write_text(json.dumps(self.entries, indent=0, sort_keys=True))

@@ -1,0 +1,123 @@
+"""What a unit page and a layer view show, read from the stores in bulk per (run, layer).
+
+- `layer_data`: over all epochs — scores per repeat, silent flags, rate of change and consistency
+  (pixel space, mse), the unit's identity epoch (tracking) and its matched unit in each aligned run;
+- `epoch_data`: at one epoch — the Adam trace of each unit and repeat (at most `TRACE_POINTS`
+  points), the top-activating probe images and a histogram of the unit's probe activations.
+
+Everything is plain lists of rounded numbers (None for missing), ready for JSON.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+TRACE_POINTS = 64
+TOP_IMAGES = 8
+HISTOGRAM_BINS = 20
+
+
+def rounded(values, digits: int = 4):
+    """An array (or number) as nested lists of floats with `digits` significant digits; NaN -> None."""
+    array = np.asarray(values, np.float64)
+    finite = np.isfinite(array)
+    with np.errstate(all="ignore"):
+        scale = 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(np.where(finite & (array != 0), array, 1)))))
+        out = np.asarray(np.round(array * scale) / scale).astype(object)
+    if out.ndim == 0:
+        return float(out.item()) if finite else None
+    out[~finite] = None
+    return out.tolist()
+
+
+def open_group(path: Path) -> zarr.Group | None:
+    return zarr.open_group(path, mode="r", zarr_format=3) if (path / "zarr.json").is_file() else None
+
+
+def layer_data(store: Path, run: str, layer: str, prototypes: zarr.Group, partners: dict) -> dict:
+    """The unit-level series of one (run, layer) over training."""
+    epochs = [int(e) for e in prototypes["epoch"][:]]
+    done = np.asarray(prototypes["done"][:])
+    score = np.where(done[..., None], np.asarray(prototypes["score"][:]), np.nan)
+    data = {"epochs": epochs, "repeats": int(score.shape[1]), "done": done.tolist(),
+            "score": rounded(score), "silent": np.asarray(prototypes["silent"][:]).astype(int).tolist(),
+            "partners": partners}
+    metrics = open_group(store / "unit_metrics.zarr" / "pixel" / run / layer)
+    if metrics is not None and "change_mse" in metrics:
+        unit_epochs = [int(e) for e in metrics["epoch"][:]]
+        data["metric_epochs"] = unit_epochs
+        with warnings.catch_warnings():  # the last epoch has no change: all NaN, mean NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            data["change"] = rounded(np.nanmean(np.asarray(metrics["change_mse"][:]), axis=1))
+        data["consistency"] = rounded(np.asarray(metrics["consistency_mse"][:]))
+    track = _track(store, run, layer)
+    if track is not None:
+        data["identity_epoch"] = track
+    return data
+
+
+def _track(store: Path, run: str, layer: str) -> list[int] | None:
+    path = store / "align" / "track" / run / f"{layer}.nc"
+    if not path.is_file():
+        return None
+    from ...analyze.align.jobs import read_result
+
+    with read_result(path) as ds:
+        return [int(e) for e in ds["identity_epoch"].values]
+
+
+def alignment_partners(store: Path, runs: list[str], layer: str) -> dict[str, dict]:
+    """{run: {other run: {"epoch", "unit", "corr", "method"}}} from every stored pair alignment of `layer`:
+    bipartite matching both ways (one-to-one), semi-matching from the pair's first run."""
+    from ...analyze.align.jobs import read_result
+
+    found: dict[str, dict] = {run: {} for run in runs}
+    root = store / "align"
+    for path in sorted(root.glob(f"epoch_*/*~*/{layer}.nc")) if root.is_dir() else []:
+        epoch = int(path.parent.parent.name.removeprefix("epoch_"))
+        a, b = path.parent.name.split("~", 1)
+        with read_result(path) as ds:
+            if "partner_bipartite" not in ds:
+                continue
+            live_a = ds["a"].values.astype(int)
+            partner = ds["partner_bipartite"].values
+            value = ds["value_bipartite"].values
+            n_a, n_b = ds.sizes["unit_a"], ds.sizes["unit_b"]
+        forward, forward_corr = np.full(n_a, -1), np.full(n_a, np.nan)
+        backward, backward_corr = np.full(n_b, -1), np.full(n_b, np.nan)
+        for unit, other, corr in zip(live_a, partner, value):
+            if np.isfinite(other) and other >= 0:
+                forward[unit], forward_corr[unit] = int(other), corr
+                backward[int(other)], backward_corr[int(other)] = unit, corr
+        for run, other, units, corrs in ((a, b, forward, forward_corr), (b, a, backward, backward_corr)):
+            if run in found:
+                found[run][other] = {"epoch": epoch, "unit": units.tolist(), "corr": rounded(corrs)}
+    return found
+
+
+def epoch_data(prototypes: zarr.Group, index: int, activations: np.ndarray | None) -> dict:
+    """One epoch of one (run, layer): traces, and from the probe activations (images, units) the top
+    images and a histogram per unit."""
+    trace = np.asarray(prototypes["trace"][index])  # (repeat, unit, step)
+    steps = trace.shape[-1]
+    keep = np.unique(np.linspace(0, steps - 1, min(steps, TRACE_POINTS)).round().astype(int))
+    data = {"trace_steps": keep.tolist(), "trace": rounded(trace[..., keep])}
+    if activations is not None:
+        order = np.argsort(-activations, axis=0, kind="stable")[:TOP_IMAGES].T  # (unit, k)
+        data["top"] = order.tolist()
+        data["top_value"] = rounded(np.take_along_axis(activations, order.T, axis=0).T)
+        data["histogram"] = [_histogram(column) for column in activations.T]
+    return data
+
+
+def _histogram(values: np.ndarray) -> dict:
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return {"lo": None, "hi": None, "counts": []}
+    lo, hi = float(finite.min()), float(finite.max())
+    counts, _ = np.histogram(finite, bins=HISTOGRAM_BINS, range=(lo, hi if hi > lo else lo + 1e-6))
+    return {"lo": rounded(lo), "hi": rounded(hi), "counts": counts.tolist()}

@@ -1,0 +1,123 @@
+"""The site `protoscope report` writes, read back file by file and checked against the store."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from protoscope.analyze.activations import read_activations
+from protoscope.analyze.align.jobs import read_result
+from protoscope.store.arrays import ArrayStore
+from site_helpers import cell, read_script
+
+pytestmark = pytest.mark.xdist_group("quick_demo")  # the quick demo's store, made once
+
+
+@pytest.fixture(scope="module")
+def demo(quick_demo):
+    out, _ = quick_demo
+    site = out / "site"
+    return out, site, read_script(site / "data" / "index.js")
+
+
+def _entry(index, run_name, layer_name):
+    run = next(r for r in index["runs"] if r["name"] == run_name)
+    return run, next(l for l in run["layers"] if l["name"] == layer_name)
+
+
+def test_the_index_names_every_run_layer_and_epoch(demo):
+    out, site, index = demo
+    store = ArrayStore(out / "arrays.zarr")
+    assert [r["name"] for r in index["runs"]] == ["clrjit-s0", "keepclr-s0", "clrjit-s1"]
+    for run in index["runs"]:
+        assert [l["name"] for l in run["layers"]] == store.layers(run["name"])
+        for layer in run["layers"]:
+            done = {(e, r) for i, e in enumerate(layer["epochs"]) for r in range(layer["repeats"]) if layer["done"][i][r]}
+            assert done == store.done_jobs(run["name"], layer["name"])
+    assert all((site / "figures" / name).is_file() for name in index["figures"]) and "probe_accuracy.png" in index["figures"]
+    assert (site / "index.html").is_file() and (site / "site.js").is_file()
+
+
+def test_sprite_cells_are_the_stored_prototypes_plain_and_masked(demo):
+    out, site, index = demo
+    store = ArrayStore(out / "arrays.zarr")
+    run, layer = _entry(index, "keepclr-s0", "layer3")
+    where = site / "img" / run["id"] / layer["id"]
+    assert layer["cell"] == layer["image_size"]  # 32 px: kept whole
+    for epoch in layer["epochs"]:
+        for repeat in range(layer["repeats"]):
+            stored = store.read_job("keepclr-s0", "layer3", epoch, repeat)["prototype"]
+            mask = store.read_rf("keepclr-s0", "layer3", epoch)["rf_mask"]
+            for unit in (0, 7, len(stored) - 1):
+                plain = cell(where / f"e{epoch}_r{repeat}.png", unit, layer["columns"], layer["cell"])
+                assert np.array_equal(plain, stored[unit])
+                weights = np.clip(mask, 0, 1)[..., None] if mask.max() > 0 else 1.0
+                expected = np.round(stored[unit] * weights + 128 * (1 - weights)).astype(np.uint8)
+                masked = cell(where / f"e{epoch}_r{repeat}_m.png", unit, layer["columns"], layer["cell"])
+                assert np.abs(masked.astype(int) - expected).max() <= 1
+
+
+def test_unit_data_matches_the_store(demo):
+    out, site, index = demo
+    store = ArrayStore(out / "arrays.zarr")
+    run, layer = _entry(index, "clrjit-s0", "layer2")
+    units = read_script(site / "data" / run["id"] / layer["id"] / "units.js")
+    acts = read_activations(out, "clrjit-s0", "layer2")
+    for e, epoch in enumerate(units["epochs"]):
+        score = store.read_job("clrjit-s0", "layer2", epoch, 0)["score"]
+        np.testing.assert_allclose(np.array(units["score"][e][0], float), score, rtol=1e-3)
+        per_epoch = read_script(site / "data" / run["id"] / layer["id"] / f"e{epoch}.js")
+        values = acts.values[list(acts.epochs).index(epoch)]  # (images, units)
+        for unit in (0, 5):
+            top = per_epoch["top"][unit]
+            assert np.allclose(np.sort(values[:, unit])[::-1][:len(top)], values[top, unit])  # the largest, in order
+            assert sum(per_epoch["histogram"][unit]["counts"]) == len(values)
+    with read_result(out / "align" / "track" / "clrjit-s0" / "layer2.nc") as track:
+        assert units["identity_epoch"] == track["identity_epoch"].values.tolist()
+
+
+def test_matched_units_are_the_alignment_s_partners_both_ways(demo):
+    out, site, index = demo
+    epoch_folder = next((out / "align").glob("epoch_*"))
+    with read_result(epoch_folder / "clrjit-s0~clrjit-s1" / "layer3.nc") as ds:
+        pairs = {int(a): int(b) for a, b in zip(ds["a"].values, ds["partner_bipartite"].values) if b >= 0}
+    ids = {r["name"]: r["id"] for r in index["runs"]}
+    layer_id = index["layers"]["layer3"]
+    forward = read_script(site / "data" / ids["clrjit-s0"] / layer_id / "units.js")["partners"][ids["clrjit-s1"]]
+    backward = read_script(site / "data" / ids["clrjit-s1"] / layer_id / "units.js")["partners"][ids["clrjit-s0"]]
+    assert pairs and all(forward["unit"][a] == b and backward["unit"][b] == a for a, b in pairs.items())
+    assert ids["keepclr-s0"] not in forward  # not aligned with it
+
+
+def test_a_rerun_writes_nothing_and_a_lost_file_is_written_again(demo, tmp_path):
+    from protoscope.demo import demo_study
+    from protoscope.report.site import write_site
+
+    out, _, index = demo
+    shutil.copytree(out, tmp_path / "demo")
+    study = demo_study(tmp_path / "demo", quick=True)
+    assert write_site(study).written == 0
+    run, layer = _entry(index, "clrjit-s1", "layer4")
+    lost = tmp_path / "demo" / "site" / "img" / run["id"] / layer["id"] / "e1_r0.png"
+    lost.unlink()
+    result = write_site(study)
+    assert lost.is_file() and result.written == 2  # that sheet and its masked twin (they are made together)
+
+
+def test_figures_are_drawn_again_only_when_the_store_changed(demo, tmp_path):
+    from protoscope import stages
+    from protoscope.demo import demo_study
+    from protoscope.store import MetricsTable
+
+    out, _, _ = demo
+    shutil.copytree(out, tmp_path / "demo")
+    study = demo_study(tmp_path / "demo", quick=True)
+    figure = tmp_path / "demo" / "figures" / "probe_accuracy.png"
+    stages.report(study, site=False)
+    before = figure.stat().st_mtime_ns
+    stages.report(study, site=False)
+    assert figure.stat().st_mtime_ns == before  # nothing changed: nothing drawn
+    table = MetricsTable(tmp_path / "demo")
+    table.write("probe", "extra", table.read("probe").head(3))
+    stages.report(study, site=False)
+    assert figure.stat().st_mtime_ns > before

@@ -80,3 +80,14 @@ def test_builtin_demo_study_is_valid():
     study = demo_study("/tmp/x", quick=False)
     assert {r.condition for r in study.runs} == {"clrjit", "keepclr"}
     assert study.runs[0].simclr.augment == {"gaussian_blur": 0.0, "min_scale": 0.5}
+
+
+def test_builtin_digits_study_is_the_demo_on_real_handwriting():
+    from protoscope.demo import demo_study
+
+    digits, demo = demo_study("/tmp/x", name="digits"), demo_study("/tmp/y")
+    assert [r.name for r in digits.runs] == [r.name for r in demo.runs]
+    assert {r.data.name for r in digits.runs} == {"digits"} and digits.width is None
+    assert digits.probe.train_size == 1297 and digits.atlas.images == 500
+    quick = demo_study("/tmp/x", quick=True, name="digits")
+    assert quick.width is None and quick.runs[0].epochs == 2

@@ -399,23 +399,28 @@ def layers(study: Path = StudyArg, run: Optional[str] = typer.Option(None, "--ru
 
 @app.command()
 def demo(quick: bool = typer.Option(False, "--quick", help="A small version in under two minutes."),
-         out_dir: Path = typer.Option(Path("out/demo"), "--out", help="Where the demo's store goes."),
-         show_study: bool = typer.Option(False, "--show-study", help="Print the demo's study YAML and exit."),
+         out_dir: Optional[Path] = typer.Option(None, "--out", help="Where the demo's store goes. Default: out/STUDY."),
+         study_name: str = typer.Option("demo", "--study", help="Which built-in study: demo (the shapes) or digits "
+                                                                  "(real handwriting in colour)."),
+         show_study: bool = typer.Option(False, "--show-study", help="Print the study's YAML and exit."),
          executor: Optional[str] = ExecutorOpt, ray_address: Optional[str] = RayAddressOpt) -> None:
-    """Train clrjit and keepclr on the built-in shapes, probe every epoch, plot the result.
+    """Train clrjit and keepclr on the built-in shapes (or digits), run every stage, and print the
+    seed's findings with their margins.
 
     Example: protoscope demo --quick
     """
-    from .demo import demo_study
+    from .demo import STUDIES, demo_study
     from .study import builtin_study
 
+    if study_name not in STUDIES:
+        raise UserError(f"No built-in study {study_name!r}; valid: {', '.join(STUDIES)}.")
     if show_study:
         # plain stdout: rich would wrap long lines and break the YAML a user copies
-        sys.stdout.write(builtin_study("demo").read_text())
+        sys.stdout.write(builtin_study(study_name).read_text())
         return
-    s = demo_study(out_dir, quick)
+    s = demo_study(out_dir, quick, study_name)
     chosen = _executor(executor, ray_address)
-    out.print(f"demo study ({'quick' if quick else 'full'}): store [bold]{s.store}[/]")
+    out.print(f"{study_name} study ({'quick' if quick else 'full'}): store [bold]{s.store}[/]")
     with stages.new_progress() as progress:
         figures = stages.run(s, progress, chosen)
     _print_summary(s, figures)
@@ -439,11 +444,30 @@ def _print_summary(s, figures=None) -> None:
             cells.append(f"{init:.3f} -> {final:.3f}" if init == init and final == final else "-")
         table.add_row(condition, run, *cells)
     out.print(table)
+    _print_findings(s)
     for path in figures or []:
         if path.suffix == ".png":
             out.print(f"figure: {path}", soft_wrap=True)
         elif path.name == "index.html":
             out.print(f"report: {path} (open it in a browser)", soft_wrap=True)
+
+
+def _print_findings(s) -> None:
+    """The seed's findings on this study, each with its margin (> 0: it holds); see report/findings.py."""
+    from .report.findings import findings
+    from .store import MetricsTable
+
+    table = findings(MetricsTable(s.store).read(), list(s.layers))
+    if table.empty:
+        return
+    shown = Table(title="The seed's findings on this study (margin > 0: it holds)")
+    for column in ("finding", "value", "margin", "holds"):
+        shown.add_column(column, justify="right" if column == "margin" else "left")
+    for row in table.itertuples(index=False):
+        holds = "—" if row.holds is None else ("yes" if row.holds else "[red]no[/]")
+        shown.add_row(row.finding, row.value, "" if row.margin is None or row.margin != row.margin else f"{row.margin:+.3f}",
+                      holds)
+    out.print(shown)
 
 
 def _error_line(message: str) -> None:

@@ -19,7 +19,13 @@ QUICK = {
 }
 
 
-def demo_study(out: str | Path = "out/demo", quick: bool = False) -> Study:
+STUDIES = ("demo", "digits")  # shipped in protoscope/studies/: the shapes demo, and real handwriting
+
+
+def demo_study(out: str | Path | None = None, quick: bool = False, name: str = "demo") -> Study:
+    """A built-in study (`STUDIES`), its store in `out` (default out/<name>); `quick` shrinks it."""
     overrides = dict(QUICK) if quick else {}
-    overrides["store"] = str(Path(out).resolve())
-    return load_study(builtin_study("demo"), overrides)
+    if name != "demo":
+        overrides.pop("width", None)  # only the demo has a width study
+    overrides["store"] = str(Path(out or f"out/{name}").resolve())
+    return load_study(builtin_study(name), overrides)

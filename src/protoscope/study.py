@@ -31,17 +31,18 @@ class Strict(BaseModel):
 
 
 class DataSpec(Strict):
-    """Where images come from. `shapes` is built in; the others read a local root."""
+    """Where images come from. `shapes` and `digits` (scikit-learn's handwritten digits, in colour) are
+    built in; the others read a local root."""
 
-    name: Literal["shapes", "stl10", "cifar10", "imagefolder"] = "shapes"
+    name: Literal["shapes", "digits", "stl10", "cifar10", "imagefolder"] = "shapes"
     root: Path | None = None
     image_size: int = Field(96, ge=8)
-    epoch_size: int = Field(4096, ge=1, description="shapes only: images per epoch of the procedural stream")
+    epoch_size: int = Field(4096, ge=1, description="shapes and digits: images per epoch of the built-in stream")
     seed: int = 0
 
     @model_validator(mode="after")
     def _root_needed(self):
-        if self.name != "shapes" and self.root is None:
+        if self.name not in ("shapes", "digits") and self.root is None:
             raise ValueError(f"data set {self.name!r} reads local files: set `root` to its folder")
         return self
 
@@ -130,8 +131,8 @@ class ProbeSpec(Strict):
     layer: str | None = Field(None, description="default: the architecture's pooled feature layer")
     classifiers: list[Classifier] = ["logreg", "svm", "adam"]
     data: DataSpec | None = Field(None, description="default: the run's data set")
-    train_size: int = Field(2000, ge=8, description="shapes only")
-    test_size: int = Field(1000, ge=4, description="shapes only")
+    train_size: int = Field(2000, ge=8, description="shapes: images generated; digits: at most the 1297 training scans")
+    test_size: int = Field(1000, ge=4, description="shapes: images generated; digits: at most the 500 held-out scans")
     adam_epochs: int = Field(250, ge=1)
 
 

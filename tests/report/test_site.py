@@ -121,3 +121,51 @@ def test_figures_are_drawn_again_only_when_the_store_changed(demo, tmp_path):
     table.write("probe", "extra", table.read("probe").head(3))
     stages.report(study, site=False)
     assert figure.stat().st_mtime_ns > before
+
+
+def test_report_and_serve_from_the_command_line(demo, tmp_path, capsys):
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from protoscope.cli import main
+    from protoscope.study import builtin_study
+
+    out, _, _ = demo
+    shutil.copytree(out, tmp_path / "demo")
+    store = tmp_path / "demo"
+    shutil.rmtree(store / "site")
+    assert main(["report", str(builtin_study("demo")), "--store", str(store)]) == 0
+    assert f"site: {store / 'site' / 'index.html'}" in " ".join(capsys.readouterr().out.split())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "protoscope.cli", "serve", str(builtin_study("demo")),
+                               "--store", str(store), "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/data/index.js", timeout=2).read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert page == (store / "site" / "data" / "index.js").read_text()
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert main(["serve", str(builtin_study("demo")), "--store", str(tmp_path / "empty")]) == 2
+    assert "run `protoscope report" in capsys.readouterr().err
+
+
+def test_the_probe_sheet_holds_the_images_the_activations_were_computed_on(demo):
+    from protoscope.analyze.activations import probe_set
+    from protoscope.demo import demo_study
+
+    out, site, index = demo
+    images = probe_set(demo_study(out, quick=True)).images.permute(0, 2, 3, 1).numpy()
+    probe = index["probe"]
+    assert probe["count"] == len(images) == len(probe["labels"])
+    for k in (0, 17, len(images) - 1):
+        assert np.array_equal(cell(site / "img" / "probe.png", k, probe["columns"], probe["cell"]), images[k])

@@ -1,4 +1,4 @@
-"""Image sources: the built-in shapes, and STL10 / CIFAR-10 / ImageFolder from a local root.
+"""Image sources: the built-in shapes and digits, and STL10 / CIFAR-10 / ImageFolder from a local root.
 
 Nothing is downloaded: a missing data set is an error that says where its files
 must be. Training reads batches of raw images (uint8 tensors or PIL images);
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torchvision.transforms.functional import pil_to_tensor
 
 from ..errors import UserError
-from . import shapes
+from . import handwritten, shapes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -57,7 +57,7 @@ def open_torchvision(name: str, root: Path, split: str):
             "imagefolder": f"{root}/<split>/<class>/<image> or {root}/<class>/<image>",
         }[name]
         raise UserError(f"Cannot read data set {name!r} from {root}: {str(exc).rstrip('.')}. Expected {expected}.") from None
-    raise UserError(f"Unknown data set {name!r}; valid: shapes, stl10, cifar10, imagefolder")
+    raise UserError(f"Unknown data set {name!r}; valid: shapes, digits, stl10, cifar10, imagefolder")
 
 
 def load_rgb(path) -> "Image.Image":
@@ -89,15 +89,16 @@ class TrainImages:
 
     def __init__(self, spec, batch_size: int):
         self.spec, self.batch_size = spec, batch_size
-        if spec.name == "shapes":
-            self._stream = shapes.ShapeStream(spec.image_size, spec.seed, spec.epoch_size, batch_size)
+        if spec.name in ("shapes", "digits"):
+            kind = shapes.ShapeStream if spec.name == "shapes" else handwritten.DigitStream
+            self._stream = kind(spec.image_size, spec.seed, spec.epoch_size, batch_size)
             self.steps_per_epoch = self._stream.steps_per_epoch
         else:
             self._dataset = open_torchvision(spec.name, spec.root, _TRAIN_SPLIT[spec.name])
             self.steps_per_epoch = max(1, len(self._dataset) // batch_size)
 
     def images(self, epoch: int, step: int) -> list:
-        if self.spec.name == "shapes":
+        if self.spec.name in ("shapes", "digits"):
             return list(self._stream.batch(epoch, step))
         gen = torch.Generator().manual_seed(self.spec.seed * 100_003 + epoch)
         order = torch.randperm(len(self._dataset), generator=gen)
@@ -127,6 +128,9 @@ def labelled(spec, split: str, n: int | None = None) -> Labelled:
         count = n or 1000
         images, labels = shapes.labelled_set(count, _SHAPES_SEEDS[split] + spec.seed, spec.image_size)
         return Labelled(images, labels, shapes.CLASSES)
+    if spec.name == "digits":
+        images, labels = handwritten.labelled_set(split, n, _SHAPES_SEEDS[split] + spec.seed, spec.image_size)
+        return Labelled(images, labels, handwritten.CLASSES)
     dataset = open_torchvision(spec.name, spec.root, _LABELLED_SPLIT["test" if split == "test" else "train"][spec.name])
     targets = getattr(dataset, "targets", None)
     targets = np.asarray(getattr(dataset, "labels", None) if targets is None else targets)

@@ -72,13 +72,13 @@ def write_site(study, out: Path | None = None) -> SiteResult:
         write_text(site, asset.name, asset.read_text(), result)
     ids = _ids(study, store)
     index = {"study": study.name, "layers": ids["layers"], "runs": [], "atlases": []}
-    probe = _probe_sheet(study, store, site, manifest)
+    probe = _probe_sheet(store, site, manifest)
     index["probe"] = probe
     for run in study.runs:
-        index["runs"].append(_run_entry(study, store, site, run, ids, manifest, result, probe is not None))
+        index["runs"].append(_run_entry(study, store, site, run, ids, manifest, result, probe))
     index["atlases"] = _atlases(store, site, ids, manifest)
     metrics = MetricsTable(store).read()
-    index["tables"] = headline_tables(metrics)
+    index["tables"] = headline_tables(metrics, list(study.layers))
     index["coverage"] = _coverage(index)
     index["figures"] = _figures(store, site, result)
     write_text(site, "data/index.js", script("index", index), result)
@@ -101,7 +101,7 @@ def _ids(study, store: Path) -> dict:
 
 
 def _run_entry(study, store: Path, site: Path, run, ids: dict, manifest: Manifest, result: SiteResult,
-               with_probe: bool) -> dict:
+               probe: dict | None) -> dict:
     from ...nets.checkpoints import epoch_files
 
     folder = study.run_dir(run)
@@ -114,7 +114,7 @@ def _run_entry(study, store: Path, site: Path, run, ids: dict, manifest: Manifes
     for layer in layers:
         group = units.open_group(root / layer)
         where = f"{entry['id']}/{ids['layers'][layer]}"
-        activations = _activations(store, run.name, layer, int(group.attrs["n_units"])) if with_probe else None
+        activations = _activations(store, run.name, layer, int(group.attrs["n_units"]), probe)
         layer_entry = _layer_sprites(group, site, where, manifest)
         layer_entry.update({"name": layer, "id": ids["layers"][layer], "has_top": activations is not None,
                             "top_epochs": sorted(activations.done) if activations is not None else []})
@@ -180,10 +180,12 @@ class ProbeActivations:
         return np.asarray(self.array[self.epochs.index(epoch)]) if epoch in self.done else None
 
 
-def _activations(store: Path, run: str, layer: str, n_units: int) -> ProbeActivations | None:
-    """None when not stored, or not one value per channel (`rsa.features: flatten`)."""
+def _activations(store: Path, run: str, layer: str, n_units: int, probe: dict | None) -> ProbeActivations | None:
+    """None when not stored, not one value per channel (`rsa.features: flatten`), or of another probe set
+    than the sheet's."""
     group = units.open_group(store / "activations.zarr" / "runs" / run / layer)
-    if group is None or int(group.attrs.get("n_units", -1)) != n_units:
+    if probe is None or group is None or int(group.attrs.get("n_units", -1)) != n_units \
+            or group.attrs.get("probe") != probe["settings"]:
         return None
     epochs = [int(e) for e in group.attrs["epochs"]]
     return ProbeActivations(group["activation"], epochs, {e for e, d in zip(epochs, group["done"][:]) if d})
@@ -208,21 +210,25 @@ def _epoch_files(group, site: Path, where: str, activations: ProbeActivations | 
         manifest.record(relative, stamp)
 
 
-def _probe_sheet(study, store: Path, site: Path, manifest: Manifest) -> dict | None:
-    """The probe set as one sheet, when activations were stored (the top-image panels need both)."""
-    if not (store / "activations.zarr").is_dir():
-        return None
-    from ...analyze.activations import probe_set
+def _probe_sheet(store: Path, site: Path, manifest: Manifest) -> dict | None:
+    """The probe set the stored activations were computed on (their recorded settings, not the study's
+    current ones), as one sheet; None when no activations are stored."""
+    from ...data.datasets import labelled
+    from ...study import DataSpec
 
-    spec = study.rsa.data or study.runs[0].data
-    probe = probe_set(study)
-    cell = sprites.cell_size(probe.images.shape[-1])
-    stamp = fingerprint(spec.model_dump_json(), study.rsa.images, cell)
+    groups = sorted((store / "activations.zarr" / "runs").glob("*/*/zarr.json"))
+    if not groups:
+        return None
+    first = units.open_group(groups[0].parent)
+    settings, count = first.attrs["probe"], int(first.attrs["n_images"])
+    cell_px = sprites.cell_size(int(settings["data"]["image_size"]))
+    stamp = fingerprint(settings, cell_px)
     if manifest.stale("img/probe.png", stamp):
-        sprites.write_png(sprites.sheet(probe.images.permute(0, 2, 3, 1).numpy(), cell), site / "img/probe.png")
+        images = labelled(DataSpec(**settings["data"]), "probe", settings["images"]).images
+        sprites.write_png(sprites.sheet(images.permute(0, 2, 3, 1).numpy(), cell_px), site / "img/probe.png")
         manifest.record("img/probe.png", stamp)
-    return {"count": len(probe), "cell": cell, "columns": sprites.columns(len(probe)),
-            "labels": probe.labels.tolist(), "categories": list(probe.categories)}
+    return {"count": count, "cell": cell_px, "columns": sprites.columns(count), "settings": settings,
+            "labels": np.asarray(first["label"][:]).tolist(), "categories": list(first.attrs["categories"])}
 
 
 def _atlases(store: Path, site: Path, ids: dict, manifest: Manifest) -> list[dict]:

@@ -66,6 +66,17 @@ def cka_table(metrics: pd.DataFrame) -> dict | None:
     return _table("CKA between runs, same layer", wide.reset_index().rename(columns={"run": "pair"}))
 
 
-def headline_tables(metrics: pd.DataFrame) -> list[dict]:
-    tables = (probe_table(metrics), diversity_table(metrics), matching_table(metrics), cka_table(metrics))
+def findings_table(metrics: pd.DataFrame, layers: list[str]) -> dict | None:
+    from ..findings import findings
+
+    frame = findings(metrics, layers)
+    if frame.empty:
+        return None
+    frame["holds"] = frame["holds"].map(lambda h: "—" if h is None else ("yes" if h else "no"))
+    return _table("The seed's findings on this study", frame, "margin > 0: the finding holds (report/findings.py)")
+
+
+def headline_tables(metrics: pd.DataFrame, layers: list[str]) -> list[dict]:
+    tables = (findings_table(metrics, layers), probe_table(metrics), diversity_table(metrics),
+              matching_table(metrics), cka_table(metrics))
     return [t for t in tables if t is not None]

@@ -1,0 +1,48 @@
+"""Screenshots of the demo's report for the README: the overview, the layer view, a unit page at two
+epochs, the atlas. Debian's Chromium, headless, through Playwright.
+
+    .venv/bin/python docs/screenshots.py --site out/demo/site
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "report"))
+
+VIEWS = {
+    "overview": "#/",
+    "layer_view": "#/layer/clrjit-s0/layer3/8/change",
+    "unit_epoch_1": "#/unit/clrjit-s0/layer3/5/1",
+    "unit_epoch_8": "#/unit/clrjit-s0/layer3/5/8",
+    "atlas": "#/atlas/clrjit-s0/layer3/8",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--site", type=Path, default=Path("out/demo/site"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "screenshots")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    from site_helpers import CHROMIUM_ARGS, chromium_path
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        for name, route in VIEWS.items():
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            page.goto((args.site.resolve() / "index.html").as_uri() + route)
+            page.wait_for_load_state("networkidle")
+            page.wait_for_timeout(800)
+            page.screenshot(path=str(args.out / f"{name}.png"), full_page=name != "layer_view")
+            page.close()
+            print(args.out / f"{name}.png")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@ tied through the same images), by how many grid cells each epoch fills.
     python bench/atlas_layout.py [--store out/demo] > bench/results/atlas_layout.txt
 
 On a trained demo store (`make demo`): the atlas's own sampling of the demo's settings (`layer3`,
-1500 images, one random position each, epochs 0, 4 and 8 of clrjit-s0 and keepclr-s0 on one map,
+1000 images, one random position each, epochs 0, 4 and 8 of clrjit-s0 and keepclr-s0 on one map,
 a 12 × 12 grid, cells with fewer than 8 activations empty), then both layouts with the same UMAP
 settings and seed, normalized together. An atlas can only show filled cells: a layout that puts
 each epoch on an island of its own leaves most of each epoch's grid empty.

@@ -123,7 +123,10 @@ def test_runs_together_share_one_map(trained, tmp_path, capsys, layout):
                    for run in ("clrjit-s0", "twin"))
     same = np.linalg.norm(first["layout"][shift] - twin["layout"][0], axis=1)  # one checkpoint, twice
     other = np.linalg.norm(first["layout"][1 - shift] - twin["layout"][0], axis=1)  # two checkpoints
-    assert np.median(same) < 0.05 and np.median(same) < np.median(other) / 3, (np.median(same), np.median(other))
+    # aligned UMAPs tie neighbours loosely (umap-learn's regularisation 0.01): measured 0.03-0.06 vs 0.21-0.24
+    # across thread counts, where joint puts the duplicates together (0.002 vs 0.20)
+    bound, ratio = (0.05, 3) if layout == "joint" else (0.1, 2)
+    assert np.median(same) < bound and np.median(same) < np.median(other) / ratio, (np.median(same), np.median(other))
     assert twin.attrs["map_runs"] == ["clrjit-s0", "twin"]
 
 

@@ -12,8 +12,8 @@ check one by one:
    `aligned_layout` (the default) fits one UMAP per epoch, each pulled toward the previous one's
    places for the same images (umap-learn's AlignedUMAP); `shared_layout` fits one UMAP on all
    epochs' activations together — exact, but epochs whose activations differ much become separate
-   islands of the map, each on a few cells (on the demo: 8–14 of 144 cells per epoch, against
-   53–76 aligned; bench/atlas_layout.py);
+   islands of the map, each on a few cells (on the demo: 8–15 of 144 cells per epoch, against
+   47–64 aligned; bench/atlas_layout.py);
 3. `grid_average`: a g × g grid over the unit square, each cell the mean of its activations, cells
    with fewer than `min_count` points left empty (NaN);
 4. `whiten`: each mean times the inverse of the uncentred covariance AᵀA/N, so the icon shows what

@@ -1,0 +1,54 @@
+"""RSA category separation on the demo's checkpoints, with conv maps averaged over space (the demo's
+setting) and flattened (one of the options issue #17 lists).
+
+    python bench/rsa_features.py --store out/demo --out /tmp/rsa_flat > bench/results/rsa_features.txt
+
+Copies the demo's checkpoints to `--out`, runs the RSA stage there with `rsa.features: flatten`
+(the same 320 probe shapes, correlation distance), and prints the mean between − within
+dissimilarity per condition, layer and epoch for both feature kinds (> 0: the layer separates the
+four shapes), then the RSA rows of the findings table for the flattened features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+
+def separation(store: Path) -> pd.DataFrame:
+    from protoscope.store import MetricsTable
+
+    metrics = MetricsTable(store).read("rsa")
+    part = metrics[metrics["metric"] == "rsa_separation"]
+    return part.groupby(["condition", "layer", "epoch"])["value"].mean().unstack("epoch").round(3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--store", type=Path, default=Path("out/demo"))
+    parser.add_argument("--out", type=Path, default=Path("/tmp/rsa_flat"))
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    from protoscope import stages
+    from protoscope.report.findings import rsa_findings
+    from protoscope.store import MetricsTable
+    from protoscope.study import builtin_study, load_study
+
+    if not (args.out / "runs").is_dir():
+        shutil.copytree(args.store / "runs", args.out / "runs")
+    study = load_study(builtin_study("demo"), {"store": str(args.out.resolve()), "rsa": {"features": "flatten"}})
+    stages.rsa(study)
+    pd.set_option("display.width", 200)
+    print("rsa_separation, features: mean (the demo's store)")
+    print(separation(args.store).to_string())
+    print("\nrsa_separation, features: flatten")
+    print(separation(args.out).to_string())
+    print("\n" + pd.DataFrame(rsa_findings(MetricsTable(args.out).read(), list(study.layers))).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

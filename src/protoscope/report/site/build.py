@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...atomic import atomic_path
+from ...atomic import write_text
 from ...store import MetricsTable
 from . import sprites, units
 from .sprites import Manifest, fingerprint
@@ -45,14 +45,12 @@ class SiteResult:
     files: list[str] = field(default_factory=list)
 
 
-def write_text(site: Path, relative: str, text: str, result: SiteResult) -> None:
-    """Write a file only when its content changed."""
+def write_if_changed(site: Path, relative: str, text: str, result: SiteResult) -> None:
+    """Write a file (atomically) only when its content changed."""
     path = site / relative
     if path.is_file() and path.read_text() == text:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text)
+    write_text(path, text)
     result.written += 1
 
 
@@ -69,19 +67,21 @@ def write_site(study, out: Path | None = None) -> SiteResult:
     site.mkdir(parents=True, exist_ok=True)
     result, manifest = SiteResult(site), Manifest(site)
     for asset in sorted(ASSETS.iterdir()):
-        write_text(site, asset.name, asset.read_text(), result)
+        write_if_changed(site, asset.name, asset.read_text(), result)
     ids = _ids(study, store)
     index = {"study": study.name, "layers": ids["layers"], "runs": [], "atlases": []}
     probe = _probe_sheet(store, site, manifest)
     index["probe"] = probe
+    names = [run.name for run in study.runs]
+    partners = {layer: units.alignment_partners(store, names, layer) for layer in ids["layers"]}
     for run in study.runs:
-        index["runs"].append(_run_entry(study, store, site, run, ids, manifest, result, probe))
+        index["runs"].append(_run_entry(study, store, site, run, ids, partners, manifest, result, probe))
     index["atlases"] = _atlases(store, site, ids, manifest)
     metrics = MetricsTable(store).read()
     index["tables"] = headline_tables(metrics, list(study.layers))
     index["coverage"] = _coverage(index)
     index["figures"] = _figures(store, site, result)
-    write_text(site, "data/index.js", script("index", index), result)
+    write_if_changed(site, "data/index.js", script("index", index), result)
     result.written += manifest.written
     manifest.save()
     result.seconds = time.perf_counter() - started
@@ -100,8 +100,8 @@ def _ids(study, store: Path) -> dict:
             "layers": {layer: f"l{i}" for i, layer in enumerate(layers)}}
 
 
-def _run_entry(study, store: Path, site: Path, run, ids: dict, manifest: Manifest, result: SiteResult,
-               probe: dict | None) -> dict:
+def _run_entry(study, store: Path, site: Path, run, ids: dict, partners: dict, manifest: Manifest,
+               result: SiteResult, probe: dict | None) -> dict:
     from ...nets.checkpoints import epoch_files
 
     folder = study.run_dir(run)
@@ -110,7 +110,6 @@ def _run_entry(study, store: Path, site: Path, run, ids: dict, manifest: Manifes
              "planned_epochs": None if run.path is not None else run.epochs, "checkpoints": checkpoints, "layers": []}
     root = store / "arrays.zarr" / "runs" / run.name
     layers = [name for name in ids["layers"] if units.open_group(root / name) is not None]
-    partners = {layer: units.alignment_partners(store, [r.name for r in study.runs], layer) for layer in layers}
     for layer in layers:
         group = units.open_group(root / layer)
         where = f"{entry['id']}/{ids['layers'][layer]}"
@@ -119,7 +118,7 @@ def _run_entry(study, store: Path, site: Path, run, ids: dict, manifest: Manifes
         layer_entry.update({"name": layer, "id": ids["layers"][layer], "has_top": activations is not None,
                             "top_epochs": sorted(activations.done) if activations is not None else []})
         data = units.layer_data(store, run.name, layer, group, _named(partners[layer].get(run.name, {}), ids))
-        write_text(site, f"data/{where}/units.js", script(f"units/{where}", data), result)
+        write_if_changed(site, f"data/{where}/units.js", script(f"units/{where}", data), result)
         _epoch_files(group, site, where, activations, manifest)
         entry["layers"].append(layer_entry)
     return entry
@@ -202,11 +201,7 @@ def _epoch_files(group, site: Path, where: str, activations: ProbeActivations | 
         stamp = fingerprint(np.asarray(group["score"][e]), acts if acts is not None else 0)
         if not manifest.stale(relative, stamp):
             continue
-        text = script(f"epoch/{where}/{epoch}", units.epoch_data(group, e, acts))
-        path = site / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(text)
+        write_text(site / relative, script(f"epoch/{where}/{epoch}", units.epoch_data(group, e, acts)))
         manifest.record(relative, stamp)
 
 

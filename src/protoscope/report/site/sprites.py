@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ...atomic import atomic_path
+from ...atomic import atomic_path, write_text
 
 MAX_CELL = 128  # px; larger prototypes are shrunk in the sheet (the store keeps them whole)
 
@@ -90,5 +90,4 @@ class Manifest:
         self.written += 1
 
     def save(self) -> None:
-        with atomic_path(self.path) as tmp:
-            Path(tmp).write_text(json.dumps(self.entries, indent=0, sort_keys=True))
+        write_text(self.path, json.dumps(self.entries, indent=0, sort_keys=True))

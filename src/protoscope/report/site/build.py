@@ -109,17 +109,17 @@ def _run_entry(study, store: Path, site: Path, run, ids: dict, partners: dict, m
     entry = {"id": ids["runs"][run.name], "name": run.name, "condition": run.condition, "seed": run.seed,
              "planned_epochs": None if run.path is not None else run.epochs, "checkpoints": checkpoints, "layers": []}
     root = store / "arrays.zarr" / "runs" / run.name
-    layers = [name for name in ids["layers"] if units.open_group(root / name) is not None]
-    for layer in layers:
-        group = units.open_group(root / layer)
+    groups = {name: units.open_group(root / name) for name in ids["layers"]}
+    for layer, group in ((name, g) for name, g in groups.items() if g is not None):
+        arrays = units.LayerArrays.read(group)
         where = f"{entry['id']}/{ids['layers'][layer]}"
         activations = _activations(store, run.name, layer, int(group.attrs["n_units"]), probe)
-        layer_entry = _layer_sprites(group, site, where, manifest)
+        layer_entry = _layer_sprites(arrays, site, where, manifest)
         layer_entry.update({"name": layer, "id": ids["layers"][layer], "has_top": activations is not None,
                             "top_epochs": sorted(activations.done) if activations is not None else []})
-        data = units.layer_data(store, run.name, layer, group, _named(partners[layer].get(run.name, {}), ids))
+        data = units.layer_data(store, run.name, layer, arrays, _named(partners[layer].get(run.name, {}), ids))
         write_if_changed(site, f"data/{where}/units.js", script(f"units/{where}", data), result)
-        _epoch_files(group, site, where, activations, manifest)
+        _epoch_files(arrays, site, where, activations, manifest)
         entry["layers"].append(layer_entry)
     return entry
 
@@ -128,10 +128,9 @@ def _named(partners: dict, ids: dict) -> dict:
     return {ids["runs"][other]: value for other, value in partners.items() if other in ids["runs"]}
 
 
-def _layer_sprites(group, site: Path, where: str, manifest: Manifest) -> dict:
+def _layer_sprites(arrays: units.LayerArrays, site: Path, where: str, manifest: Manifest) -> dict:
     """Every done (epoch, repeat) as a plain and a masked sheet, every RF epoch as a mask image."""
-    epochs = [int(e) for e in group["epoch"][:]]
-    done = np.asarray(group["done"][:])
+    group, epochs, done = arrays.group, arrays.epochs, arrays.done
     n_units, size = int(group.attrs["n_units"]), int(group.attrs["image_size"])
     cell = sprites.cell_size(size)
     rf_done = np.asarray(group["rf_done"][:]) if "rf_done" in group else np.zeros(len(epochs), bool)
@@ -143,7 +142,7 @@ def _layer_sprites(group, site: Path, where: str, manifest: Manifest) -> dict:
             _mask_image(mask, site, f"img/{where}/e{epoch}_mask.png", cell, manifest)
         for r in np.flatnonzero(done[e]):
             block = f"img/{where}/e{epoch}_r{r}"
-            stamp = fingerprint(np.asarray(group["score"][e, r]), cell, mask)
+            stamp = fingerprint(arrays.score[e, r], cell, mask)
             if not manifest.stale(f"{block}.png", stamp) and not manifest.stale(f"{block}_m.png", stamp):
                 continue
             images = np.asarray(group["prototype"][e, r])
@@ -190,18 +189,17 @@ def _activations(store: Path, run: str, layer: str, n_units: int, probe: dict | 
     return ProbeActivations(group["activation"], epochs, {e for e, d in zip(epochs, group["done"][:]) if d})
 
 
-def _epoch_files(group, site: Path, where: str, activations: ProbeActivations | None, manifest: Manifest) -> None:
-    epochs = [int(e) for e in group["epoch"][:]]
-    done = np.asarray(group["done"][:])
-    for e, epoch in enumerate(epochs):
-        if not done[e].any():
+def _epoch_files(arrays: units.LayerArrays, site: Path, where: str, activations: ProbeActivations | None,
+                 manifest: Manifest) -> None:
+    for e, epoch in enumerate(arrays.epochs):
+        if not arrays.done[e].any():
             continue
         acts = activations.at(epoch) if activations is not None else None
         relative = f"data/{where}/e{epoch}.js"
-        stamp = fingerprint(np.asarray(group["score"][e]), acts if acts is not None else 0)
+        stamp = fingerprint(arrays.score[e], acts if acts is not None else 0)
         if not manifest.stale(relative, stamp):
             continue
-        write_text(site / relative, script(f"epoch/{where}/{epoch}", units.epoch_data(group, e, acts)))
+        write_text(site / relative, script(f"epoch/{where}/{epoch}", units.epoch_data(arrays.group, e, acts)))
         manifest.record(relative, stamp)
 
 

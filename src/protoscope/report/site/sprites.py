@@ -48,13 +48,16 @@ def sheet(images: np.ndarray, cell: int) -> np.ndarray:
 
 def masked(images: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """Prototypes seen through their receptive-field mask (the layer's (S, S) or each unit's (U, S, S)):
-    outside the mask, mid grey. An empty or missing mask leaves the image as it is (as the metrics do)."""
+    outside the mask, mid grey. An unusable mask (empty, or never written) leaves the image as it is: the
+    metrics' rule (`analyze.prototype_metrics.usable_masks`)."""
+    import torch
+
+    from ...analyze.prototype_metrics import usable_masks
+
     if mask is None:
         return images
-    weights = np.clip(np.nan_to_num(np.asarray(mask, np.float32)), 0, 1)
-    weights = np.broadcast_to(weights, images.shape[:3]).copy()
-    empty = weights.reshape(len(images), -1).max(axis=1) <= 0
-    weights[empty] = 1
+    weights = torch.as_tensor(np.broadcast_to(np.asarray(mask, np.float32), images.shape[:3]).copy())
+    weights = usable_masks(weights)[0].clamp(0, 1).numpy()
     out = images.astype(np.float32) * weights[..., None] + 128 * (1 - weights[..., None])
     return out.round().astype(np.uint8)
 

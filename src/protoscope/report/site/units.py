@@ -11,6 +11,7 @@ Everything is plain lists of rounded numbers (None for missing), ready for JSON.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +39,25 @@ def open_group(path: Path) -> zarr.Group | None:
     return zarr.open_group(path, mode="r", zarr_format=3) if (path / "zarr.json").is_file() else None
 
 
-def layer_data(store: Path, run: str, layer: str, prototypes: zarr.Group, partners: dict) -> dict:
+@dataclass(frozen=True)
+class LayerArrays:
+    """What every part of the site needs from a layer's prototype group, read once."""
+
+    group: zarr.Group
+    epochs: list[int]
+    done: np.ndarray  # (epoch, repeat) bool
+    score: np.ndarray  # (epoch, repeat, unit)
+
+    @classmethod
+    def read(cls, group: zarr.Group) -> "LayerArrays":
+        return cls(group, [int(e) for e in group["epoch"][:]], np.asarray(group["done"][:]),
+                   np.asarray(group["score"][:]))
+
+
+def layer_data(store: Path, run: str, layer: str, arrays: LayerArrays, partners: dict) -> dict:
     """The unit-level series of one (run, layer) over training."""
-    epochs = [int(e) for e in prototypes["epoch"][:]]
-    done = np.asarray(prototypes["done"][:])
-    score = np.where(done[..., None], np.asarray(prototypes["score"][:]), np.nan)
+    epochs, done, prototypes = arrays.epochs, arrays.done, arrays.group
+    score = np.where(done[..., None], arrays.score, np.nan)
     data = {"epochs": epochs, "repeats": int(score.shape[1]), "done": done.tolist(),
             "score": rounded(score), "silent": np.asarray(prototypes["silent"][:]).astype(int).tolist(),
             "partners": partners}

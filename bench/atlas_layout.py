@@ -26,7 +26,8 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     from protoscope.analyze.atlas import aligned_layout, grid_average, shared_layout
-    from protoscope.analyze.atlas_jobs import _chain, _files, _images, _sampled, atlas_spec
+    from protoscope.analyze.atlas_draw import layer_samples
+    from protoscope.analyze.atlas_jobs import _chain, _files, _images, atlas_spec
     from protoscope.demo import demo_study
     from protoscope.nets.checkpoints import load_into
     from protoscope.nets.models import build_model
@@ -40,7 +41,7 @@ def main() -> None:
         model, images = build_model(run.arch, run.width, run.small_input), _images(spec, run).images
         for epoch, path in _files(study, run).items():
             load_into(model, path)
-            acts[name, epoch] = _sampled(model.eval(), layer, images, spec.seed, "cpu")
+            acts[name, epoch] = layer_samples(model.eval(), layer, images, spec.seed, "cpu")
     keys = _chain(runs, list(acts))
     print(f"{layer}, {len(acts[keys[0]])} images, grid {spec.grid}, min_count {spec.min_count}; "
           f"filled cells per (run, epoch) of {spec.grid ** 2}")

@@ -26,12 +26,12 @@ import torch
 
 def directions(model, layer: str, images: int, grid: int, seed: int = 0) -> np.ndarray:
     from protoscope.analyze.atlas import grid_average, normalize_layout, umap_layout, whiten
-    from protoscope.analyze.atlas_jobs import _sampled
+    from protoscope.analyze.atlas_draw import layer_samples
     from protoscope.data.datasets import labelled
     from protoscope.study import DataSpec
 
     data = labelled(DataSpec(name="shapes", image_size=32), "probe", images)
-    acts = _sampled(model, layer, data.images, seed, "cpu")
+    acts = layer_samples(model, layer, data.images, seed, "cpu")
     cells = grid_average(normalize_layout(umap_layout(acts, seed=seed)), acts, grid)
     return whiten(cells.means[cells.filled], acts)
 
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     from protoscope.nets.models import build_model
     from protoscope.study import SynthSpec
     from protoscope.synth.engine import EngineConfig, synthesize
-    from protoscope.synth.jobs import build_generator, layer_forward
+    from protoscope.synth.jobs import build_generator
+    from protoscope.synth.layer import layer_forward
     from protoscope.synth.objectives import DirectionCosine
     from protoscope.synth.robust import robust_forward
 

@@ -32,7 +32,7 @@ from protoscope.nets.models import build_model  # noqa: E402
 from protoscope.runtime import bf16_native  # noqa: E402
 from protoscope.synth.engine import EngineConfig  # noqa: E402
 from protoscope.synth.generators import make_generator  # noqa: E402
-from protoscope.synth.jobs import layer_units  # noqa: E402
+from protoscope.synth.layer import layer_units  # noqa: E402
 
 BEFORE = EngineConfig(adam_betas=(0.9, 0.999), backtrack=True, patience=3)
 CHANGES = [

@@ -54,7 +54,7 @@ from protoscope.nets.models import build_model
 from protoscope.runtime import autocast, bf16_native, resolve_device
 from protoscope.synth.engine import EngineConfig, synthesize
 from protoscope.synth.generators import make_generator
-from protoscope.synth.jobs import layer_forward, layer_units, pre_activation
+from protoscope.synth.layer import layer_forward, layer_units, pre_activation
 from protoscope.synth.objectives import ChannelCentre
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")

@@ -33,9 +33,9 @@ def test_evolve_fills_the_store_and_resumes_after_a_kill(tmp_path, write_study, 
     study = load_study(path)
     stages.train(study)
 
-    import protoscope.synth.jobs as jobs
+    import protoscope.synth.layer as layer  # where the stage (and protoscope.prototypes) call the engine
 
-    real, calls = jobs.synthesize, []
+    real, calls = layer.synthesize, []
 
     def dies_on_third_job(forward, generator, objective, **kwargs):
         calls.append((objective.rows, kwargs["seed"]))  # (units: which layer, seed: which repeat)
@@ -43,7 +43,7 @@ def test_evolve_fills_the_store_and_resumes_after_a_kill(tmp_path, write_study, 
             raise Killed
         return real(forward, generator, objective, **kwargs)
 
-    monkeypatch.setattr(jobs, "synthesize", dies_on_third_job)
+    monkeypatch.setattr(layer, "synthesize", dies_on_third_job)
     with pytest.raises(Killed):
         stages.evolve(study)
     store = ArrayStore(study.store / "arrays.zarr")
@@ -54,7 +54,7 @@ def test_evolve_fills_the_store_and_resumes_after_a_kill(tmp_path, write_study, 
     assert not store.is_done("clrjit-s0", "layer1", 1, 0)  # a job never reached is not marked done
     assert not store.is_done("clrjit-s0", "layer2", 0, 0)  # nor is the killed one
     assert store.done_jobs("clrjit-s0", "layer2") == set()
-    monkeypatch.setattr(jobs, "synthesize", real)
+    monkeypatch.setattr(layer, "synthesize", real)
     assert stages.evolve(study) == 2 * 2 * 2 - 2  # only what was missing
 
     tree = open_store(study.store / "arrays.zarr")

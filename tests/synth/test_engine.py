@@ -9,7 +9,7 @@ from torch import nn
 from protoscope.nets.models import build_model
 from protoscope.synth.engine import EngineConfig, activation_bytes_per_image, pick_batch_size, synthesize
 from protoscope.synth.generators import FourierGenerator, Generator, PixelGenerator
-from protoscope.synth.jobs import layer_forward, pre_activation
+from protoscope.synth.layer import layer_forward, pre_activation
 from protoscope.synth.objectives import ChannelCentre, ChannelMean
 
 FAST = EngineConfig(pool_size=64, cma_generations=3, adam_steps=15, adam_lr=0.1, batch_size=64)

@@ -18,7 +18,8 @@ check one by one:
    with fewer than `min_count` points left empty (NaN);
 4. `whiten`: each mean times the inverse of the uncentred covariance AᵀA/N, so the icon shows what
    is particular to the cell rather than what every activation shares;
-5. the synthesis engine draws every non-empty cell's direction at once (`atlas_icons`).
+5. the synthesis engine draws every non-empty cell's direction at once (`atlas_draw.draw_cells`, which
+   `protoscope.atlas` and the `atlas` stage both run).
 
 Why written here: no PyTorch library has activation atlases (lucent has none; captum's helpers are
 unreleased), and the grid, whitening and shared layout are a few lines each.

@@ -22,7 +22,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..errors import UserError
 from ..jobs import Job
@@ -31,7 +30,8 @@ from ..nets.layers import check_layers
 from ..nets.models import build_model
 from ..store import MetricsTable
 from ..store.blocks import Array, BlockGroup, Schema
-from .atlas import aligned_layout, grid_average, sample_activations, sample_positions, shared_layout, whiten
+from .atlas import aligned_layout, shared_layout
+from .atlas_draw import draw_cells, layer_samples
 
 
 def atlas_spec(study):
@@ -64,7 +64,7 @@ class AtlasStage:
         return jobs
 
     def prepare(self, study, jobs) -> None:
-        from ..synth.jobs import layer_units
+        from ..synth.layer import layer_units
 
         spec = atlas_spec(study)
         groups = {name: group for group, _ in (job.key for job in jobs) for name in group}
@@ -151,7 +151,7 @@ def _activations(study, runs, layer: str, device, emit) -> dict:
         model, images = build_model(run.arch, run.width, run.small_input), _images(spec, run).images
         for epoch, path in _files(study, run).items():
             load_into(model, path)
-            acts[name, epoch] = _sampled(model.to(device).eval(), layer, images, spec.seed, device)
+            acts[name, epoch] = layer_samples(model.to(device).eval(), layer, images, spec.seed, device)
             emit(f"activations {name} epoch {epoch}", fraction=0.3 * len(acts) / total)
     return acts
 
@@ -191,52 +191,14 @@ def _schema(spec, epochs: list[int], units: int, size: int, labels: np.ndarray) 
                          "label": (("image",), np.asarray(labels, "int64"))})
 
 
-@torch.no_grad()
-def _sampled(model, layer: str, images: torch.Tensor, seed: int, device, batch: int = 256) -> np.ndarray:
-    """(N, C): each image's activation vector at one random position (the same at every epoch)."""
-    from ..synth.jobs import layer_forward
-
-    forward, _ = layer_forward(model, layer, images.shape[-1], crop=False, channels_last=False)
-    out, positions = [], None
-    for start in range(0, len(images), batch):
-        acts = forward(images[start:start + batch].to(device).float() / 255).float()
-        if positions is None and acts.ndim == 4:
-            positions = sample_positions(len(images), acts.shape[2], acts.shape[3], seed)
-        part = slice(start, start + len(acts))
-        out.append(sample_activations(acts.cpu().numpy(), *(p[part] for p in positions)) if acts.ndim == 4
-                   else acts.flatten(1).cpu().numpy())
-    return np.concatenate(out)
-
-
 def _draw_epoch(model, layer: str, acts: np.ndarray, layout: np.ndarray, study, run, device, seed: int) -> dict:
-    """One epoch's block: the grid, whitened directions, and every filled cell's icon in one engine run
-    (the study's generator, `synth:`; the atlas's own budget)."""
-    from ..synth.engine import EngineConfig, synthesize
-    from ..synth.jobs import build_generator, layer_forward
-    from ..synth.objectives import DirectionCosine
-    from ..synth.robust import robust_forward
+    """One epoch's block (`draw_cells`, as `protoscope.atlas` draws it): the study's generator
+    (`synth:`), the atlas's own budget."""
+    from ..synth.jobs import build_generator
 
     spec = atlas_spec(study)
-    grid = grid_average(layout, acts, spec.grid, spec.min_count)
-    directions = np.full(grid.means.shape, np.nan, np.float32)
-    filled = np.flatnonzero(grid.filled)
-    size = _icon_size(spec, run)
-    icons = np.zeros((len(grid.counts), size, size, 3), np.uint8)
-    scores = np.full(len(grid.counts), np.nan, np.float32)
-    if len(filled):
-        directions[filled] = whiten(grid.means[filled], acts)
-        forward, _ = layer_forward(model, layer, size, crop=False)
-        if spec.robust:
-            forward = robust_forward(forward, seed)
-        objective = DirectionCosine(torch.as_tensor(directions[filled]), position="centre", power=spec.power)
-        # a fixed batch size: the engine would measure one from memory, and a transform is drawn per forward call
-        config = EngineConfig(pool_size=spec.pool_size, cma_generations=0, adam_steps=spec.adam_steps,
-                              patience=max(spec.adam_steps, 1), batch_size=spec.batch_size)
-        result = synthesize(forward, build_generator(study.synth, size, device), objective, seed=seed,
-                            config=config, device=device)
-        icons[filled], scores[filled] = result.images.numpy(), result.score.numpy()
-    return {"layout": layout.astype(np.float32), "count": grid.counts.astype(np.int32),
-            "direction": directions, "icon": icons, "score": scores}
+    return draw_cells(model, layer, acts, layout, spec, build_generator(study.synth, _icon_size(spec, run), device),
+                      device, seed)
 
 
 def _summary_rows(run, layer: str, epoch: int, block: dict) -> list[dict]:

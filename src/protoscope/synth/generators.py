@@ -46,6 +46,7 @@ __all__ = [
     "DeePSimFC6",
     "ModuleGenerator",
     "make_generator",
+    "sized_generator",
     "GENERATORS",
 ]
 
@@ -590,3 +591,13 @@ def make_generator(name: str, **kwargs: Any) -> Generator:
         if option not in params:
             raise UserError(f"Generator {key!r} has no option {option!r}." + did_you_mean(option, params))
     return cls(**kwargs)
+
+
+def sized_generator(name: str, image_size: int, options: dict | None = None) -> Generator:
+    """`make_generator` making `image_size` images unless `options` set the size itself
+    (`size`, or `output_size` for deepsim-fc6): what a study's `synth:` section and
+    `protoscope.prototypes` build."""
+    options = dict(options or {})
+    size_key = "output_size" if str(name).strip().lower().replace("_", "-") == "deepsim-fc6" else "size"
+    options.setdefault(size_key, image_size)
+    return make_generator(name, **options)

@@ -9,115 +9,22 @@ checkpoint, so epoch-to-epoch differences come from the network, not the draw.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from ..data.datasets import normalize
 from ..errors import UserError
 from ..jobs import Job
 from ..nets.checkpoints import epoch_files, load_into
-from ..nets.layers import check_layers, truncate
+from ..nets.layers import check_layers
 from ..nets.models import build_model
 from ..runtime import use_bf16
 from ..store import MetricsTable
 from ..store.arrays import ArrayStore
-from .engine import Forward, synthesize
-from .generators import Generator, make_generator
-from .objectives import ChannelCentre, ChannelMean, Objective
-from .receptive import crop_plan, rf_map, rf_mask
+from .generators import Generator, sized_generator
+from .layer import layer_prototypes, layer_units, prepare
+from .receptive import measure_receptive_field
 
 
 def build_generator(spec, image_size: int, device: torch.device) -> Generator:
-    options = dict(spec.generator_options)
-    size_key = "output_size" if spec.generator.lower().replace("_", "-") == "deepsim-fc6" else "size"
-    options.setdefault(size_key, image_size)
-    return make_generator(spec.generator, **options).to(device)
-
-
-def make_objective(kind: str, units: int) -> Objective:
-    return (ChannelCentre if kind == "centre" else ChannelMean)(range(units))
-
-
-def layer_forward(model: nn.Module, layer: str, image_size: int, crop: bool, plan="auto",
-                  channels_last: bool = True) -> tuple[Forward, object]:
-    """images in [0, 1] -> the layer's activation; with `crop`, only the centre unit's input region.
-
-    The cropped forward returns a (B, C, 1, 1) activation holding exactly the
-    full image's centre unit, so a centre objective reads the same value.
-    `plan` may be passed in: it depends on the architecture only, not the weights.
-    Images enter channels-last (NHWC), the layout oneDNN and cuDNN convolve
-    fastest in bf16 (evolve puts the weights in it too); `channels_last=False`
-    keeps the default NCHW layout.
-    """
-    net = truncate(model, layer)
-    if plan == "auto":
-        plan = crop_plan(model, layer, image_size) if crop else None
-
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-
-    def prepared(x: torch.Tensor) -> torch.Tensor:
-        return normalize(x).contiguous(memory_format=layout)
-
-    if plan is None:
-        return (lambda x: net(prepared(x))[layer]), None
-
-    def cropped(x: torch.Tensor) -> torch.Tensor:
-        acts = net(prepared(plan.crop(x)))[layer]
-        return acts[:, :, plan.out_y : plan.out_y + 1, plan.out_x : plan.out_x + 1]
-
-    return cropped, plan
-
-
-def pre_activation(model: nn.Module, layer: str, forward: Forward, image_size: int, plan=None) -> Forward | None:
-    """`forward`'s view of the layer *before* its final ReLU, or None when the layer does not end in one.
-
-    Why: behind a ReLU a silent unit scores 0 for every image, a flat landscape
-    that no search can climb; its pre-activation still ranks images by how close
-    they come to waking it, and wherever it is positive it equals the score.
-    Read with forward pre-hooks on the layer's `nn.ReLU` modules (the last call's
-    input, copied before an in-place ReLU overwrites it); checked once against
-    `forward` on random images, so an architecture where the last ReLU is not
-    the output gets None rather than a wrong surrogate.
-    """
-    try:
-        module = model.get_submodule(layer)
-    except AttributeError:  # a graph-node address, not a module
-        return None
-    relus = [m for m in module.modules() if isinstance(m, nn.ReLU)]
-    if not relus:
-        return None
-
-    def search(images: torch.Tensor) -> torch.Tensor:
-        last: list[torch.Tensor] = []
-
-        def keep(_module, args):
-            last[:] = [args[0].clone()]
-
-        handles = [relu.register_forward_pre_hook(keep) for relu in relus]
-        try:
-            forward(images)
-        finally:
-            for handle in handles:
-                handle.remove()
-        pre = last[0]
-        return pre if plan is None else pre[:, :, plan.out_y : plan.out_y + 1, plan.out_x : plan.out_x + 1]
-
-    device = next(model.parameters(), torch.empty(0)).device
-    with torch.no_grad():
-        images = torch.rand(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0)).to(device)
-        out, pre = forward(images), search(images)
-    if pre.shape != out.shape or not torch.allclose(torch.relu(pre), out, atol=1e-5):
-        return None
-    return search
-
-
-def layer_units(model: nn.Module, layers: list[str], image_size: int) -> dict[str, int]:
-    """Channels (or features) of each layer, from one forward pass."""
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        out = truncate(model, layers)(torch.zeros(1, 3, image_size, image_size, device=next(model.parameters()).device))
-    model.train(was)
-    return {layer: out[layer].shape[1] for layer in layers}
+    return sized_generator(spec.generator, image_size, spec.generator_options).to(device)
 
 
 def _evolve_epochs(study, run, files: dict) -> list[int]:
@@ -169,16 +76,13 @@ class _Traced:
         if epochs:
             load_into(self.model, files[epochs[0]])
         self.units = layer_units(self.model.to(device), self.layers, self.size)
-        # Traced once per layer: the traced graph shares the model's parameters, so
+        # Prepared (traced) once per layer: the traced graph shares the model's parameters, so
         # loading each epoch's weights into `model` updates it in place. Frozen: the
         # search needs gradients for the latents only, and weight gradients would
         # cost as much again as the rest of the backward pass.
         self.model.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
-        can_crop = spec.crop and spec.objective == "centre"  # a spatial mean needs the whole image
-        self.forwards = {layer: layer_forward(self.model, layer, self.size, can_crop) for layer in self.layers}
-        # the search phases climb the centre unit's pre-activation (one position: relu(pre) is the score)
-        self.searches = {layer: pre_activation(self.model, layer, f[0], self.size, f[1])
-                         if spec.objective == "centre" else None for layer, f in self.forwards.items()}
+        self.prepared = {layer: prepare(self.model, layer, self.size, spec.objective, spec.crop)
+                         for layer in self.layers}
 
 
 class EvolveStage:
@@ -244,16 +148,15 @@ class EvolveStage:
         model = traced.model
         load_into(model, _run_files(study, run)[epoch])
         model.to(device).eval()
-        forward, plan = traced.forwards[layer]
+        prepared = traced.prepared[layer]
         if need_rf:
-            _write_rf(store, spec, model, run.name, layer, epoch, traced.size, device, plan)
+            _write_rf(store, spec, model, run.name, layer, epoch, traced.size, device, prepared.plan)
         units = traced.units[layer]
-        objective = make_objective(spec.objective, units)
-        for repeat in repeats:
-            result = synthesize(forward, traced.generator, objective, seed=spec.seed + repeat,
-                                config=spec.engine_config(), device=device, bf16=use_bf16(device, study.precision),
-                                on_phase=lambda phase, left, r=repeat: emit(f"r{r} {phase}", left=left, units=units),
-                                search_forward=traced.searches[layer])
+        bf16 = use_bf16(device, study.precision)
+        for repeat in repeats:  # the engine as `protoscope.prototypes` runs it (synth/layer.py)
+            result = layer_prototypes(prepared, traced.generator, units, seed=spec.seed + repeat,
+                                      config=spec.engine_config(), device=device, bf16=bf16,
+                                      on_phase=lambda phase, left, r=repeat: emit(f"r{r} {phase}", left=left, units=units))
             base = {"run": run.name, "condition": run.condition, "seed": run.seed, "repeat": repeat,
                     "epoch": epoch, "layer": layer}
             table.write("evolve", f"{run.name}/{layer}/epoch_{epoch:03d}_r{repeat}", [
@@ -272,12 +175,10 @@ STAGE_REF = f"{__name__}:STAGE"
 
 
 def _write_rf(store: ArrayStore, spec, model, run_name: str, layer: str, epoch: int, size: int, device, plan) -> None:
-    """The centre unit's receptive field at this checkpoint: per layer, and per unit on request."""
-    rng = torch.Generator().manual_seed(spec.seed)
-    layer_map = rf_map(model, layer, size, n_samples=spec.rf_samples, generator=rng, device=device, plan=plan)
-    unit_maps = unit_masks = None
-    if spec.rf == "unit":
-        maps = rf_map(model, layer, size, n_samples=spec.rf_samples, units="all", generator=rng, device=device, plan=plan)
-        unit_maps = maps.cpu().numpy()
-        unit_masks = torch.stack([rf_mask(m) for m in maps]).numpy()
-    store.write_rf(run_name, layer, epoch, layer_map.cpu().numpy(), rf_mask(layer_map).numpy(), unit_maps, unit_masks)
+    """The centre unit's receptive field at this checkpoint: per layer, and per unit on request
+    (`measure_receptive_field`, as `protoscope.receptive_field` measures it)."""
+    rf = measure_receptive_field(model, layer, size, samples=spec.rf_samples, per_unit=spec.rf == "unit",
+                                 seed=spec.seed, device=device, plan=plan)
+    unit_maps = None if rf.unit_maps is None else rf.unit_maps.numpy()
+    unit_masks = None if rf.unit_masks is None else rf.unit_masks.numpy()
+    store.write_rf(run_name, layer, epoch, rf.map.numpy(), rf.mask.numpy(), unit_maps, unit_masks)

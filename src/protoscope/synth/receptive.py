@@ -48,6 +48,8 @@ __all__ = [
     "CropPlan",
     "crop_plan",
     "centre_activation",
+    "ReceptiveField",
+    "measure_receptive_field",
 ]
 
 Reduce = Literal["square", "abs"]
@@ -725,3 +727,38 @@ def rf_mask(rf: Tensor | np.ndarray) -> Tensor:
     """``gaussian_mask(fit_gaussian(rf), rf.shape)``: the receptive-field mask of a map."""
     shape = tuple(rf.shape)
     return gaussian_mask(fit_gaussian(rf), shape)
+
+
+# --------------------------------------------------------------------------
+# One measurement, as `evolve` stores it and `protoscope.receptive_field` returns it
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class ReceptiveField:
+    """The centre unit's effective receptive field: its map, the Gaussian fitted to it and the mask
+    from that fit (what prototypes are weighted by); per unit too when asked for. Maps are (H, W)
+    float32 in input pixels; per-unit ones (U, H, W)."""
+
+    map: Tensor
+    mask: Tensor
+    fit: GaussianFit
+    unit_maps: Tensor | None = None
+    unit_masks: Tensor | None = None
+
+
+def measure_receptive_field(model: nn.Module, layer: str, image_size: int | Sequence[int], *, samples: int = 500,
+                            per_unit: bool = False, seed: int = 0, device: str | torch.device | None = None,
+                            plan: CropPlan | None | Literal["auto"] = "auto", batch_size: int = 64) -> ReceptiveField:
+    """The layer's map (the mean over channels at the centre, the seed's) and, with `per_unit`, one
+    map per channel drawn from the same seeded noise stream after it: what `evolve` stores."""
+    rng = torch.Generator().manual_seed(int(seed))
+    layer_map = rf_map(model, layer, image_size, n_samples=samples, batch_size=batch_size, generator=rng,
+                       device=device, plan=plan)
+    fit = fit_gaussian(layer_map)
+    unit_maps = unit_masks = None
+    if per_unit:
+        unit_maps = rf_map(model, layer, image_size, n_samples=samples, batch_size=batch_size, units="all",
+                           generator=rng, device=device, plan=plan)
+        unit_masks = torch.stack([rf_mask(m) for m in unit_maps])
+    return ReceptiveField(layer_map, gaussian_mask(fit, tuple(layer_map.shape)), fit, unit_maps, unit_masks)

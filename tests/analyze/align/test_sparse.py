@@ -8,7 +8,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso
 
 from protoscope.analyze.align import SEED_PENALTIES, Moments, SparsePrediction, correlations
-from protoscope.analyze.align.jobs import _penalties, analyze_pair
+from protoscope.analyze.align.jobs import analyze_pair
+from protoscope.analyze.align.pair import penalty_sweep
 from protoscope.study import AlignSpec
 
 from .planted import grouped_pair, shared_causes_pair
@@ -62,7 +63,7 @@ def test_the_align_stage_settings_converge_and_equal_sklearn_lasso():
     only by weights below that. The loss, Table 1's entry (0 to 0.5, shown to 3 decimals), to 1e-6.
     """
     spec = AlignSpec()
-    penalties = _penalties(spec)
+    penalties = penalty_sweep(spec)
     a, b = shared_causes_pair()
     corr = correlations(a, b)
     eig = np.linalg.eigvalsh(corr.within_a_)

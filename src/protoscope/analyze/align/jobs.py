@@ -35,12 +35,9 @@ from ...nets.models import build_model
 from ...store import MetricsTable, check_settings
 from ..activations import probe_set, stream_activations
 from .cka import CKA
-from .clustering import MappingClustering, SpectralAlignment
 from .correlation import Correlation
-from .matching import Matching
-from .mutual_info import MutualInformation, RowSampler
-from .sparse import SparsePrediction
-from .stats import Moments, accumulation_device, as_rows, pool
+from .pair import accumulate, fit_pair
+from .stats import Moments, accumulation_device, pool
 from .track import IdentityTracking, prototype_similarity
 
 STAGE = "align"
@@ -143,17 +140,11 @@ def _images(study):
 # --------------------------------------------------------------------------- one pair, one layer
 
 
-def _penalties(spec) -> list[float]:
-    values = list(dict.fromkeys(float(p) for p in spec.penalties))
-    close = lambda p, q: p == q or (p > 0 and q > 0 and abs(np.log10(p) - np.log10(q)) < 0.01)  # 0.00251 ~ 10^-2.6
-    if not any(close(p, spec.cluster_penalty) for p in values):
-        values.append(float(spec.cluster_penalty))
-    return values
-
-
 def analyze_pair(moments: Moments, sample, spec, prototypes=None) -> tuple[xr.Dataset, dict[str, float]]:
-    """Every alignment of one pair at one layer: the arrays (a Dataset) and the scalar metrics."""
-    corr = Correlation().fit(moments)
+    """Every alignment of one pair at one layer (`fit_pair`, as `protoscope.align` fits it): the
+    arrays (a Dataset) and the scalar metrics."""
+    fit = fit_pair(moments, sample, spec)
+    corr = fit.correlation
     ua, ub = corr.alive_a_, corr.alive_b_
     coords = {"unit_a": np.arange(len(corr.sd_a_)), "unit_b": np.arange(len(corr.sd_b_)),
               "a": ua, "a2": ua, "b": ub, "b2": ub}
@@ -162,33 +153,38 @@ def analyze_pair(moments: Moments, sample, spec, prototypes=None) -> tuple[xr.Da
             "within_a": (("a", "a2"), corr.within_a_), "within_b": (("b", "b2"), corr.within_b_),
             "between": (("a", "b"), corr.between_)}
     metrics = {"align_dead_a": len(corr.dead_a_), "align_dead_b": len(corr.dead_b_)}
-    if not len(ua) or not len(ub):  # a net with no live unit here: nothing to align
+    if fit.bipartite is None:  # a net with no live unit here: nothing to align
         return xr.Dataset(data, coords), metrics
-    for method in ("bipartite", "semi"):
-        match = Matching(method, spec.threshold).fit(corr.between_, ua, ub)
+    for method, match in (("bipartite", fit.bipartite), ("semi", fit.semi)):
         data[f"partner_{method}"] = ("a", match.partner_)
         data[f"value_{method}"] = ("a", match.value_)
         metrics[f"align_corr_{method}_mean"] = match.mean_
         metrics[f"align_unpaired_{method}"] = match.unpaired_fraction_
-        if method == "bipartite" and prototypes is not None:
-            protos_a, protos_b, mask = prototypes
-            # rows are live A units, partners B unit indices; NaN where a row has no partner
-            sims, baseline = prototype_similarity(protos_a[ua], protos_b, match.partner_, mask)
-            data["proto_similarity"] = ("a", sims)
-            if np.isfinite(sims).any():
-                metrics["align_proto_matched"] = float(np.nanmean(sims))
-                metrics["align_proto_baseline"] = baseline
-    if sample is not None and len(sample) and spec.mi_samples:
-        xa, xb = sample
-        mi = MutualInformation(spec.bin_mass).fit(xa[:, ua], xb[:, ub])
-        data["mi"] = (("a", "b"), mi.mi_)
-        for method in ("bipartite", "semi"):
-            match = Matching(method, spec.threshold).fit(mi.mi_, ua, ub)
+    if prototypes is not None:
+        protos_a, protos_b, mask = prototypes
+        # rows are live A units, partners B unit indices; NaN where a row has no partner
+        sims, baseline = prototype_similarity(protos_a[ua], protos_b, fit.bipartite.partner_, mask)
+        data["proto_similarity"] = ("a", sims)
+        if np.isfinite(sims).any():
+            metrics["align_proto_matched"] = float(np.nanmean(sims))
+            metrics["align_proto_baseline"] = baseline
+    if fit.mutual_info is not None:
+        data["mi"] = (("a", "b"), fit.mutual_info.mi_)
+        for method, match in (("bipartite", fit.mi_bipartite), ("semi", fit.mi_semi)):
             data[f"partner_mi_{method}"] = ("a", match.partner_)
             metrics[f"align_mi_{method}_mean"] = match.mean_
-        metrics["align_mi_samples"] = mi.n_samples_
-    penalties = _penalties(spec)
-    sparse = SparsePrediction(penalties, spec.sparse_iter).fit(corr.within_a_, corr.between_)
+        metrics["align_mi_samples"] = fit.mutual_info.n_samples_
+    _sparse_arrays(fit, data, coords, metrics)
+    _cluster_arrays(fit, len(ua) + len(ub), data, coords, metrics)
+    spectral = fit.spectral
+    ds = xr.Dataset(data, coords, attrs={"n_samples": corr.n_samples_, "threshold": spec.threshold, "tau": spec.tau,
+                                         "cluster_penalty": spec.cluster_penalty,
+                                         "eigenvalues": spectral.eigenvalues_[: min(50, len(spectral.eigenvalues_))]})
+    return ds, metrics
+
+
+def _sparse_arrays(fit, data: dict, coords: dict, metrics: dict) -> None:
+    sparse = fit.sparse
     coords["penalty"] = sparse.penalties_
     data["coef"] = (("penalty", "b", "a"), sparse.coef_)
     data["sparse_loss"] = ("penalty", sparse.loss_)
@@ -198,11 +194,12 @@ def analyze_pair(moments: Moments, sample, spec, prototypes=None) -> tuple[xr.Da
         metrics[f"sparse_loss@{p:.3g}"] = float(loss)
         metrics[f"sparse_weights@{p:.3g}"] = float(weights.mean())
         metrics[f"sparse_converged@{p:.3g}"] = float(converged)
-    mapping = sparse.weights(spec.cluster_penalty).T  # (A, B)
-    hier = MappingClustering().fit(mapping)
-    coords["node"] = np.arange(len(ua) + len(ub))
-    data["mapping_order"] = ("node", hier.order_)
-    spectral = SpectralAlignment(spec.clusters, spec.tau, spec.alpha).fit(corr.within_a_, corr.between_, corr.within_b_)
+
+
+def _cluster_arrays(fit, nodes: int, data: dict, coords: dict, metrics: dict) -> None:
+    coords["node"] = np.arange(nodes)
+    data["mapping_order"] = ("node", fit.clustering.order_)
+    spectral = fit.spectral
     coords["cluster"] = np.arange(len(spectral.sizes_a_))
     data.update({"spectral_labels": ("node", spectral.labels_), "spectral_order": ("node", spectral.order_),
                  "cluster_size_a": ("cluster", spectral.sizes_a_), "cluster_size_b": ("cluster", spectral.sizes_b_),
@@ -213,10 +210,6 @@ def analyze_pair(moments: Moments, sample, spec, prototypes=None) -> tuple[xr.Da
     metrics["spectral_shared_clusters"] = int(shared.sum())
     if shared.any():
         metrics["spectral_between_mean"] = float(spectral.between_[shared].mean())
-    ds = xr.Dataset(data, coords, attrs={"n_samples": corr.n_samples_, "threshold": spec.threshold, "tau": spec.tau,
-                                         "cluster_penalty": spec.cluster_penalty,
-                                         "eigenvalues": spectral.eigenvalues_[: min(50, len(spectral.eigenvalues_))]})
-    return ds, metrics
 
 
 # --------------------------------------------------------------------------- jobs
@@ -284,26 +277,17 @@ def pairs_job(study, epoch: int, pairs: list[tuple[str, str]], layers: list[str]
     spec = study.align
     runs = [r.name for r in study.runs if epoch in _files(study, r)]
     models = _sides(study, [(name, epoch) for name in runs], layers)
-    acc = accumulation_device(device)
-    pair_moments = {(p, l): Moments(acc, higher=False) for p in pairs for l in layers}
-    pooled = Moments(acc, names=[f"{r}/{l}" for r in runs for l in layers])
-    samplers: dict = {}
     index = {name: k for k, name in enumerate(runs)}
-    for outs in stream(models, layers, images, device, spec.batch_size):
-        pooled.partial_fit(*[pool(outs[k][l]) for k in range(len(runs)) for l in layers])
-        for (a, b), layer in itertools.product(pairs, layers):
-            xa, xb = outs[index[a]][layer], outs[index[b]][layer]
-            pair_moments[(a, b), layer].partial_fit(xa, xb)
-            if spec.mi_samples:
-                if ((a, b), layer) not in samplers:
-                    per_image = int(np.prod(xa.shape[2:])) if xa.ndim > 2 else 1
-                    samplers[(a, b), layer] = RowSampler(spec.mi_samples, per_image * len(images), seed=epoch)
-                samplers[(a, b), layer].add(as_rows(xa), as_rows(xb))
+    streamed = accumulate(models, layers, [(index[a], index[b]) for a, b in pairs], images, device=device,
+                          batch_size=spec.batch_size, mi_samples=spec.mi_samples, seed=epoch,
+                          names=[f"{r}/{l}" for r in runs for l in layers])
+    pooled = streamed.pooled
     rows: list[dict] = []
     root = align_root(study) / f"epoch_{epoch:03d}"
     for (a, b), layer in itertools.product(pairs, layers):
-        sample = samplers[(a, b), layer].rows() if ((a, b), layer) in samplers else None
-        ds, metrics = analyze_pair(pair_moments[(a, b), layer], sample, spec, _prototypes(study, a, b, layer, epoch))
+        key = ((index[a], index[b]), layer)
+        ds, metrics = analyze_pair(streamed.pairs[key], streamed.samples.get(key), spec,
+                                   _prototypes(study, a, b, layer, epoch))
         ds.attrs.update(run_a=a, run_b=b, epoch=epoch, layer=layer)
         _write(ds, root / pair_name(a, b) / f"{layer}.nc")
         ra, rb = study.run(a), study.run(b)

@@ -2,37 +2,58 @@
 
     python bench/train_step.py > bench/results/train_step.txt
 
-The demo's first run (shapes, 32 px, batch 128, lightly's SimCLR transform with colour jitter):
-views of 10 batches made in this process (`view_loader` with no worker), then 10 SimCLR steps
-(both views in one forward, NT-Xent, SGD) in float32 and in bf16 autocast, NCHW and channels-last,
-after 2 steps of warm-up each. Training runs the views in one worker process beside the model
-step (bf16, channels-last), so on 2 cores the two compete.
+The demo's first run (shapes, 32 px, batch 128, colour jitter). Views of 10 batches, made in this
+process: lightly's SimCLRTransform one PIL image at a time (what training used before), and the
+same augmentation batched by kornia (`train.views`, what it uses now); drawing the raw batches is
+timed apart. Then 10 SimCLR steps (both views in one forward, NT-Xent, SGD) in float32 and bf16
+autocast, NCHW and channels-last, after 2 steps of warm-up each. Training draws the raw batches in
+one worker process and makes the views and the step in the main one, so on 2 cores they compete.
 """
 
 from __future__ import annotations
 
+import random
 import time
 
 import torch
 
 
+def _timed(label: str, work, repeats: int = 10):
+    started = time.perf_counter()
+    out = [work(k) for k in range(repeats)]
+    print(f"{label}: {(time.perf_counter() - started) * 1000 / repeats:.0f} ms")
+    return out
+
+
 def main() -> None:
     from lightly.loss import NTXentLoss
+    from lightly.transforms import SimCLRTransform
+    from torchvision.transforms.functional import to_pil_image
 
-    from protoscope.data.datasets import TrainImages
-    from protoscope.data.loader import view_loader
+    from protoscope.data.datasets import IMAGENET_MEAN, IMAGENET_STD, TrainImages
     from protoscope.demo import demo_study
-    from protoscope.train.simclr import build_simclr, simclr_transform
+    from protoscope.train.simclr import build_simclr
+    from protoscope.train.views import augment_settings, make_views, view_augmentation
 
     run = demo_study("/tmp/unused").runs[0]
-    source, transform = TrainImages(run.data, run.optimizer.batch_size), simclr_transform(run)
-    started, views = time.perf_counter(), []
-    for _, view0, view1 in view_loader(source, transform, run.seed, 0, 0):
-        views.append((view0, view1))
-        if len(views) == 10:
-            break
-    print(f"views for one step (2 x {run.optimizer.batch_size} images, one process): "
-          f"{(time.perf_counter() - started) * 100:.0f} ms")
+    source = TrainImages(run.data, run.optimizer.batch_size)
+    n = run.optimizer.batch_size
+    batches = _timed(f"raw batch of {n} images drawn", lambda k: source.images(1, k))
+    reference = SimCLRTransform(input_size=run.data.image_size, **augment_settings(run),
+                                normalize={"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)})
+    random.seed(0)
+
+    def lightly_views(k):
+        pairs = [reference(to_pil_image(image)) for image in batches[k]]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+    started = time.perf_counter()
+    _timed(f"views for one step (2 x {n}), lightly per image", lightly_views)
+    per_image = time.perf_counter() - started
+    augment = view_augmentation(run)
+    started = time.perf_counter()
+    views = _timed(f"views for one step (2 x {n}), kornia batched", lambda k: make_views(augment, batches[k], k))
+    print(f"views: kornia batched is {per_image / (time.perf_counter() - started):.1f}x faster than lightly per image")
     loss_fn = NTXentLoss(temperature=run.simclr.temperature)
     for bf16 in (False, True):
         for channels_last in (False, True):

@@ -79,7 +79,11 @@ def test_builtin_demo_study_is_valid():
 
     study = demo_study("/tmp/x", quick=False)
     assert {r.condition for r in study.runs} == {"clrjit", "keepclr"}
-    assert study.runs[0].simclr.augment == {"gaussian_blur": 0.0, "min_scale": 0.5}
+    from protoscope.train.views import augment_settings, view_augmentation
+
+    for run in study.runs:  # every run's augmentation is lightly's arguments, and kornia builds it
+        assert set(run.simclr.augment) <= set(augment_settings(run))
+        assert view_augmentation(run) is not None
 
 
 def test_builtin_digits_study_is_the_demo_on_real_handwriting():
@@ -89,5 +93,7 @@ def test_builtin_digits_study_is_the_demo_on_real_handwriting():
     assert [r.name for r in digits.runs] == [r.name for r in demo.runs]
     assert {r.data.name for r in digits.runs} == {"digits"} and digits.width is None
     assert digits.probe.train_size == 1297 and digits.atlas.images == 500
+    for a, b in zip(digits.runs, demo.runs):  # the demo's training recipe, on other data
+        assert a.model_dump(exclude={"data", "path"}) == b.model_dump(exclude={"data", "path"})
     quick = demo_study("/tmp/x", quick=True, name="digits")
     assert quick.width is None and quick.runs[0].epochs == 2

@@ -12,7 +12,8 @@ from scipy.stats import pearsonr, spearmanr
 
 from protoscope.analyze.activations import Activations
 from protoscope.analyze.rsa import (
-    category_dissimilarity, compare_rdms, epoch_rdms, load_rdms, rsa_run, trajectory_embedding, trajectory_metrics,
+    category_dissimilarity, compare_rdms, epoch_rdms, load_rdms, rsa_run, separation_chance, trajectory_embedding,
+    trajectory_metrics,
 )
 from protoscope.errors import UserError
 
@@ -83,6 +84,37 @@ def test_within_between_on_a_hand_made_rdm():
     assert np.isnan(within[0, 2]) and np.isnan(within[0, 3])  # one image of c, none of "empty"
     assert between[0, :3] == pytest.approx([(4 + 5 + 6 + 7 + 1 + 2) / 6, (4 + 5 + 6 + 7 + 3 + 4) / 6, (1 + 2 + 3 + 4) / 4])
     assert np.isnan(between[0, 3])
+
+
+def test_separation_chance_against_planted_and_absent_categories():
+    """Chance is what shuffled labels give: a weak planted category effect clears it, pure noise does not,
+    and it sits where an independent shuffle (scipy's pdist, hand-counted means) puts it."""
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(3), 40)
+    noise = rng.normal(size=(2, 120, 16))
+    noise[1] += 0.35 * rng.normal(size=(3, 16))[labels]  # epoch 1: a small shift per category
+    rdms = epoch_rdms(Activations("r", "l", noise.astype(np.float32), labels, CATS, [0, 1]))
+    names = rdms.pattern_descriptors["category"]
+    within, between = category_dissimilarity(rdms.get_matrices(), names, CATS)
+    separation = (between - within).mean(axis=1)
+    chance = separation_chance(rdms.get_matrices(), names, CATS, permutations=300)
+    assert separation[0] < chance[0] and separation[1] > 3 * chance[1] > 0
+
+    from scipy.spatial.distance import squareform
+
+    d = squareform(pdist(noise[0], "correlation"))
+    shuffled = []
+    for _ in range(300):
+        p = rng.permutation(labels)
+        same, other = p[:, None] == p[None, :], p[:, None] != p[None, :]
+        np.fill_diagonal(same, False)
+        shuffled.append(np.mean([d[(p[:, None] == c) & other].mean() - d[(p[:, None] == c) & same].mean()
+                                 for c in range(3)]))
+    assert chance[0] == pytest.approx(np.quantile(shuffled, 0.99), abs=0.25 * np.std(shuffled))
+    rows = trajectory_metrics(rdms, CATS, ("pearson",))
+    stored = {r["epoch"]: r["value"] for r in rows if r["metric"] == "rsa_separation_chance"}
+    assert stored == pytest.approx({0: separation_chance(rdms.get_matrices(), names, CATS)[0],
+                                    1: separation_chance(rdms.get_matrices(), names, CATS)[1]})
 
 
 def test_crossnobis_is_unbiased_between_categories():

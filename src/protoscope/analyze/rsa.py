@@ -9,7 +9,9 @@ From them come the trajectory metrics of Tousi, Kim & Mur:
 - ``rsa_vs_final_<method>``: similarity of each epoch's RDM to the last epoch's;
 - ``rsa_within`` / ``rsa_between`` (``space`` = the category, or ``mean`` over categories): mean
   dissimilarity between two images of that category / between one of it and one of another;
-- ``rsa_separation``: between − within, how far a category stands apart from the others.
+- ``rsa_separation``: between − within, how far a category stands apart from the others;
+- ``rsa_separation_chance`` (``space`` = ``p99``): the 99th percentile of the mean separation over
+  200 shuffles of the images' categories, the level any grouping of that size reaches by chance.
 
 Distances: ``correlation`` (1 − Pearson r between two images' unit patterns, the default),
 ``euclidean`` (rsatoolbox's: squared Euclidean distance divided by the number of units) and
@@ -137,7 +139,7 @@ def category_dissimilarity(matrices: np.ndarray, pattern_categories, categories)
     pattern_categories = np.asarray(pattern_categories).astype(str)
     onehot = (pattern_categories[:, None] == np.asarray(categories, dtype=str)[None, :]).astype(np.float64)
     n = onehot.sum(axis=0)  # patterns per category
-    sums = np.einsum("pc,epq,qd->ecd", onehot, matrices, onehot)  # summed dissimilarity between categories
+    sums = onehot.T @ matrices @ onehot  # (epoch, category, category): summed dissimilarity between categories
     within_sum = np.diagonal(sums, axis1=1, axis2=2)
     between_sum = sums.sum(axis=2) - within_sum
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -146,6 +148,20 @@ def category_dissimilarity(matrices: np.ndarray, pattern_categories, categories)
     within[:, n < 2] = np.nan
     between[:, (n == 0) | (n == len(pattern_categories))] = np.nan
     return within, between
+
+
+def separation_chance(matrices: np.ndarray, pattern_categories, categories, permutations: int = 200,
+                      quantile: float = 0.99, seed: int = 0) -> np.ndarray:
+    """Per epoch, the `quantile` of the mean category separation (between − within) with the
+    category labels shuffled: how large a separation the RDM gives any grouping of its images of
+    the same sizes. A separation above it is category structure, not chance."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(pattern_categories).astype(str)
+    shuffled = []
+    for _ in range(permutations):
+        within, between = category_dissimilarity(matrices, rng.permutation(labels), categories)
+        shuffled.append(np.nanmean(between - within, axis=1))
+    return np.quantile(np.stack(shuffled), quantile, axis=0)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -172,6 +188,11 @@ def trajectory_metrics(rdms: RDMs, categories, methods=("pearson", "spearman")) 
                 rows.append({"epoch": epoch, "metric": name, "space": str(categories[c]), "value": float(table[i, c])})
             if finite.any():
                 rows.append({"epoch": epoch, "metric": name, "space": "mean", "value": float(table[i, finite].mean())})
+    if not np.isfinite(within).any():  # crossnobis: category RDMs have no within-category pairs
+        return rows
+    chance = separation_chance(rdms.get_matrices(), rdms.pattern_descriptors["category"], categories)
+    rows += [{"epoch": epoch, "metric": "rsa_separation_chance", "space": "p99", "value": float(chance[i])}
+             for i, epoch in enumerate(epochs)]
     return rows
 
 

@@ -97,9 +97,10 @@ class TrainImages:
             self._dataset = open_torchvision(spec.name, spec.root, _TRAIN_SPLIT[spec.name])
             self.steps_per_epoch = max(1, len(self._dataset) // batch_size)
 
-    def images(self, epoch: int, step: int) -> list:
+    def images(self, epoch: int, step: int) -> torch.Tensor | list:
+        """The built-in streams' uint8 batch, or a data set's images as read."""
         if self.spec.name in ("shapes", "digits"):
-            return list(self._stream.batch(epoch, step))
+            return self._stream.batch(epoch, step)
         gen = torch.Generator().manual_seed(self.spec.seed * 100_003 + epoch)
         order = torch.randperm(len(self._dataset), generator=gen)
         index = order[step * self.batch_size : (step + 1) * self.batch_size]

@@ -1,28 +1,27 @@
-"""Two augmented views per image, batch by batch, in worker processes.
+"""Raw training batches, step by step, read in worker processes beside the training step.
 
-Each batch reseeds the augmentation RNG from (seed, epoch, step): the views do
-not depend on how many workers ran, or on whether training was interrupted.
+A batch is a uint8 tensor (N, 3, S, S): the built-in streams draw it, a data set
+is read and resized. Each is a pure function of (seed, epoch, step), so the
+views made from it (`train.views`) do not depend on how many workers ran, or
+on whether training was interrupted.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
-
-import warnings
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from torchvision.transforms.functional import to_pil_image
 
 from ..errors import UserError
+from .datasets import _to_uint8
 from .shapes import _seeded
 
 
-class ViewBatches(IterableDataset):
-    def __init__(self, source, transform, seed: int, epoch: int, start_step: int = 0):
-        self.source, self.transform = source, transform
-        self.seed, self.epoch, self.start_step = seed, epoch, start_step
+class RawBatches(IterableDataset):
+    def __init__(self, source, size: int, epoch: int, start_step: int = 0):
+        self.source, self.size = source, size
+        self.epoch, self.start_step = epoch, start_step
 
     def __iter__(self):
         info = get_worker_info()
@@ -32,34 +31,34 @@ class ViewBatches(IterableDataset):
         for step in range(self.start_step, self.source.steps_per_epoch):
             if step % workers != worker:
                 continue
-            rng_seed = int(_seeded(self.seed, self.epoch, step, 99).initial_seed())
-            torch.manual_seed(rng_seed)
-            random.seed(rng_seed)
             try:
-                with warnings.catch_warnings():  # lightly calls torchvision's deprecated to_tensor
-                    warnings.simplefilter("ignore", UserWarning)
-                    views = [self.transform(_as_pil(image)) for image in self.source.images(self.epoch, step)]
+                images = self.source.images(self.epoch, step)
+                batch = images if isinstance(images, torch.Tensor) else torch.stack(
+                    [_to_uint8(image, self.size) for image in images])
             except UserError as exc:
                 # sent as data: raised in a worker, torch would re-raise it with the worker's traceback as its message
-                yield step, str(exc), None
+                yield step, str(exc)
                 return
-            yield step, torch.stack([v[0] for v in views]), torch.stack([v[1] for v in views])
+            yield step, batch
 
 
-def view_loader(source, transform, seed: int, epoch: int, workers: int = 1, start_step: int = 0) -> Iterator:
-    """Batches of (step, view0, view1) in step order; a bad image is a UserError naming it."""
+def batch_loader(source, size: int, epoch: int, workers: int = 1, start_step: int = 0) -> Iterator:
+    """(step, uint8 images) in step order; a bad image is a UserError naming it.
+
+    Images not drawn at `size` are resized to it; the views crop from there.
+    """
     loader = DataLoader(
-        ViewBatches(source, transform, seed, epoch, start_step),
+        RawBatches(source, size, epoch, start_step),
         batch_size=None,
         num_workers=workers,
         prefetch_factor=2 if workers else None,
     )
-    for step, view0, view1 in loader:
-        if isinstance(view0, str):
-            raise UserError(view0)
-        yield step, view0, view1
+    for step, batch in loader:
+        if isinstance(batch, str):
+            raise UserError(batch)
+        yield step, batch
 
 
-def _as_pil(image):
-    """torchvision's colour jitter is several times faster on PIL images than on small tensors."""
-    return to_pil_image(image) if isinstance(image, torch.Tensor) else image
+def view_seed(seed: int, epoch: int, step: int) -> int:
+    """The augmentation seed of one step."""
+    return int(_seeded(seed, epoch, step, 99).initial_seed())

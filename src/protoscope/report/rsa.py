@@ -64,7 +64,7 @@ def trajectory(metrics: pd.DataFrame, path: Path, kind: str, layers: list[str] |
     """
     rows = metrics[metrics["metric"].str.startswith(f"rsa_{kind}")]
     if kind == "separation":
-        rows = rows[rows["space"] == "mean"]
+        rows = rows[(rows["metric"] == "rsa_separation") & (rows["space"] == "mean")]
     if rows.empty:
         return []
     ylabel, title = _CURVES[kind]
@@ -86,11 +86,21 @@ def trajectory(metrics: pd.DataFrame, path: Path, kind: str, layers: list[str] |
             ax.grid(alpha=0.3)
             if kind == "separation":
                 ax.axhline(0, color="grey", lw=0.8)
+                _chance_line(ax, metrics, condition, order[-1] if order else None)
             if r == len(methods) - 1:
                 ax.set_xlabel("epoch (0 = initialization)")
     axes[0][0].legend(fontsize=8, title="layer", title_fontsize=8)
     fig.suptitle(title + "; mean ± sd over seeds")
     return save(fig, path)
+
+
+def _chance_line(ax, metrics: pd.DataFrame, condition: str, layer: str | None) -> None:
+    """The deepest layer's chance level: the 99th percentile of its separation with shuffled categories."""
+    chance = metrics[(metrics["metric"] == "rsa_separation_chance") & (metrics["condition"] == condition)
+                     & (metrics["layer"] == layer)]
+    if not chance.empty:
+        line = chance.groupby("epoch")["value"].mean()
+        ax.plot(line.index, line.values, color="black", ls=":", lw=1, label=f"{layer}: chance (shuffled, 99th pct)")
 
 
 def categories(metrics: pd.DataFrame, path: Path, layers: list[str] | None = None,

@@ -1,6 +1,6 @@
 """SimCLR training (lightly) with the seed's two augmentation conditions.
 
-`clrjit` is lightly's SimCLR augmentation; `keepclr` disables colour jitter and
+`clrjit` is lightly's SimCLR augmentation (batched on the device: `views.py`); `keepclr` disables colour jitter and
 random grayscale (`cj_prob=0, random_gray_scale=0`), leaving colour as a
 shortcut for matching views. A run folder gets `run.yaml`, the initialization
 as epoch 0, one backbone checkpoint per epoch and `train_state.safetensors`
@@ -22,32 +22,20 @@ import torch
 import yaml
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
-from lightly.transforms import SimCLRTransform
 from safetensors import safe_open
 from torch import nn
 
 from ..atomic import write_text
-from ..data.datasets import IMAGENET_MEAN, IMAGENET_STD, TrainImages
-from ..data.loader import view_loader
+from ..data.datasets import TrainImages
+from ..data.loader import batch_loader, view_seed
 from ..errors import UserError
 from ..nets.checkpoints import checkpoint_name, load_state, save_state
 from ..nets.models import build_model
 from ..runtime import autocast
+from .views import make_views, view_augmentation
 
 STATE_FILE = "train_state.safetensors"
 RUN_FILE = "run.yaml"
-
-
-def simclr_transform(run) -> SimCLRTransform:
-    """lightly's SimCLR views for the run's condition."""
-    kwargs = dict(run.simclr.augment)
-    if run.condition == "keepclr":
-        kwargs.update(cj_prob=0.0, random_gray_scale=0.0)
-    return SimCLRTransform(
-        input_size=run.data.image_size,
-        normalize={"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-        **kwargs,
-    )
 
 
 class SimCLR(nn.Module):
@@ -184,16 +172,17 @@ def train_run(
         model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
         _load_optimizer(optimizer, {k: v.to(device) for k, v in tensors.items()})
     criterion = NTXentLoss(temperature=run.simclr.temperature)
-    transform = simclr_transform(run)
+    augment = view_augmentation(run).to(device)
     records = []
     for epoch in range(max(done, 0) + 1, run.epochs + 1):
         model.train()
         start, losses = time.perf_counter(), []
-        for step, view0, view1 in view_loader(source, transform, run.seed, epoch, workers):
+        for step, images in batch_loader(source, run.data.image_size, epoch, workers):
             global_step = (epoch - 1) * steps + step
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(run, global_step, total)
-            x = torch.cat([view0, view1]).to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            views = make_views(augment, images.to(device, non_blocking=True), view_seed(run.seed, epoch, step))
+            x = torch.cat(views).contiguous(memory_format=torch.channels_last)
             with autocast(device, bf16):
                 z = model(x)
             z0, z1 = z.float().chunk(2)

@@ -33,15 +33,16 @@ def probe_table(metrics: pd.DataFrame) -> dict | None:
 
 
 def diversity_table(metrics: pd.DataFrame) -> dict | None:
-    """Pixel-space prototype diversity (mse) per layer and condition, at the first and last epoch."""
-    part = metrics[(metrics["metric"] == "diversity_mse") & (metrics["space"] == "pixel")]
+    """Pixel-space prototype diversity per layer and condition, at the first and last epoch: cosine
+    (the findings' measure: whether prototypes point different ways) and mse (which also follows contrast)."""
+    part = metrics[metrics["metric"].isin(["diversity_cosine", "diversity_mse"]) & (metrics["space"] == "pixel")]
     if part.empty:
         return None
     first, last = part["epoch"].min(), part["epoch"].max()
     pick = part[part["epoch"].isin([first, last])]
-    wide = pick.pivot_table(index=["layer", "condition"], columns="epoch", values="value", aggfunc="mean")
-    wide.columns = [f"epoch {c}" for c in wide.columns]
-    return _table("Prototype diversity (pixel mse between units)", wide.reset_index(),
+    wide = pick.pivot_table(index=["layer", "condition"], columns=["metric", "epoch"], values="value", aggfunc="mean")
+    wide.columns = [f"{metric.removeprefix('diversity_')}, epoch {epoch}" for metric, epoch in wide.columns]
+    return _table("Prototype diversity (between units' masked prototypes)", wide.reset_index(),
                   "mean over runs and repeats; higher: units differ more")
 
 

@@ -14,10 +14,10 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "report"))
 
 VIEWS = {
     "overview": "#/",
-    "layer_view": "#/layer/clrjit-s0/layer3/12/change",
+    "layer_view": "#/layer/clrjit-s0/layer3/16/change",
     "unit_epoch_1": "#/unit/clrjit-s0/layer3/5/1",
-    "unit_epoch_12": "#/unit/clrjit-s0/layer3/5/12",
-    "atlas": "#/atlas/clrjit-s0/layer3/12",
+    "unit_epoch_16": "#/unit/clrjit-s0/layer3/5/16",
+    "atlas": "#/atlas/clrjit-s0/layer3/16",
 }
 
 

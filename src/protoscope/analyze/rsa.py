@@ -180,7 +180,8 @@ def trajectory_metrics(rdms: RDMs, categories, methods=("pearson", "spearman")) 
             rows.append({"epoch": epochs[i], "metric": f"rsa_consecutive_{method}", "value": float(sim[i - 1, i])})
         for i, epoch in enumerate(epochs):
             rows.append({"epoch": epoch, "metric": f"rsa_vs_final_{method}", "value": float(sim[i, -1])})
-    within, between = category_dissimilarity(rdms.get_matrices(), rdms.pattern_descriptors["category"], categories)
+    matrices, names = rdms.get_matrices(), rdms.pattern_descriptors["category"]
+    within, between = category_dissimilarity(matrices, names, categories)
     for name, table in (("rsa_within", within), ("rsa_between", between), ("rsa_separation", between - within)):
         for i, epoch in enumerate(epochs):
             finite = np.isfinite(table[i])
@@ -190,7 +191,7 @@ def trajectory_metrics(rdms: RDMs, categories, methods=("pearson", "spearman")) 
                 rows.append({"epoch": epoch, "metric": name, "space": "mean", "value": float(table[i, finite].mean())})
     if not np.isfinite(within).any():  # crossnobis: category RDMs have no within-category pairs
         return rows
-    chance = separation_chance(rdms.get_matrices(), rdms.pattern_descriptors["category"], categories)
+    chance = separation_chance(matrices, names, categories)
     rows += [{"epoch": epoch, "metric": "rsa_separation_chance", "space": "p99", "value": float(chance[i])}
              for i, epoch in enumerate(epochs)]
     return rows

@@ -38,10 +38,9 @@ def probe_findings(metrics: pd.DataFrame, rise: float = 0.10) -> list[dict]:
     return rows
 
 
-def _last_mean(metrics: pd.DataFrame, metric: str, layer: str) -> pd.Series:
-    """Per condition, the mean over runs of a metric's category mean at each run's last epoch."""
-    part = metrics[(metrics["metric"] == metric) & (metrics["layer"] == layer)]
-    part = part[part["space"].isin(["mean", "p99"])]
+def _last_mean(metrics: pd.DataFrame, metric: str, layer: str, space: str) -> pd.Series:
+    """Per condition, the mean over runs of one of a metric's spaces at each run's last epoch."""
+    part = metrics[(metrics["metric"] == metric) & (metrics["layer"] == layer) & (metrics["space"] == space)]
     return _last(part).groupby("condition")["value"].mean() if not part.empty else pd.Series(dtype=float)
 
 
@@ -52,8 +51,8 @@ def rsa_findings(metrics: pd.DataFrame, layers: list[str]) -> list[dict]:
     Chance is the 99th percentile of the separation with the images' categories shuffled
     (`rsa_separation_chance`); a store without it is held to > 0."""
     rows = []
-    last = _last_mean(metrics, "rsa_separation", layers[-1])
-    chance = _last_mean(metrics, "rsa_separation_chance", layers[-1])
+    last = _last_mean(metrics, "rsa_separation", layers[-1], "mean")  # the mean over categories
+    chance = _last_mean(metrics, "rsa_separation_chance", layers[-1], "p99")
     if "clrjit" in last:
         level = float(chance.get("clrjit", 0.0))
         rows.append(_row(f"RSA: {layers[-1]} separation under clrjit above chance",

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .shapes import _MIN_COLOUR_DISTANCE, ShapeStream, _seeded
+from .shapes import ShapeStream, _seeded, colour_pairs
 
 CLASSES = tuple(str(d) for d in range(10))
 TRAIN_SCANS = 1297  # of 1797; the other 500 are held out
@@ -39,16 +39,6 @@ def _scans() -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
     return ink, torch.as_tensor(digits.target, dtype=torch.int64), np.sort(order[:TRAIN_SCANS]), np.sort(order[TRAIN_SCANS:])
 
 
-def _colours(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    bg, fg = torch.rand(n, 3, generator=gen), torch.rand(n, 3, generator=gen)
-    for _ in range(100):  # redraw foregrounds too close to their background
-        close = (fg - bg).norm(dim=1) < _MIN_COLOUR_DISTANCE
-        if not close.any():
-            break
-        fg[close] = torch.rand(int(close.sum()), 3, generator=gen)
-    return fg, bg
-
-
 def render(indices: torch.Tensor, gen: torch.Generator, size: int = 32) -> torch.Tensor:
     """The scans at `indices`, each at a random scale (the digit 60–85 % of the canvas) and shift, in
     random colours; uint8 (N, 3, size, size)."""
@@ -61,7 +51,7 @@ def render(indices: torch.Tensor, gen: torch.Generator, size: int = 32) -> torch
     theta[:, :, 2] = -shift / scale[:, None]
     grid = F.affine_grid(theta, (n, 1, size, size), align_corners=False)
     alpha = F.grid_sample(ink[indices], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    fg, bg = _colours(n, gen)
+    fg, bg = colour_pairs(n, gen)
     image = alpha * fg[:, :, None, None] + (1 - alpha) * bg[:, :, None, None]
     return (image.clamp(0, 1) * 255).round().to(torch.uint8)
 

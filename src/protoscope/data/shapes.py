@@ -57,19 +57,26 @@ def _boundary_radius(theta: torch.Tensor, rotation: torch.Tensor, n: int, inner:
     return (ex * p1y - ey * p1x) / (ex * uy - ey * ux)
 
 
+def colour_pairs(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(foreground, background) RGB colours in [0, 1], uniform, each pair at least
+    `_MIN_COLOUR_DISTANCE` apart (background drawn first, too-close foregrounds redrawn)."""
+    bg = torch.rand(n, 3, generator=gen)
+    fg = torch.rand(n, 3, generator=gen)
+    for _ in range(100):
+        close = (fg - bg).norm(dim=1) < _MIN_COLOUR_DISTANCE
+        if not close.any():
+            break
+        fg[close] = torch.rand(int(close.sum()), 3, generator=gen)
+    return fg, bg
+
+
 def render(labels: torch.Tensor, gen: torch.Generator, size: int = 32, supersample: int = 3) -> torch.Tensor:
     """Render one random shape per label; returns uint8 images (N, 3, size, size)."""
     n = labels.shape[0]
     radius = 0.30 + 0.15 * torch.rand(n, generator=gen)
     centre = (torch.rand(n, 2, generator=gen) - 0.5) * 0.24
     rotation = torch.rand(n, generator=gen) * 2 * math.pi
-    bg = torch.rand(n, 3, generator=gen)
-    fg = torch.rand(n, 3, generator=gen)
-    for _ in range(100):  # redraw foregrounds too close to their background
-        close = (fg - bg).norm(dim=1) < _MIN_COLOUR_DISTANCE
-        if not close.any():
-            break
-        fg[close] = torch.rand(int(close.sum()), 3, generator=gen)
+    fg, bg = colour_pairs(n, gen)
     return draw(labels, radius, centre, rotation, fg, bg, size, supersample)
 
 

@@ -33,10 +33,10 @@ from ...nets.checkpoints import epoch_files, load_into
 from ...nets.layers import check_layers
 from ...nets.models import build_model
 from ...store import MetricsTable, check_settings
-from ..activations import probe_set, stream_activations
+from ..activations import probe_set
 from .cka import CKA
 from .correlation import Correlation
-from .pair import accumulate, fit_pair
+from .pair import accumulate, fit_pair, stream
 from .stats import Moments, accumulation_device, pool
 from .track import IdentityTracking, prototype_similarity
 
@@ -122,13 +122,6 @@ def _sides(study, sides: list[tuple[str, int]], layers: list[str]):
         load_into(model, _files(study, run)[epoch])
         models.append(model)
     return models
-
-
-def stream(models, layers, images, device, batch_size: int):
-    """Per batch, one {layer: (B, C, H, W)} per model, all from the same images."""
-    streams = [stream_activations(m, layers, images, device=device, batch_size=batch_size, pool=False)
-               for m in models]
-    yield from zip(*streams)
 
 
 def _images(study):

@@ -77,6 +77,13 @@ def fit_pair(moments: Moments, sample, spec, pooled: Moments | None = None) -> P
     return fit
 
 
+def stream(models, layers, images, device, batch_size: int):
+    """Per batch, one {layer: (B, C, H, W)} per model, all from the same images."""
+    streams = [stream_activations(m, layers, images, device=device, batch_size=batch_size, pool=False)
+               for m in models]
+    yield from zip(*streams)
+
+
 @dataclass
 class Streamed:
     """What `accumulate` kept: per-position moments and row samples per (pair, layer), pooled
@@ -94,9 +101,7 @@ def accumulate(models: list, layers: list[str], pairs: list[tuple[int, int]], im
     moments = {(p, layer): Moments(acc, higher=False) for p in pairs for layer in layers}
     pooled = Moments(acc, names=names)
     samplers: dict = {}
-    streams = [stream_activations(m, layers, images, device=device, batch_size=batch_size, pool=False)
-               for m in models]
-    for outs in zip(*streams):
+    for outs in stream(models, layers, images, device, batch_size):
         pooled.partial_fit(*[pool(out[layer]) for out in outs for layer in layers])
         for (a, b), layer in itertools.product(pairs, layers):
             xa, xb = outs[a][layer], outs[b][layer]

@@ -11,7 +11,7 @@ from torchvision.transforms.functional import to_pil_image
 from protoscope.data.datasets import IMAGENET_MEAN, IMAGENET_STD
 from protoscope.data.shapes import ShapeStream
 from protoscope.demo import demo_study
-from protoscope.study import load_study
+from protoscope.study import builtin_study, load_study
 from protoscope.train.views import augment_settings, make_views, view_augmentation
 
 
@@ -76,3 +76,28 @@ def test_views_are_a_function_of_the_seed(demo_runs):
     state = torch.get_rng_state()
     make_views(augment, images, 7)
     assert torch.equal(state, torch.get_rng_state())  # the global RNG did not move
+
+
+def _red_direction(views: torch.Tensor) -> torch.Tensor:
+    """Per view, the angle (degrees, counter-clockwise from 'up') of the red half's centroid."""
+    weight = (views[:, 0] - views[:, 2]).clamp(min=0)
+    size = views.shape[-1]
+    grid = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    x = (weight * grid[None, None, :]).sum((1, 2)) / weight.sum((1, 2))
+    y = (weight * grid[None, :, None]).sum((1, 2)) / weight.sum((1, 2))
+    return torch.rad2deg(torch.atan2(-x, -y))
+
+
+def test_rotation_without_degrees_is_lightlys_quarter_turn(tmp_path):
+    """lightly's rr_degrees=None turns a view by exactly 90° (counter-clockwise) with probability rr_prob."""
+    still = {"hf_prob": 0.0, "vf_prob": 0.0, "gaussian_blur": 0.0, "min_scale": 1.0, "rr_prob": 0.5}
+    study = load_study(builtin_study("demo"), {"store": str(tmp_path), "defaults": {"simclr": {"augment": still}}})
+    run = next(run for run in study.runs if run.condition == "keepclr")  # no colour jitter
+    image = torch.zeros(3, 32, 32, dtype=torch.uint8)
+    image[0, :16], image[2, 16:] = 255, 255  # red above, blue below
+    images = image.expand(200, 3, 32, 32).contiguous()
+    for views in (torch.cat(make_views(view_augmentation(run), images, 0)), _lightly_views(run, images[:100])):
+        angle = _red_direction(views)
+        up, left = angle.abs() < 5, (angle - 90).abs() < 5
+        assert bool((up | left).all())  # no angle in between
+        assert 0.35 < left.float().mean().item() < 0.65

@@ -50,9 +50,9 @@ def view_augmentation(run) -> nn.Module:
         K.RandomHorizontalFlip(p=s["hf_prob"]),
         K.RandomVerticalFlip(p=s["vf_prob"]),
     ]
-    if s["rr_prob"] > 0:
-        degrees = s["rr_degrees"] if s["rr_degrees"] is not None else 90.0
-        steps.append(K.RandomRotation(degrees, p=s["rr_prob"]))
+    if s["rr_prob"] > 0:  # lightly: no degrees = a quarter turn (counter-clockwise), else uniform in ±degrees
+        steps.append(K.RandomRotation90(times=(1, 1), p=s["rr_prob"]) if s["rr_degrees"] is None
+                     else K.RandomRotation(s["rr_degrees"], p=s["rr_prob"]))
     if s["cj_prob"] > 0:
         steps.append(K.ColorJitter(strength * s["cj_bright"], strength * s["cj_contrast"], strength * s["cj_sat"],
                                    strength * s["cj_hue"], p=s["cj_prob"]))

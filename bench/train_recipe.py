@@ -4,7 +4,7 @@ at every epoch.
     python bench/train_recipe.py --epochs 24 --out /tmp/recipe > bench/results/train_recipe.txt
 
 A built-in study (`--study demo`: shapes; `--study digits`; SimCLR as in its study file) with
-seed 0 of each of `--conditions` only, `--epochs` epochs and any `--set key=value` overrides of
+one run (`--seed`, default 0) of each of `--conditions` only, `--epochs` epochs and any `--set key=value` overrides of
 `defaults` (e.g. `--set optimizer.lr=0.3`); train and probe stages only, and rsa with `--rsa`. Prints the logistic-regression probe's test
 accuracy per epoch and its gain over the initialization — the demo's first finding needs clrjit
 ≥ +0.10 and keepclr ≤ 0 — and the seconds each run trained.
@@ -17,6 +17,7 @@ import time
 import warnings
 from pathlib import Path
 
+import torch
 import yaml
 
 
@@ -32,8 +33,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--out", type=Path, default=Path("/tmp/recipe"))
     parser.add_argument("--study", default="demo", help="a built-in study: demo or digits")
-    parser.add_argument("--conditions", default="clrjit,keepclr", help="comma-separated, seed 0 of each")
+    parser.add_argument("--conditions", default="clrjit,keepclr", help="comma-separated, one run each")
+    parser.add_argument("--seed", type=int, default=0, help="the runs' seed")
     parser.add_argument("--rsa", action="store_true", help="also the rsa stage: deepest-layer separation per epoch")
+    parser.add_argument("--rsa-images", type=int, default=None, help="the rsa probe set's size (study's default)")
     parser.add_argument("--set", action="append", default=[], help="defaults.KEY=VALUE (YAML value)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -45,26 +48,43 @@ def main() -> None:
     for item in args.set:
         key, value = item.split("=", 1)
         _set(defaults, key, yaml.safe_load(value))
-    study = load_study(builtin_study(args.study), {
-        "store": str(args.out.resolve()), "defaults": defaults,
-        "runs": [{"condition": args.conditions.split(","), "seed": 0}]})
+    overrides = {"store": str(args.out.resolve()), "defaults": defaults,
+                 "runs": [{"condition": args.conditions.split(","), "seed": args.seed}]}
+    if args.rsa_images:
+        overrides["rsa"] = {"images": args.rsa_images}
+    study = load_study(builtin_study(args.study), overrides)
     started = time.perf_counter()
     stages.train(study)
     trained = time.perf_counter() - started
     stages.probe(study)
     metrics = MetricsTable(study.store).read("probe")
     logreg = metrics[metrics["metric"] == "probe_logreg_test"].pivot_table(index="epoch", columns="run", values="value")
-    print(f"recipe: {args.study} defaults + {defaults}; train {trained:.0f} s for both runs (2 cores)")
+    print(f"recipe: {args.study} defaults + {defaults}; train {trained:.0f} s for {len(study.runs)} run(s) "
+          f"on {torch.get_num_threads()} thread(s)")
     print("logistic probe test accuracy, and gain over epoch 0")
     gain = logreg - logreg.iloc[0]
     print(logreg.round(3).join(gain.round(3), rsuffix=" gain").to_string())
     print(f"train seconds per run: {trained / len(study.runs):.0f}")
     if args.rsa:
-        stages.rsa(study)
-        rsa = MetricsTable(study.store).read("rsa")
-        deepest = rsa[(rsa["metric"] == "rsa_separation") & (rsa["layer"] == study.layers[-1])]
-        print(f"RSA category separation (between − within) in {study.layers[-1]}")
-        print(deepest.pivot_table(index="epoch", columns="run", values="value").round(3).to_string())
+        _print_rsa(study)
+
+
+def _print_rsa(study) -> None:
+    """The rsa stage's separation and its chance level per epoch, and the demo's RSA findings."""
+    import pandas as pd
+
+    from protoscope import stages
+    from protoscope.report.findings import rsa_findings
+    from protoscope.store import MetricsTable
+
+    stages.rsa(study)
+    rsa = MetricsTable(study.store).read("rsa")
+    deepest = rsa[rsa["layer"] == study.layers[-1]]
+    table = deepest[deepest["metric"].isin(["rsa_separation", "rsa_separation_chance"])
+                    & deepest["space"].isin(["mean", "p99"])]
+    print(f"RSA category separation (between − within) in {study.layers[-1]}, and its chance level (p99 of shuffles)")
+    print(table.pivot_table(index="epoch", columns=["run", "metric"], values="value").round(4).to_string())
+    print(pd.DataFrame(rsa_findings(rsa, study.layers)).to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ StudyArg = typer.Argument(..., exists=False, dir_okay=False, help="The study YAM
 RunOpt = typer.Option(None, "--run", "-r", help="Only this run (repeatable). Default: every run.")
 StoreOpt = typer.Option(None, "--store", help="Override the study's store folder.")
 DeviceOpt = typer.Option(None, "--device", help="auto (GPU when present), cpu, cuda, cuda:N. Default: the study's.")
-ExecutorOpt = typer.Option(None, "--executor", help="local (this process, the default) or ray (one task per job).")
+ExecutorOpt = typer.Option(None, "--executor", help="local (this process, the default; the demo's: processes), "
+                           "processes (one per core of this machine) or ray (one task per job).")
 RayAddressOpt = typer.Option(None, "--ray-address", help="A running Ray cluster, host:port (implies --executor ray). "
                              "Default with ray: $RAY_ADDRESS, else a local cluster started here.")
 
@@ -419,7 +420,7 @@ def demo(quick: bool = typer.Option(False, "--quick", help="A small version in u
         sys.stdout.write(builtin_study(study_name).read_text())
         return
     s = demo_study(out_dir, quick, study_name)
-    chosen = _executor(executor, ray_address)
+    chosen = _executor(executor or (None if ray_address else "processes"), ray_address)
     out.print(f"{study_name} study ({'quick' if quick else 'full'}): store [bold]{s.store}[/]")
     with stages.new_progress() as progress:
         figures = stages.run(s, progress, chosen)

@@ -16,6 +16,7 @@ QUICK = {
     "atlas": {"epochs": [0, 1, 2], "images": 300, "grid": 6, "min_count": 4, "adam_steps": 4, "pool_size": 16},
     "width": {"families": ["conv"], "widths": [4, 16], "seeds": [0], "epochs": 2, "train_size": 300, "test_size": 100},
     "workers": 0,
+    "runs": [{"condition": ["clrjit", "keepclr"], "seed": 0}, {"condition": "clrjit", "seed": 1}],  # two seeds to align
 }
 
 

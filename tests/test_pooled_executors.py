@@ -1,5 +1,6 @@
-"""The Ray executor on a local cluster (`ray.init(num_cpus=2)`, shared): one task per job, in-flight
-tasks bounded, a job's error raised as itself, and the quick demo's store equal to the local run's."""
+"""The executors that run several jobs at once: Ray on a local cluster (`ray.init(num_cpus=2)`,
+shared) and a pool of local processes. One task per job, in-flight tasks bounded, a job's error
+raised as itself, and the quick demo's store equal to the one-thread local run's."""
 
 import os
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ import pytest
 
 from protoscope.cli import main
 from protoscope.errors import UserError
-from protoscope.executors import RayExecutor
+from protoscope.executors import ProcessExecutor, RayExecutor
 from protoscope.jobs import Job, execute
 from protoscope.store.compare import differences, leftovers
 
@@ -49,17 +50,26 @@ class PidStage:
 PID = PidStage()
 
 
-def test_each_job_is_a_ray_task_with_at_most_in_flight_at_once(ray_cluster, tmp_path):
+@pytest.fixture(params=["ray", "processes"])
+def pooled(request):
+    """A maker of an executor with two jobs in flight."""
+    if request.param == "ray":
+        request.getfixturevalue("ray_cluster")
+        return lambda: RayExecutor(in_flight=2)
+    return lambda: ProcessExecutor(workers=2)
+
+
+def test_each_job_is_a_task_with_at_most_in_flight_at_once(pooled, tmp_path):
     events = []
-    outcome = execute(PID, ToyStudy(tmp_path / "good"), RayExecutor(in_flight=2), progress=None)
+    outcome = execute(PID, ToyStudy(tmp_path / "good"), pooled(), progress=None)
     assert sorted(job.key for job in outcome.finished) == [(n,) for n in range(6)]
     assert outcome.finished[Job(f"{__name__}:PID", (4,), "all")] == {"n": 4}
     pids = {int(p.read_text()) for p in (tmp_path / "good").glob("*.txt")}
-    assert len(pids) >= 1 and os.getpid() not in pids  # ran in Ray's worker processes
+    assert len(pids) >= 1 and os.getpid() not in pids  # ran in worker processes
 
     again = ToyStudy(tmp_path / "again")
     PID.prepare(again, [])
-    RayExecutor(in_flight=2).run(again, PID.plan(None, None), None, events.append)
+    pooled().run(again, PID.plan(None, None), None, events.append)
     running, most = 0, 0
     for event in events:
         running += {"started": 1, "finished": -1}.get(event.kind, 0)
@@ -67,23 +77,37 @@ def test_each_job_is_a_ray_task_with_at_most_in_flight_at_once(ray_cluster, tmp_
     assert most == 2 and [e.kind for e in events].count("finished") == 6
 
 
-def test_a_failing_job_raises_its_own_error_and_the_rest_stop(ray_cluster, tmp_path):
+def test_a_failing_job_raises_its_own_error_and_the_rest_stop(pooled, tmp_path):
     events = []
     study = ToyStudy(tmp_path / "bad")
     PID.prepare(study, [])
     with pytest.raises(UserError) as caught:
-        RayExecutor(in_flight=2).run(study, PID.plan(None, None), None, events.append)
-    assert str(caught.value) == "job 3 is bad"  # the user's one line, not Ray's wrapped traceback
+        pooled().run(study, PID.plan(None, None), None, events.append)
+    assert str(caught.value) == "job 3 is bad"  # the user's one line, not a wrapped traceback
     assert [e.job.key for e in events if e.kind == "failed"] == [(3,)]
     assert (3,) not in {e.job.key for e in events if e.kind == "finished"}
     assert not any(e.job.key == (5,) and e.kind == "started" for e in events)  # never submitted
 
 
 def test_the_quick_demo_on_ray_equals_the_local_run(quick_demo, ray_cluster, tmp_path, capsys):
-    local, _ = quick_demo
+    local, _ = quick_demo  # one worker process per core (the demo's default), one thread each
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--executor", "ray"]) == 0
     assert "clrjit-s1" in capsys.readouterr().out
     found = differences(local, out)
     assert found == []  # checkpoints, prototypes (bit for bit), activations, RDMs, metrics...
     assert leftovers(out) == []
+
+
+def test_the_quick_demo_on_processes_equals_the_one_thread_local_run(quick_demo, tmp_path):
+    import subprocess
+    import sys
+
+    pooled, _ = quick_demo
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "protoscope.cli", "demo", "--quick", "--out", str(out),
+                           "--executor", "local"], capture_output=True, text=True,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert differences(out, pooled) == []
+    assert leftovers(pooled) == []

@@ -1,13 +1,14 @@
-"""The quick demo under both executors, side by side: wall time, and whether the stores agree.
+"""The quick demo under every executor, side by side: wall time, and whether the stores agree.
 
     python bench/executors.py --out /tmp/executors > bench/results/executors.txt
 
-Runs `protoscope demo --quick` as a fresh process into an empty store, three times: `--executor
-local` with torch's default thread count (the time a user sees), `--executor local` on one thread
-(OMP_NUM_THREADS=1), and `--executor ray` (a local Ray cluster with every core of this machine,
-started by the command and counted in its time; Ray gives each one-CPU task one thread). Then it
-compares the one-thread local store with the Ray store result by result (`protoscope.store.compare`):
-the same arithmetic, jobs run in other processes and another order, so they must agree bit for bit.
+Runs `protoscope demo --quick` as a fresh process into an empty store, four times: `--executor
+local` with torch's default thread count, `--executor local` on one thread (OMP_NUM_THREADS=1),
+`--executor processes` (one one-thread process per core; the demo's default) and `--executor ray`
+(a local Ray cluster with every core of this machine, started by the command and counted in its
+time; Ray gives each one-CPU task one thread). Then it compares the one-thread local store with the
+processes and Ray stores result by result (`protoscope.store.compare`): the same arithmetic, jobs
+run in other processes and another order, so they must agree bit for bit.
 (The thread count itself changes the order of float sums, so the default-thread store differs in
 the last bits; it is timed, not compared.)
 """
@@ -43,15 +44,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {os.cpu_count()} CPUs; protoscope demo --quick, each executor in a fresh process")
     times = {"local": timed_demo(args.out / "local", "local"),
              "local, 1 thread": timed_demo(args.out / "local1", "local", {"OMP_NUM_THREADS": "1"}),
+             "processes": timed_demo(args.out / "processes", "processes"),
              "ray": timed_demo(args.out / "ray", "ray")}
     for name, seconds in times.items():
         print(f"{name:16s} {seconds:6.1f} s")
-    found = differences(args.out / "local1", args.out / "ray")
-    left = leftovers(args.out / "ray") + leftovers(args.out / "local1")
+    found = [f"ray: {line}" for line in differences(args.out / "local1", args.out / "ray")]
+    found += [f"processes: {line}" for line in differences(args.out / "local1", args.out / "processes")]
+    left = leftovers(args.out / "ray") + leftovers(args.out / "local1") + leftovers(args.out / "processes")
     for line in found[:20]:
         print("  " + line)
-    print(f"ray_over_local={times['ray'] / times['local']:.2f} differences_local1_vs_ray={len(found)} "
-          f"leftovers={len(left)}")
+    print(f"ray_over_local={times['ray'] / times['local']:.2f} processes_over_local="
+          f"{times['processes'] / times['local']:.2f} differences_vs_local1={len(found)} leftovers={len(left)}")
     return 0 if not found and not left else 1
 
 

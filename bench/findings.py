@@ -31,7 +31,41 @@ def main() -> None:
     print(f"study {args.study}, store {args.store}")
     print(stages.final_table(study).round(3).to_string())
     print()
-    print(findings(MetricsTable(study.store).read(), list(study.layers)).to_string(index=False))
+    metrics = MetricsTable(study.store).read()
+    print(findings(metrics, list(study.layers)).to_string(index=False))
+    print()
+    print(_per_run(metrics, list(study.layers)).to_string())
+    print()
+    print(_per_pair(metrics).to_string())
+
+
+def _per_pair(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per aligned pair and layer at the aligned epoch: mean bipartite- and semi-matched correlation, and
+    linear CKA — what the alignment findings average over pairs."""
+    names = {"align_corr_bipartite_mean": "bipartite", "align_corr_semi_mean": "semi", "cka": "cka"}
+    pairs = metrics[metrics["run"].str.contains("~", na=False) & metrics["metric"].isin(list(names))]
+    last = pairs[pairs["epoch"] == pairs.groupby("run")["epoch"].transform("max")]
+    last = last[~last["layer"].str.contains("~", na=False)]  # CKA is also stored across layers
+    wide = last.pivot_table(index=["run", "layer"], columns="metric", values="value").rename(columns=names)
+    return wide.dropna(subset=["bipartite"]).round(3).rename_axis(index=["aligned pair", "layer"], columns=None)
+
+
+def _per_run(metrics: pd.DataFrame, layers: list[str]) -> pd.DataFrame:
+    """What the findings average over runs, per run: the deepest layer's RSA separation and its chance
+    level at the last epoch, and each layer's settling epoch (RDM r >= 0.9 with its last, from then on)."""
+    from protoscope.report.findings import _settling_epoch
+
+    rows = {}
+    for run, group in metrics[metrics["metric"].str.startswith("rsa_", na=False)].groupby("run"):
+        last = group[group["epoch"] == group["epoch"].max()]
+        deep = last[last["layer"] == layers[-1]]
+        row = {"separation": deep[(deep["metric"] == "rsa_separation") & (deep["space"] == "mean")]["value"].mean(),
+               "chance (p99)": deep[deep["metric"] == "rsa_separation_chance"]["value"].mean()}
+        for layer in layers:
+            settle = group[(group["metric"] == "rsa_vs_final_pearson") & (group["layer"] == layer)]
+            row[f"{layer} settles"] = _settling_epoch(settle)
+        rows[run] = row
+    return pd.DataFrame(rows).T.round(4).rename_axis(f"per run ({layers[-1]}; last epoch)")
 
 
 if __name__ == "__main__":

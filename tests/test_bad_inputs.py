@@ -518,7 +518,7 @@ def _closed_port() -> int:
 @pytest.mark.parametrize("flags, named", [
     (["--ray-address", "127.0.0.1:{port}"], ["The Ray cluster at 127.0.0.1:{port} does not answer", "--ray-address"]),
     (["--executor", "ray", "--ray-address", "headnode"], ["'headnode' is not host:port"]),
-    (["--executor", "rya"], ["Unknown executor 'rya'", "valid: local, ray"]),
+    (["--executor", "rya"], ["Unknown executor 'rya'", "valid: local, processes, ray"]),
     (["--executor", "local", "--ray-address", "127.0.0.1:{port}"], ["--ray-address is for --executor ray"]),
 ], ids=["address-does-not-answer", "address-without-port", "executor-typo", "address-with-local"])
 def test_executor_mistakes(ws, capsys, flags, named):

@@ -51,9 +51,11 @@ class ProcessExecutor:
     cores // workers threads (one, by default).
 
     Why: the jobs of a small study (a narrow net's training, one layer's prototypes) keep one core
-    busy but not two; the demo's three 16-epoch runs train in ~250 s as one-thread runs side by side
-    against ~310 s one after the other on two threads (`bench/results/demo_log.txt`). A one-thread job
-    gives the same bits as a one-thread local run (OMP_NUM_THREADS=1; tests/test_processes.py).
+    busy but not two. On 2 cores the demo's four runs train in 254 s, two at a time on one thread
+    each, where three of them one after another on two threads take 311 s (`bench/results/demo_log.txt`,
+    `demo_log_local_executor.txt`). A one-thread job gives the same bits as a one-thread local run
+    (OMP_NUM_THREADS=1; tests/test_pooled_executors.py). Scripts that use it need the usual
+    `if __name__ == "__main__":` guard: workers are spawned, and import the main module.
     The pool is started on first use and kept for the next stage. On a CUDA device the jobs run here,
     in order, on the one GPU, as `LocalExecutor` runs them.
     """

@@ -84,7 +84,18 @@ def protoscope_command() -> list[str]:
 def start(study: Path, store: Path, extra_env: dict | None = None) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", **(extra_env or {}))
     return subprocess.Popen([*protoscope_command(), "run", str(study), "--store", str(store)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=_ctrl_c_as_in_a_shell)
+
+
+def _ctrl_c_as_in_a_shell() -> None:
+    """SIGINT as a shell leaves it for a command it starts: handled by default and not blocked.
+
+    A child inherits an ignored or blocked SIGINT from its parent, and Python only turns SIGINT into
+    KeyboardInterrupt when it was not ignored at startup; a harness run from a process that ignores
+    it (a test worker) would otherwise test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _reader(stream, lines: queue.Queue) -> None:

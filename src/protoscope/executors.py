@@ -4,8 +4,9 @@ An executor has one method, ``run(study, jobs, device, on_event)``: run every
 job (each through `jobs.run_job`, the module-level function a remote worker can
 unpickle) and report ``Event``s — started, progress, finished (with the job's
 stats), failed (then re-raise). `LocalExecutor` runs them in this process, in
-order, as the stages always did; `ProcessExecutor` in one process per core of this machine. A distributed executor (Ray: one task per
-job, retries, bounded tasks in flight) implements the same method; since a
+order, as the stages always did; `ProcessExecutor` in one process per core of
+this machine. A distributed executor (Ray: one task per job, retries, bounded
+tasks in flight) implements the same method; since a
 job's result depends only on its key and the study, it may run them anywhere.
 An executor whose jobs run on other machines says so with ``remote = True``
 (the driver then does not insist that the study's device exists here).
@@ -86,10 +87,10 @@ class ProcessExecutor:
                         on_event(Event("started", job))
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
-                        job = pending.pop(future)
-                        if future.exception() is not None:
-                            on_event(Event("failed", job, error=future.exception()))
-                            raise future.exception()
+                        job, error = pending.pop(future), future.exception()
+                        if error is not None:
+                            on_event(Event("failed", job, error=error))
+                            raise error
                         on_event(Event("finished", job, stats=future.result()))
             except BaseException:
                 self.close()  # the queue is dropped; jobs already running finish (a half-written block is never marked done)

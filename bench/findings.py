@@ -53,7 +53,7 @@ def _per_pair(metrics: pd.DataFrame) -> pd.DataFrame:
 def _per_run(metrics: pd.DataFrame, layers: list[str]) -> pd.DataFrame:
     """What the findings average over runs, per run: the deepest layer's RSA separation and its chance
     level at the last epoch, and each layer's settling epoch (RDM r >= 0.9 with its last, from then on)."""
-    from protoscope.report.findings import _settling_epoch
+    from protoscope.report.findings import settling_epoch
 
     rows = {}
     for run, group in metrics[metrics["metric"].str.startswith("rsa_", na=False)].groupby("run"):
@@ -63,7 +63,7 @@ def _per_run(metrics: pd.DataFrame, layers: list[str]) -> pd.DataFrame:
                "chance (p99)": deep[deep["metric"] == "rsa_separation_chance"]["value"].mean()}
         for layer in layers:
             settle = group[(group["metric"] == "rsa_vs_final_pearson") & (group["layer"] == layer)]
-            row[f"{layer} settles"] = _settling_epoch(settle)
+            row[f"{layer} settles"] = settling_epoch(settle)
         rows[run] = row
     return pd.DataFrame(rows).T.round(4).rename_axis(f"per run ({layers[-1]}; last epoch)")
 

@@ -19,6 +19,12 @@ from .datasets import _to_uint8
 from .shapes import _seeded
 
 
+# A new loader per epoch starts its workers anew. Forked, that is instant; spawned (the default in a
+# process that was itself spawned, e.g. by `executors.ProcessExecutor`), each start imports torch again:
+# 4 s of every 6.5 s epoch. Where fork does not exist, the platform's default.
+_FORK = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+
+
 class RawBatches(IterableDataset):
     def __init__(self, source, size: int, epoch: int, start_step: int = 0):
         self.source, self.size = source, size
@@ -59,12 +65,6 @@ def batch_loader(source, size: int, epoch: int, workers: int = 1, start_step: in
         if isinstance(batch, str):
             raise UserError(batch)
         yield step, batch
-
-
-# A new loader per epoch starts its workers anew. Forked, that is instant; spawned (the default in a
-# process that was itself spawned, e.g. by `executors.ProcessExecutor`), each start imports torch again:
-# 4 s of every 6.5 s epoch. Where fork does not exist, the platform's default.
-_FORK = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
 
 
 def view_seed(seed: int, epoch: int, step: int) -> int:

@@ -62,7 +62,7 @@ def rsa_findings(metrics: pd.DataFrame, layers: list[str]) -> list[dict]:
                          f"{last['clrjit']:.3f} vs {last['keepclr']:.3f}", last["clrjit"] - last["keepclr"]))
     settle = metrics[(metrics["metric"] == "rsa_vs_final_pearson") & (metrics["condition"] == "clrjit")]
     if not settle.empty:
-        epochs = {layer: _settling_epoch(settle[settle["layer"] == layer]) for layer in layers}
+        epochs = {layer: settling_epoch(settle[settle["layer"] == layer]) for layer in layers}
         order = [epochs[layer] for layer in layers]
         steps = np.diff(order)
         rows.append(_row("RSA: layers settle early to deep (clrjit, RDM r ≥ 0.9 with its last)",
@@ -71,7 +71,7 @@ def rsa_findings(metrics: pd.DataFrame, layers: list[str]) -> list[dict]:
     return rows
 
 
-def _settling_epoch(frame: pd.DataFrame, level: float = 0.9) -> float:
+def settling_epoch(frame: pd.DataFrame, level: float = 0.9) -> float:
     """Mean over runs of the first epoch from which the RDM stays at or above `level` of its final."""
     firsts = []
     for _, run in frame.groupby("run"):

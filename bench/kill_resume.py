@@ -70,6 +70,7 @@ class Attempt:
     returncode: int
     killed_after: float | None = None  # seconds after the target stage's first job started
     stopped_in: float | None = None  # seconds from the signal to the process's exit
+    pid: int = 0  # the process's (with `session`, its process group's too)
 
     def last_job(self) -> str:
         """The job last started or finished before the end: where a kill landed."""
@@ -81,11 +82,14 @@ def protoscope_command() -> list[str]:
     return [sys.executable, "-m", "protoscope.cli"]
 
 
-def start(study: Path, store: Path, extra_env: dict | None = None) -> subprocess.Popen:
+def start(study: Path, store: Path, extra_env: dict | None = None, args: tuple = (),
+          session: bool = False) -> subprocess.Popen:
+    """`protoscope run STUDY --store STORE ARGS`; `session`: in a process group of its own, as a shell
+    starts a job (its pid is the group's id)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", **(extra_env or {}))
-    return subprocess.Popen([*protoscope_command(), "run", str(study), "--store", str(store)],
+    return subprocess.Popen([*protoscope_command(), "run", str(study), "--store", str(store), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            preexec_fn=_ctrl_c_as_in_a_shell)
+                            preexec_fn=_ctrl_c_as_in_a_shell, start_new_session=session)
 
 
 def _ctrl_c_as_in_a_shell() -> None:
@@ -105,22 +109,30 @@ def _reader(stream, lines: queue.Queue) -> None:
 
 
 def attempt(study: Path, store: Path, target: str | None = None, delay: float = 0.0,
-            sig: int = signal.SIGKILL) -> Attempt:
+            sig: int = signal.SIGKILL, args: tuple = (), session: bool = False,
+            send=None, linger: float = 15.0) -> Attempt:
     """Run once; with a target, send `sig` `delay` seconds after the first job of that stage (or of a
-    later one, when the target is already stored) starts."""
-    proc, began = start(study, store), time.monotonic()
+    later one, when the target is already stored) starts: `send(proc, sig)` (default: to the process
+    alone). `args` and `session` go to `start`. Its output is read to the end, or, after the signal,
+    until `linger` seconds after the process exited (a child it left alive holds the pipe open)."""
+    proc, began = start(study, store, args=args, session=session), time.monotonic()
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
-    seen, deadline, killed_after, stage_began, signalled = [], None, None, None, None
+    seen, deadline, killed_after, stage_began, signalled, exited = [], None, None, None, None, None
     while True:
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        timeout = 0.5 if signalled else None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             line = lines.get(timeout=timeout)
         except queue.Empty:
-            proc.send_signal(sig)
-            signalled = time.monotonic()
-            killed_after = signalled - stage_began
-            deadline = None
+            if signalled is None:
+                (send or _to_the_process)(proc, sig)
+                signalled = time.monotonic()
+                killed_after = signalled - stage_began
+                deadline = None
+            elif proc.poll() is not None:
+                exited = exited or time.monotonic()
+                if time.monotonic() - exited > linger:
+                    break
             continue
         if line is None:
             break
@@ -131,7 +143,12 @@ def attempt(study: Path, store: Path, target: str | None = None, delay: float = 
             stage_began = time.monotonic()
             deadline = stage_began + delay
     returncode = proc.wait()
-    return Attempt(seen, returncode, killed_after, None if signalled is None else time.monotonic() - signalled)
+    stopped_in = None if signalled is None else (exited or time.monotonic()) - signalled
+    return Attempt(seen, returncode, killed_after, stopped_in, proc.pid)
+
+
+def _to_the_process(proc: subprocess.Popen, sig: int) -> None:
+    proc.send_signal(sig)
 
 
 def _strip_clock(line: str) -> str:

@@ -36,6 +36,8 @@ RayAddressOpt = typer.Option(None, "--ray-address", help="A running Ray cluster,
 
 
 def _executor(name: Optional[str], address: Optional[str]):
+    """The executor a command runs its stages on; the command closes it (`with`) before it returns,
+    on success, error or Ctrl-C, so no pool or local Ray is left to the interpreter's exit."""
     from .executors import make_executor
 
     return make_executor(name, address)
@@ -68,8 +70,8 @@ def train(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Opti
     Example: protoscope train study.yaml --run clrjit-s0
     """
     s = _load(study, store, device)
-    with stages.new_progress() as progress:
-        stages.train(s, run, progress, _executor(executor, ray_address))
+    with _executor(executor, ray_address) as chosen, stages.new_progress() as progress:
+        stages.train(s, run, progress, chosen)
     out.print(f"checkpoints in [bold]{s.store / 'runs'}[/]")
 
 
@@ -82,8 +84,8 @@ def probe(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Opti
     Example: protoscope probe study.yaml
     """
     s = _load(study, store, device)
-    with stages.new_progress() as progress:
-        stages.probe(s, run, progress, _executor(executor, ray_address))
+    with _executor(executor, ray_address) as chosen, stages.new_progress() as progress:
+        stages.probe(s, run, progress, chosen)
     _print_summary(s)
 
 
@@ -102,8 +104,8 @@ def rsa(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Option
     from .store import MetricsTable
 
     s = _load(study, store, device)
-    with stages.new_progress() as progress:
-        stages.rsa(s, run, progress, _executor(executor, ray_address))
+    with _executor(executor, ray_address) as chosen, stages.new_progress() as progress:
+        stages.rsa(s, run, progress, chosen)
     for path in rsa_figures(s, MetricsTable(s.store).read(), s.store / "figures"):
         if path.suffix == ".png":
             out.print(f"figure: {path}", soft_wrap=True)
@@ -127,8 +129,8 @@ def align(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Opti
     from .store import MetricsTable
 
     s = _load(study, store, device)
-    with stages.new_progress() as progress:
-        stages.align(s, run, progress, _executor(executor, ray_address))
+    with _executor(executor, ray_address) as chosen, stages.new_progress() as progress:
+        stages.align(s, run, progress, chosen)
     metrics = MetricsTable(s.store).read()
     rows = matching_table(metrics)
     if not rows.empty:
@@ -159,8 +161,7 @@ def atlas(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Opti
     from .report.atlas import atlas_figures
 
     s = _load(study, store, device)
-    chosen = _executor(executor, ray_address)
-    with stages.new_progress() as progress:
+    with _executor(executor, ray_address) as chosen, stages.new_progress() as progress:
         stages.atlas(s, run, progress, chosen)
     for path in atlas_figures(s, s.store / "figures"):
         if path.suffix == ".png" and "atlas_" in path.name:
@@ -181,8 +182,7 @@ def width(study: Path = StudyArg, store: Optional[Path] = StoreOpt, device: Opti
     from .report.figures import width_study
 
     s = _load(study, store, device)
-    chosen = _executor(executor, ray_address)
-    with stages.new_progress() as progress:
+    with _executor(executor, ray_address) as chosen, stages.new_progress() as progress:
         metrics = stages.width(s, None, progress, chosen)
     table = Table(title="Width study: test accuracy, mean over seeds")
     for column in ("family", "width", "original task", "new task"):
@@ -207,8 +207,7 @@ def run_(study: Path = StudyArg, store: Optional[Path] = StoreOpt, device: Optio
     Example: protoscope run study.yaml --executor ray --ray-address 10.0.0.5:6379
     """
     s = _load(study, store, device)
-    chosen = _executor(executor, ray_address)
-    with stages.new_progress() as progress:
+    with _executor(executor, ray_address) as chosen, stages.new_progress() as progress:
         figures = stages.run(s, progress, chosen)
     _print_summary(s, figures)
 
@@ -261,8 +260,8 @@ def evolve(
         s = parse_study(_study_for_run_dir(run_dir, arch, store), run_dir / "run.yaml", overrides)
     else:
         raise UserError("Give a study file, or --run-dir with a folder of checkpoints.")
-    with stages.new_progress() as progress:
-        jobs = stages.evolve(s, run, progress, _executor(executor, ray_address))
+    with _executor(executor, ray_address) as chosen, stages.new_progress() as progress:
+        jobs = stages.evolve(s, run, progress, chosen)
     out.print(f"{jobs} prototype jobs done; arrays in [bold]{s.store / 'arrays.zarr'}[/]")
 
 
@@ -317,8 +316,8 @@ def analyze(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Op
     from .store import MetricsTable
 
     s = _load(study, store, device)
-    with stages.new_progress() as progress:
-        count = stages.analyze(s, run, progress, _executor(executor, ray_address))
+    with _executor(executor, ray_address) as chosen, stages.new_progress() as progress:
+        count = stages.analyze(s, run, progress, chosen)
     out.print(f"{count} (run, layer, space) results computed now; metrics in [bold]{s.store / 'metrics' / 'analyze'}[/]")
     figures = s.store / "figures"
     paths = prototype_metric_figures(MetricsTable(s.store).read("analyze"), figures, s.layers)
@@ -420,9 +419,9 @@ def demo(quick: bool = typer.Option(False, "--quick", help="A small version in u
         sys.stdout.write(builtin_study(study_name).read_text())
         return
     s = demo_study(out_dir, quick, study_name)
-    chosen = _executor(executor or (None if ray_address else "processes"), ray_address)
+    chosen = _executor(executor or (None if ray_address else "processes"), ray_address)  # a bad name: before any line
     out.print(f"{study_name} study ({'quick' if quick else 'full'}): store [bold]{s.store}[/]")
-    with stages.new_progress() as progress:
+    with chosen, stages.new_progress() as progress:
         figures = stages.run(s, progress, chosen)
     _print_summary(s, figures)
 

@@ -31,6 +31,7 @@ from ..data.loader import batch_loader, view_seed
 from ..errors import UserError
 from ..nets.checkpoints import checkpoint_name, load_state, save_state
 from ..nets.models import build_model
+from ..nets.onednn import route_around_onednn_bug
 from ..runtime import autocast
 from .views import make_views, view_augmentation
 
@@ -163,6 +164,7 @@ def train_run(
     model = build_simclr(run)
     if done < 0:
         save_state(folder / checkpoint_name(0), model.backbone.state_dict(), {"epoch": "0"})
+    route_around_onednn_bug(model, device)  # narrow nets crash oneDNN's AVX2 kernels otherwise
     # channels-last (NHWC): oneDNN's and cuDNN's fastest layout for bf16 convolutions
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=run.optimizer.lr, momentum=run.optimizer.momentum,

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..nets.onednn import route_around_onednn_bug
 from ..nets.width import count_parameters, features
 from .probe import fit_probes
 
@@ -20,6 +21,7 @@ from .probe import fit_probes
 def train_supervised(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float = 1e-3,
                      batch: int = 128, seed: int = 0) -> float:
     """Cross-entropy with Adam, shuffled mini-batches from `seed`; returns the last epoch's mean loss."""
+    route_around_onednn_bug(net, x.device)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     net.train()

@@ -85,7 +85,7 @@ def test_prototypes_and_receptive_fields_equal_what_evolve_stores(study):
 
 def test_rdms_equal_what_rsa_stores(study):
     from protoscope.analyze.activations import probe_set
-    from protoscope.analyze.rsa import load_rdms
+    from protoscope.store.rdms import load_rdms
 
     stages.rsa(study, runs=["a"])
     stored = load_rdms(study, runs=["a"], layers=[LAYER])
@@ -104,7 +104,7 @@ def test_rdms_equal_what_rsa_stores(study):
 
 def test_align_equals_what_the_align_stage_stores(study):
     from protoscope.analyze.activations import probe_set
-    from protoscope.analyze.align.jobs import align_root, read_result
+    from protoscope.store.alignment import align_root, read_result
 
     stages.align(study)
     pair = read_result(align_root(study) / "epoch_001" / "a~b" / f"{LAYER}.nc")

@@ -352,6 +352,28 @@ def test_study_typo_names_the_field(ws, capsys, change, field):
     refused(capsys, ws, ["evolve", study], study, field, "Extra inputs are not permitted")
 
 
+def test_store_that_is_a_file(ws, capsys):
+    """`store:` names an existing file: refused when the study loads, not by a traceback half way into training."""
+    (ws.root / "results.csv").write_text("epoch,acc\n")
+    study = ws.edit(lambda s: s.update(store="results.csv"))
+    refused(capsys, ws, ["train", study], study, "store:", ws.root / "results.csv")
+
+
+def test_store_inside_a_file(ws, capsys):
+    (ws.root / "results.csv").write_text("epoch,acc\n")
+    refused(capsys, ws, ["train", ws.study, "--store", ws.root / "results.csv" / "store"], "store:", ws.root / "results.csv")
+
+
+def test_empty_layer_list(ws, capsys):
+    """`layers: []` would train and probe, then fail at the first stage that reads a layer."""
+    study = ws.edit(lambda s: s.update(layers=[]))
+    refused(capsys, ws, ["run", study], study, "layers:", "at least one layer")
+
+
+def test_empty_layers_flag(ws, capsys):
+    refused(capsys, ws, ["evolve", ws.study, "--layers", ","], "layers:", "at least one layer")
+
+
 def test_yaml_syntax_error_is_one_line_with_its_position(ws, capsys):
     with open(ws.study, "a") as f:
         f.write("layers: [layer1\n")

@@ -11,7 +11,8 @@ from rich.progress import Progress
 
 from protoscope.executors import LocalExecutor, make_executor
 from protoscope.errors import UserError
-from protoscope.jobs import Event, Job, execute, run_job, stage_of
+from protoscope.jobs import Event, Job, run_job, stage_of
+from protoscope.stages import execute
 
 
 @dataclass(frozen=True)

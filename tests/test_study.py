@@ -99,3 +99,12 @@ def test_builtin_digits_study_is_the_demo_on_real_handwriting():
         assert a.simclr.model_dump(exclude={"augment"}) == b.simclr.model_dump(exclude={"augment"})
     quick = demo_study("/tmp/x", quick=True, name="digits")
     assert quick.width is None and quick.runs[0].epochs == 2
+
+
+@pytest.mark.parametrize("axis", ["condition", "seed"])
+def test_an_empty_condition_or_seed_list_is_refused(write_study, axis):
+    """An empty list expands to no runs at all: a study that would do nothing, quietly."""
+    data = tiny_study_dict("store")
+    data["runs"] = [{"condition": "clrjit", "seed": 0}, {"condition": "keepclr", axis: []}]
+    with pytest.raises(UserError, match=rf"runs\[1\]\.{axis}: .*at least one"):
+        load_study(write_study(data))

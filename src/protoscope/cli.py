@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, Callable, List, Optional
 
 import typer
 from rich.console import Console
@@ -25,14 +25,18 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
-StudyArg = typer.Argument(..., exists=False, dir_okay=False, help="The study YAML file.")
-RunOpt = typer.Option(None, "--run", "-r", help="Only this run (repeatable). Default: every run.")
-StoreOpt = typer.Option(None, "--store", help="Override the study's store folder.")
-DeviceOpt = typer.Option(None, "--device", help="auto (GPU when present), cpu, cuda, cuda:N. Default: the study's.")
-ExecutorOpt = typer.Option(None, "--executor", help="local (this process, the default; the demo's: processes), "
-                           "processes (one per core of this machine) or ray (one task per job).")
-RayAddressOpt = typer.Option(None, "--ray-address", help="A running Ray cluster, host:port (implies --executor ray). "
-                             "Default with ray: $RAY_ADDRESS, else a local cluster started here.")
+# The options most commands share, declared once: a command lists the ones it takes as `name: Alias = None`.
+StudyArg = Annotated[Path, typer.Argument(exists=False, dir_okay=False, help="The study YAML file.")]
+RunOpt = Annotated[Optional[List[str]], typer.Option("--run", "-r", help="Only this run (repeatable). Default: every run.")]
+StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Override the study's store folder.")]
+DeviceOpt = Annotated[Optional[str], typer.Option(
+    "--device", help="auto (GPU when present), cpu, cuda, cuda:N. Default: the study's.")]
+ExecutorOpt = Annotated[Optional[str], typer.Option(
+    "--executor", help="local (this process, the default; the demo's: processes), "
+    "processes (one per core of this machine) or ray (one task per job).")]
+RayAddressOpt = Annotated[Optional[str], typer.Option(
+    "--ray-address", help="A running Ray cluster, host:port (implies --executor ray). "
+    "Default with ray: $RAY_ADDRESS, else a local cluster started here.")]
 
 
 def _executor(name: Optional[str], address: Optional[str]):
@@ -51,18 +55,27 @@ def _options(debug: bool = typer.Option(False, "--debug", help="Show full traceb
 def _load(study: Path, store: Optional[Path], device: Optional[str]):
     from .study import load_study
 
-    overrides = {}
-    if store is not None:
-        overrides["store"] = str(store)
-    if device is not None:
-        overrides["device"] = device
-    return load_study(study, overrides)
+    overrides = {"store": None if store is None else str(store), "device": device}
+    return load_study(study, {key: value for key, value in overrides.items() if value is not None})
+
+
+def _stage(verb: Callable, s, executor: Optional[str], ray_address: Optional[str], *args, announce: str = ""):
+    """Run a stage verb on a loaded study as `verb(s, *args, progress, executor)`; returns its result.
+
+    Every command that runs on an executor comes through here, so each makes it after the study loaded
+    (a study's mistake is reported first) and before printing (so is a bad executor name: `announce`
+    prints after it), and each closes it on success, error or Ctrl-C.
+    """
+    with _executor(executor, ray_address) as chosen:
+        if announce:
+            out.print(announce)
+        with stages.new_progress() as progress:
+            return verb(s, *args, progress, chosen)
 
 
 @app.command()
-def train(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
-          device: Optional[str] = DeviceOpt, executor: Optional[str] = ExecutorOpt,
-          ray_address: Optional[str] = RayAddressOpt) -> None:
+def train(study: StudyArg, run: RunOpt = None, store: StoreOpt = None, device: DeviceOpt = None,
+          executor: ExecutorOpt = None, ray_address: RayAddressOpt = None) -> None:
     """Train the study's runs with SimCLR, one checkpoint per epoch (epoch 0 = init).
 
     Interrupted runs resume after their last finished epoch.
@@ -70,29 +83,25 @@ def train(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Opti
     Example: protoscope train study.yaml --run clrjit-s0
     """
     s = _load(study, store, device)
-    with _executor(executor, ray_address) as chosen, stages.new_progress() as progress:
-        stages.train(s, run, progress, chosen)
+    _stage(stages.train, s, executor, ray_address, run)
     out.print(f"checkpoints in [bold]{s.store / 'runs'}[/]")
 
 
 @app.command()
-def probe(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
-          device: Optional[str] = DeviceOpt, executor: Optional[str] = ExecutorOpt,
-          ray_address: Optional[str] = RayAddressOpt) -> None:
+def probe(study: StudyArg, run: RunOpt = None, store: StoreOpt = None, device: DeviceOpt = None,
+          executor: ExecutorOpt = None, ray_address: RayAddressOpt = None) -> None:
     """Fit linear probes on frozen features of every checkpoint; results go to the metrics table.
 
     Example: protoscope probe study.yaml
     """
     s = _load(study, store, device)
-    with _executor(executor, ray_address) as chosen, stages.new_progress() as progress:
-        stages.probe(s, run, progress, chosen)
+    _stage(stages.probe, s, executor, ray_address, run)
     _print_summary(s)
 
 
 @app.command()
-def rsa(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
-        device: Optional[str] = DeviceOpt, executor: Optional[str] = ExecutorOpt,
-        ray_address: Optional[str] = RayAddressOpt) -> None:
+def rsa(study: StudyArg, run: RunOpt = None, store: StoreOpt = None, device: DeviceOpt = None,
+        executor: ExecutorOpt = None, ray_address: RayAddressOpt = None) -> None:
     """RDMs of a fixed probe set at every checkpoint and layer, their change over training, and figures.
 
     Settings come from the study's `rsa:` section (probe images, layers, distance, comparisons).
@@ -104,17 +113,13 @@ def rsa(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Option
     from .store import MetricsTable
 
     s = _load(study, store, device)
-    with _executor(executor, ray_address) as chosen, stages.new_progress() as progress:
-        stages.rsa(s, run, progress, chosen)
-    for path in rsa_figures(s, MetricsTable(s.store).read(), s.store / "figures"):
-        if path.suffix == ".png":
-            out.print(f"figure: {path}", soft_wrap=True)
+    _stage(stages.rsa, s, executor, ray_address, run)
+    _print_paths(rsa_figures(s, MetricsTable(s.store).read(), s.store / "figures"))
 
 
 @app.command()
-def align(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
-          device: Optional[str] = DeviceOpt, executor: Optional[str] = ExecutorOpt,
-          ray_address: Optional[str] = RayAddressOpt) -> None:
+def align(study: StudyArg, run: RunOpt = None, store: StoreOpt = None, device: DeviceOpt = None,
+          executor: ExecutorOpt = None, ray_address: RayAddressOpt = None) -> None:
     """Convergent learning: align the units of paired runs, and of every epoch with a run's last one.
 
     Settings come from the study's `align:` section (pairs, epochs, tracked runs, thresholds,
@@ -129,26 +134,19 @@ def align(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Opti
     from .store import MetricsTable
 
     s = _load(study, store, device)
-    with _executor(executor, ray_address) as chosen, stages.new_progress() as progress:
-        stages.align(s, run, progress, chosen)
+    _stage(stages.align, s, executor, ray_address, run)
     metrics = MetricsTable(s.store).read()
     rows = matching_table(metrics)
     if not rows.empty:
-        table = Table(title="Matched correlation of units (mean over units; unpaired: below the threshold)")
-        for column in rows.columns:
-            table.add_column(str(column), justify="left" if column in ("pair", "epoch", "layer") else "right")
-        for _, row in rows.iterrows():
-            table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
-        out.print(table)
-    for path in align_figures(s, metrics, s.store / "figures"):
-        if path.suffix == ".png":
-            out.print(f"figure: {path}", soft_wrap=True)
+        _print_table("Matched correlation of units (mean over units; unpaired: below the threshold)", rows.columns,
+                     ([f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for _, row in rows.iterrows()),
+                     left={"pair", "epoch", "layer"})
+    _print_paths(align_figures(s, metrics, s.store / "figures"))
 
 
 @app.command()
-def atlas(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
-          device: Optional[str] = DeviceOpt, executor: Optional[str] = ExecutorOpt,
-          ray_address: Optional[str] = RayAddressOpt) -> None:
+def atlas(study: StudyArg, run: RunOpt = None, store: StoreOpt = None, device: DeviceOpt = None,
+          executor: ExecutorOpt = None, ray_address: RayAddressOpt = None) -> None:
     """Activation atlases over training: one UMAP map per (run, layer) shared by every epoch, a grid of
     whitened mean activations per epoch, and an icon drawn for every cell (all cells in one batched run).
 
@@ -161,16 +159,13 @@ def atlas(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Opti
     from .report.atlas import atlas_figures
 
     s = _load(study, store, device)
-    with _executor(executor, ray_address) as chosen, stages.new_progress() as progress:
-        stages.atlas(s, run, progress, chosen)
-    for path in atlas_figures(s, s.store / "figures"):
-        if path.suffix == ".png" and "atlas_" in path.name:
-            out.print(f"figure: {path}", soft_wrap=True)
+    _stage(stages.atlas, s, executor, ray_address, run)
+    _print_paths(path for path in atlas_figures(s, s.store / "figures") if "atlas_" in path.name)
 
 
 @app.command()
-def width(study: Path = StudyArg, store: Optional[Path] = StoreOpt, device: Optional[str] = DeviceOpt,
-          executor: Optional[str] = ExecutorOpt, ray_address: Optional[str] = RayAddressOpt) -> None:
+def width(study: StudyArg, store: StoreOpt = None, device: DeviceOpt = None, executor: ExecutorOpt = None,
+          ray_address: RayAddressOpt = None) -> None:
     """The width study: nets of several widths (fully connected at a constant parameter count, and
     convolutional) trained on an original task, frozen, and read by a linear classifier on a new task.
 
@@ -182,24 +177,18 @@ def width(study: Path = StudyArg, store: Optional[Path] = StoreOpt, device: Opti
     from .report.figures import width_study
 
     s = _load(study, store, device)
-    with _executor(executor, ray_address) as chosen, stages.new_progress() as progress:
-        metrics = stages.width(s, None, progress, chosen)
-    table = Table(title="Width study: test accuracy, mean over seeds")
-    for column in ("family", "width", "original task", "new task"):
-        table.add_column(column, justify="left" if column == "family" else "right")
+    metrics = _stage(stages.width, s, executor, ray_address, None)
     means = metrics.groupby(["layer", "space", "metric"])["value"].mean().unstack()
-    for (family, size), row in means.iterrows():
-        table.add_row(family, size, f"{row.get('width_original_accuracy', float('nan')):.3f}",
-                      f"{row.get('width_new_accuracy', float('nan')):.3f}")
-    out.print(table)
-    for path in width_study(metrics, s.store / "figures" / "width_study"):
-        if path.suffix == ".png":
-            out.print(f"figure: {path}", soft_wrap=True)
+    rows = ([family, size, f"{row.get('width_original_accuracy', float('nan')):.3f}",
+             f"{row.get('width_new_accuracy', float('nan')):.3f}"] for (family, size), row in means.iterrows())
+    _print_table("Width study: test accuracy, mean over seeds", ("family", "width", "original task", "new task"),
+                 rows, left={"family"})
+    _print_paths(width_study(metrics, s.store / "figures" / "width_study"))
 
 
 @app.command("run")
-def run_(study: Path = StudyArg, store: Optional[Path] = StoreOpt, device: Optional[str] = DeviceOpt,
-         executor: Optional[str] = ExecutorOpt, ray_address: Optional[str] = RayAddressOpt) -> None:
+def run_(study: StudyArg, store: StoreOpt = None, device: DeviceOpt = None, executor: ExecutorOpt = None,
+         ray_address: RayAddressOpt = None) -> None:
     """Run every stage of a study that is not yet stored (train, probe, evolve, analyze, rsa, align, report).
 
     Example: protoscope run study.yaml
@@ -207,17 +196,15 @@ def run_(study: Path = StudyArg, store: Optional[Path] = StoreOpt, device: Optio
     Example: protoscope run study.yaml --executor ray --ray-address 10.0.0.5:6379
     """
     s = _load(study, store, device)
-    with _executor(executor, ray_address) as chosen, stages.new_progress() as progress:
-        figures = stages.run(s, progress, chosen)
-    _print_summary(s, figures)
+    _print_summary(s, _stage(stages.run, s, executor, ray_address))
 
 
 @app.command()
 def evolve(
     study: Optional[Path] = typer.Argument(None, dir_okay=False, help="The study YAML file (or use --run-dir)."),
-    run: Optional[List[str]] = RunOpt,
-    store: Optional[Path] = StoreOpt,
-    device: Optional[str] = DeviceOpt,
+    run: RunOpt = None,
+    store: StoreOpt = None,
+    device: DeviceOpt = None,
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Without a study: a run folder of checkpoints (epoch_<n>.safetensors|.pt)."),
     arch: Optional[str] = typer.Option(None, "--arch", help="With --run-dir: the architecture, if the folder has no run.yaml."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated layer names, e.g. layer1,layer3."),
@@ -231,8 +218,8 @@ def evolve(
     adam_lr: Optional[float] = typer.Option(None, "--adam-lr", help="Adam step, in units of the generator's latent scale."),
     rf: Optional[str] = typer.Option(None, "--rf", help="Receptive fields: layer (one map per layer), unit (per channel; costly) or none."),
     precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 where native), bf16 or float32."),
-    executor: Optional[str] = ExecutorOpt,
-    ray_address: Optional[str] = RayAddressOpt,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Synthesize a prototype for every unit of the chosen layers, at every checkpoint, per repeat.
 
@@ -243,25 +230,22 @@ def evolve(
 
     Example: protoscope evolve --run-dir runs/clrjit-s0 --layers layer1,layer4 --store out/protos
     """
-    from .study import load_study, parse_study
+    from .study import load_study, study_for_run_dir
 
     synth = {k: v for k, v in {"repeats": repeats, "generator": generator, "image_size": image_size,
                                "pool_size": pool_size, "adam_steps": adam_steps, "cma_generations": cma_generations,
                                "adam_lr": adam_lr, "rf": rf, "epochs": _ints(epochs, "--epochs")}.items() if v is not None}
-    overrides: dict = {"synth": synth} if synth else {}
-    for key, value in (("store", str(store) if store else None), ("device", device), ("precision", precision)):
-        if value is not None:
-            overrides[key] = value
+    overrides = {"synth": synth or None, "store": str(store) if store else None, "device": device, "precision": precision}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
     if layers:
         overrides["layers"] = [name.strip() for name in layers.split(",") if name.strip()]
     if study is not None:
         s = load_study(study, overrides)
     elif run_dir is not None:
-        s = parse_study(_study_for_run_dir(run_dir, arch, store), run_dir / "run.yaml", overrides)
+        s = study_for_run_dir(run_dir, arch, store, overrides)
     else:
         raise UserError("Give a study file, or --run-dir with a folder of checkpoints.")
-    with _executor(executor, ray_address) as chosen, stages.new_progress() as progress:
-        jobs = stages.evolve(s, run, progress, chosen)
+    jobs = _stage(stages.evolve, s, executor, ray_address, run)
     out.print(f"{jobs} prototype jobs done; arrays in [bold]{s.store / 'arrays.zarr'}[/]")
 
 
@@ -274,34 +258,9 @@ def _ints(text: Optional[str], flag: str) -> Optional[list[int]]:
         raise UserError(f"{flag} takes comma-separated integers, got {text!r}") from None
 
 
-def _study_for_run_dir(run_dir: Path, arch: Optional[str], store: Optional[Path]) -> dict:
-    """A one-run study for a folder of checkpoints; run.yaml (as training writes it) fills the architecture."""
-    import yaml
-
-    run_dir = run_dir.resolve()
-    if not run_dir.is_dir():
-        raise UserError(f"Run folder not found: {run_dir}")
-    info = {}
-    if (run_dir / "run.yaml").is_file():
-        info = yaml.safe_load((run_dir / "run.yaml").read_text()) or {}
-    run = {"name": run_dir.name, "path": str(run_dir)}
-    for key in ("arch", "width", "small_input", "condition", "seed"):
-        if key in info:
-            run[key] = info[key]
-    training = info.get("training", {})
-    if isinstance(training.get("data"), dict) and "image_size" in training["data"]:
-        run["data"] = {"name": "shapes", "image_size": training["data"]["image_size"]}
-    if arch:
-        run["arch"] = arch
-    if "arch" not in run:
-        raise UserError(f"{run_dir} has no run.yaml; say which architecture its checkpoints are with --arch.")
-    return {"name": run_dir.name, "store": str((store or run_dir / "protoscope").resolve()), "runs": [run]}
-
-
 @app.command()
-def analyze(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
-            device: Optional[str] = DeviceOpt, executor: Optional[str] = ExecutorOpt,
-            ray_address: Optional[str] = RayAddressOpt) -> None:
+def analyze(study: StudyArg, run: RunOpt = None, store: StoreOpt = None, device: DeviceOpt = None,
+            executor: ExecutorOpt = None, ray_address: RayAddressOpt = None) -> None:
     """Prototype metrics and their figures: diversity, rate of change and re-evolution consistency.
 
     Every stored prototype is masked by its receptive field and compared in each space of the study's
@@ -316,19 +275,15 @@ def analyze(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Op
     from .store import MetricsTable
 
     s = _load(study, store, device)
-    with _executor(executor, ray_address) as chosen, stages.new_progress() as progress:
-        count = stages.analyze(s, run, progress, chosen)
+    count = _stage(stages.analyze, s, executor, ray_address, run)
     out.print(f"{count} (run, layer, space) results computed now; metrics in [bold]{s.store / 'metrics' / 'analyze'}[/]")
     figures = s.store / "figures"
     paths = prototype_metric_figures(MetricsTable(s.store).read("analyze"), figures, s.layers)
-    paths += prototype_figures(s, figures)
-    for path in paths:
-        if path.suffix == ".png":
-            out.print(f"figure: {path}", soft_wrap=True)
+    _print_paths(paths + prototype_figures(s, figures))
 
 
 @app.command()
-def export(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Optional[Path] = StoreOpt,
+def export(study: StudyArg, run: RunOpt = None, store: StoreOpt = None,
            out_dir: Optional[Path] = typer.Option(None, "--out", help="Default: STORE/prototypes.")) -> None:
     """Write PNG grids of the stored prototypes, one per run, layer, epoch and repeat.
 
@@ -340,7 +295,7 @@ def export(study: Path = StudyArg, run: Optional[List[str]] = RunOpt, store: Opt
 
 
 @app.command()
-def report(study: Path = StudyArg, store: Optional[Path] = StoreOpt,
+def report(study: StudyArg, store: StoreOpt = None,
            out_dir: Optional[Path] = typer.Option(None, "--out", help="Where the site goes. Default: STORE/site.")) -> None:
     """The figures, and a static site of the whole study: overview, a page per unit with an epoch
     slider, the layer views, the atlases. It opens from disk (index.html); nothing needs a server.
@@ -357,7 +312,7 @@ def report(study: Path = StudyArg, store: Optional[Path] = StoreOpt,
 
 
 @app.command()
-def serve(study: Path = StudyArg, store: Optional[Path] = StoreOpt,
+def serve(study: StudyArg, store: StoreOpt = None,
           port: int = typer.Option(8000, "--port", help="Port on localhost."),
           site_dir: Optional[Path] = typer.Option(None, "--site", help="Default: STORE/site.")) -> None:
     """Serve the study's site on http://localhost:PORT (the site also opens from disk without it).
@@ -382,7 +337,7 @@ def serve(study: Path = StudyArg, store: Optional[Path] = StoreOpt,
 
 
 @app.command()
-def layers(study: Path = StudyArg, run: Optional[str] = typer.Option(None, "--run", "-r", help="Which run's architecture.")) -> None:
+def layers(study: StudyArg, run: Optional[str] = typer.Option(None, "--run", "-r", help="Which run's architecture.")) -> None:
     """List the layer addresses of a study's architecture (what `layers:` may name).
 
     Example: protoscope layers study.yaml
@@ -403,7 +358,7 @@ def demo(quick: bool = typer.Option(False, "--quick", help="A small version in u
          study_name: str = typer.Option("demo", "--study", help="Which built-in study: demo (the shapes) or digits "
                                                                   "(real handwriting in colour)."),
          show_study: bool = typer.Option(False, "--show-study", help="Print the study's YAML and exit."),
-         executor: Optional[str] = ExecutorOpt, ray_address: Optional[str] = RayAddressOpt) -> None:
+         executor: ExecutorOpt = None, ray_address: RayAddressOpt = None) -> None:
     """Train clrjit and keepclr on the built-in shapes (or digits), run every stage, and print the
     seed's findings with their margins.
 
@@ -419,11 +374,28 @@ def demo(quick: bool = typer.Option(False, "--quick", help="A small version in u
         sys.stdout.write(builtin_study(study_name).read_text())
         return
     s = demo_study(out_dir, quick, study_name)
-    chosen = _executor(executor or (None if ray_address else "processes"), ray_address)  # a bad name: before any line
-    out.print(f"{study_name} study ({'quick' if quick else 'full'}): store [bold]{s.store}[/]")
-    with chosen, stages.new_progress() as progress:
-        figures = stages.run(s, progress, chosen)
+    figures = _stage(stages.run, s, executor or (None if ray_address else "processes"), ray_address,
+                     announce=f"{study_name} study ({'quick' if quick else 'full'}): store [bold]{s.store}[/]")
     _print_summary(s, figures)
+
+
+def _print_table(title: str, columns, rows, left=frozenset()) -> None:
+    """A rich table of string cells; the `left` columns are left-justified, the others right."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(str(column), justify="left" if column in left else "right")
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
+def _print_paths(paths) -> None:
+    """One line per figure (PNG) a stage drew, and one for the site's index.html where it wrote one."""
+    for path in paths:
+        if path.suffix == ".png":
+            out.print(f"figure: {path}", soft_wrap=True)
+        elif path.name == "index.html":
+            out.print(f"report: {path} (open it in a browser)", soft_wrap=True)
 
 
 def _print_summary(s, figures=None) -> None:
@@ -431,25 +403,18 @@ def _print_summary(s, figures=None) -> None:
     if wide.empty:
         out.print("no probe results yet")
         return
-    table = Table(title="Linear probe test accuracy (init -> final epoch)")
-    table.add_column("condition")
-    table.add_column("run")
     classifiers = sorted({c for c, _ in wide.columns})
-    for c in classifiers:
-        table.add_column(c, justify="right")
+    rows = []
     for (condition, run), row in wide.iterrows():
         cells = []
         for c in classifiers:
             init, final = row.get((c, "init")), row.get((c, "final"))
             cells.append(f"{init:.3f} -> {final:.3f}" if init == init and final == final else "-")
-        table.add_row(condition, run, *cells)
-    out.print(table)
+        rows.append([condition, run, *cells])
+    _print_table("Linear probe test accuracy (init -> final epoch)", ["condition", "run", *classifiers], rows,
+                 left={"condition", "run"})
     _print_findings(s)
-    for path in figures or []:
-        if path.suffix == ".png":
-            out.print(f"figure: {path}", soft_wrap=True)
-        elif path.name == "index.html":
-            out.print(f"report: {path} (open it in a browser)", soft_wrap=True)
+    _print_paths(figures or [])
 
 
 def _print_findings(s) -> None:
@@ -460,14 +425,10 @@ def _print_findings(s) -> None:
     table = findings(MetricsTable(s.store).read(), list(s.layers))
     if table.empty:
         return
-    shown = Table(title="The seed's findings on this study (margin > 0: it holds)")
-    for column in ("finding", "value", "margin", "holds"):
-        shown.add_column(column, justify="right" if column == "margin" else "left")
-    for row in table.itertuples(index=False):
-        holds = "—" if row.holds is None else ("yes" if row.holds else "[red]no[/]")
-        shown.add_row(row.finding, row.value, "" if row.margin is None or row.margin != row.margin else f"{row.margin:+.3f}",
-                      holds)
-    out.print(shown)
+    rows = ([row.finding, row.value, "" if row.margin is None or row.margin != row.margin else f"{row.margin:+.3f}",
+             "—" if row.holds is None else ("yes" if row.holds else "[red]no[/]")] for row in table.itertuples(index=False))
+    _print_table("The seed's findings on this study (margin > 0: it holds)", ("finding", "value", "margin", "holds"),
+                 rows, left={"finding", "value", "holds"})
 
 
 def _error_line(message: str) -> None:

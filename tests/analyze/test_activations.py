@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from protoscope.jobs import execute
-from protoscope.analyze.activations import (
-    ActivationStage,
-    activation_store, compute_activations, layer_activations, probe_set, read_activations, stream_activations,
-)
+from protoscope.stages import execute
+from protoscope.analyze.activations import layer_activations, probe_set, stream_activations
+from protoscope.stages.activations import ActivationStage, compute_activations
+from protoscope.store.activations import activation_store, read_activations
 from protoscope.data.datasets import normalize
 from protoscope.errors import UserError
 from protoscope.nets.checkpoints import load_into

@@ -59,7 +59,7 @@ def test_atlas_fills_its_store_and_draws_its_figures(trained, tmp_path, capsys):
 
 
 def test_a_killed_atlas_resumes_on_the_same_map(trained, tmp_path, monkeypatch):
-    import protoscope.analyze.atlas_jobs as jobs
+    import protoscope.stages.atlases as jobs
     from protoscope.store.compare import differences
 
     reference = _copy(trained, tmp_path / "a")

@@ -11,7 +11,7 @@ from torchvision import models as tvm
 from protoscope.analyze.embeddings import (
     PENULTIMATE, ModelSpace, checkpoint_space, load_pretrained, make_spaces, pretrained_space, weights_file,
 )
-from protoscope.analyze.prototype_metrics import analyze_prototypes
+from protoscope.stages import analyze as analyze_prototypes
 from protoscope.data.datasets import normalize
 from protoscope.errors import UserError
 from protoscope.nets.checkpoints import load_into, save_state

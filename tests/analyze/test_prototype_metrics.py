@@ -9,8 +9,9 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 
+from protoscope.stages import analyze as analyze_prototypes
 from protoscope.analyze.prototype_metrics import (
-    analyze_prototypes, change, consistency, diversity, masked_images, paired, pairwise, usable_masks,
+    change, consistency, diversity, masked_images, paired, pairwise, usable_masks,
 )
 from protoscope.store import MetricsTable, open_store
 from protoscope.store.arrays import ArrayStore

@@ -10,11 +10,13 @@ from rsatoolbox.rdm import calc_rdm
 from scipy.spatial.distance import pdist
 from scipy.stats import pearsonr, spearmanr
 
-from protoscope.analyze.activations import Activations
+from protoscope.store.activations import Activations
 from protoscope.analyze.rsa import (
-    category_dissimilarity, compare_rdms, epoch_rdms, load_rdms, rsa_run, separation_chance, trajectory_embedding,
-    trajectory_metrics,
+    category_dissimilarity, compare_rdms, epoch_rdms, separation_chance, trajectory_embedding, trajectory_metrics,
 )
+from protoscope.stages.activations import compute_activations
+from protoscope.stages.rdms import rsa_run
+from protoscope.store.rdms import load_rdms
 from protoscope.errors import UserError
 
 CATS = ("circle", "square", "star")
@@ -156,10 +158,12 @@ def test_constant_unit_is_fine_but_constant_layer_or_pattern_is_a_clear_error():
 
 
 def test_single_category_probe_set_is_a_clear_error(ckpt_study):
-    from protoscope.analyze import activations as A
+    import zarr
 
-    A.compute_activations(ckpt_study, runs=["a"], layers=["layer1"])
-    group = A.zarr.open_group(A.activation_store(ckpt_study).path / "runs/a/layer1", mode="r+")
+    from protoscope.store.activations import activation_store
+
+    compute_activations(ckpt_study, runs=["a"], layers=["layer1"])
+    group = zarr.open_group(activation_store(ckpt_study).path / "runs/a/layer1", mode="r+")
     group["label"][:] = 0
     with pytest.raises(UserError, match="single category \\('circle'\\)"):
         rsa_run(ckpt_study, ckpt_study.run("a"), ["layer1"])

@@ -5,8 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from protoscope.analyze.activations import read_activations
-from protoscope.analyze.align.jobs import read_result
+from protoscope.store.activations import read_activations
+from protoscope.store.alignment import read_result
 from protoscope.store.arrays import ArrayStore
 from site_helpers import cell, read_script
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from protoscope.analyze.activations import read_activations
+from protoscope.store.activations import read_activations
 from protoscope.store.arrays import ArrayStore
 from site_helpers import CHROMIUM_ARGS, chromium_path, read_script
 

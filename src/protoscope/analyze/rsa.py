@@ -26,16 +26,13 @@ therefore category × category: it gives ``rsa_between`` but no ``rsa_within``.
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 from rsatoolbox.data import Dataset
-from rsatoolbox.rdm import RDMs, calc_rdm, compare, concat, load_rdm
+from rsatoolbox.rdm import RDMs, calc_rdm, compare, concat
 
-from ..atomic import atomic_path
 from ..errors import UserError
-from ..jobs import Job
-from .activations import Activations
+from ..store.activations import Activations
 
 # our name -> rsatoolbox's compare() method
 COMPARE_METHODS = {"pearson": "corr", "spearman": "spearman", "cosine": "cosine"}
@@ -216,39 +213,7 @@ def trajectory_embedding(rdms: RDMs, method: str = "pearson", seed: int = 0) -> 
     return mds.fit_transform(dist)
 
 
-# --------------------------------------------------------------------------- storage
-
-
-def rdm_path(store, run: str, layer: str) -> Path:
-    return Path(store) / "rsa" / run / f"{layer}.hdf5"
-
-
-def save_rdms(rdms: RDMs, path: Path) -> None:
-    """rsatoolbox's HDF5 format, written atomically."""
-    with atomic_path(path) as tmp:
-        rdms.save(str(tmp), file_type="hdf5", overwrite=True)
-
-
-def load_rdms(store, runs: list[str] | None = None, layers: list[str] | None = None) -> RDMs:
-    """The stored RDMs of a study (a Study or its store folder), selectable by run and layer.
-
-    One rsatoolbox `RDMs` with `run`, `epoch`, `layer` rdm descriptors; select further with
-    ``rdms.subset("epoch", 5)``.
-    """
-    root = Path(store.store if hasattr(store, "store") else store) / "rsa"
-    files = sorted(root.glob("*/*.hdf5")) if root.is_dir() else []
-    files = [f for f in files if (runs is None or f.parent.name in runs) and (layers is None or f.stem in layers)]
-    if not files:
-        raise UserError(f"No RDMs stored under {root}" + (f" for runs {runs}" if runs else "")
-                        + (f" and layers {layers}" if layers else "") + "; run `protoscope rsa` first.")
-    loaded = [load_rdm(str(f), file_type="hdf5") for f in files]
-    for rdm in loaded:  # hdf5 gives numpy scalars back; plain values select and compare as users expect
-        rdm.rdm_descriptors = {k: [v.item() if hasattr(v, "item") else v for v in vals]
-                               for k, vals in rdm.rdm_descriptors.items()}
-    return concat(loaded) if len(loaded) > 1 else loaded[0]
-
-
-# --------------------------------------------------------------------------- the stage's work
+# --------------------------------------------------------------------------- what the stage checks
 
 
 def check_categories(labels, categories) -> None:
@@ -266,69 +231,3 @@ def metric_settings(spec) -> dict:
     return spec.model_dump(mode="json", exclude={"snapshots", "batch_size"})
 
 
-def rsa_run(study, run, layers: list[str], progress=None, executor=None) -> int:
-    """RDMs and trajectory metrics of one run, per layer not yet stored; returns the jobs done now.
-
-    Activations must be stored (`analyze.activations.compute_activations`).
-    """
-    from ..jobs import execute
-
-    return execute(RSAStage(tuple(layers)), study, executor, [run.name], progress).done_now
-
-
-class RSAStage:
-    """Jobs (run, layer): the RDMs of every studied epoch and their trajectory metrics.
-
-    Done when both its metrics file and its RDM file are stored; the stage's settings are recorded
-    with the first result."""
-
-    name = "rsa"
-
-    def __init__(self, layers: tuple[str, ...] | None = None):
-        self.layers = layers
-
-    def plan(self, study, runs):
-        from ..nets.layers import check_layers
-        from ..nets.models import build_model
-        from ..store import check_settings
-        from .activations import study_epochs
-
-        jobs = []
-        for run in [study.run(n) for n in runs] if runs else study.runs:  # names and epochs before settings
-            layers = check_layers(build_model(run.arch, run.width, run.small_input),
-                                  list(self.layers or study.rsa.layers or study.layers))
-            study_epochs(study, run, study.rsa.epochs)
-            jobs += [Job(RSA_REF, (run.name, layer), run.name) for layer in layers]
-        check_settings(study.store, "rsa", metric_settings(study.rsa), record=False)
-        return jobs
-
-    def prepare(self, study, jobs) -> None:
-        pass
-
-    def is_done(self, study, job) -> bool:
-        from ..store import MetricsTable
-
-        return MetricsTable(study.store).has("rsa", "/".join(job.key)) and rdm_path(study.store, *job.key).is_file()
-
-    def run(self, study, job, device, emit) -> dict:
-        from ..store import MetricsTable, check_settings
-        from .activations import read_activations, study_epochs
-        from .dimensionality import dimensionality_rows
-
-        name, layer = job.key
-        spec, run = study.rsa, study.run(name)
-        acts = read_activations(study, name, layer, list(study_epochs(study, run, spec.epochs)))
-        check_categories(acts.labels, acts.categories)
-        rdms = epoch_rdms(acts, spec.distance, spec.folds)
-        base = {"run": name, "condition": run.condition, "seed": run.seed, "layer": layer}
-        rows = [dict(base, **row) for row in trajectory_metrics(rdms, acts.categories, spec.compare)]
-        rows += dimensionality_rows(acts, base)  # the same activations: how many directions they use
-        check_settings(study.store, "rsa", metric_settings(spec))  # recorded with the first result
-        save_rdms(rdms, rdm_path(study.store, name, layer))
-        MetricsTable(study.store).write("rsa", f"{name}/{layer}", rows)
-        emit(f"RDMs {layer}")
-        return {}
-
-
-RSA = RSAStage()
-RSA_REF = f"{__name__}:RSA"

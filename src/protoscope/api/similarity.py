@@ -26,7 +26,8 @@ def rdms(models, layer: str, images, labels=None, *, categories=None, run: str =
     "euclidean" or "crossnobis" (category x category, cross-validated over `folds`).
     Compare with `rsatoolbox.rdm.compare`; writes nothing.
     """
-    from ..analyze.activations import Activations, layer_activations
+    from ..analyze.activations import layer_activations
+    from ..store.activations import Activations
     from ..analyze.rsa import epoch_rdms
 
     epochs, models = _epochs(models)

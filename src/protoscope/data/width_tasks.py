@@ -97,7 +97,7 @@ def _shapes(spec, seed: int) -> WidthTask:
 
 def _image_folder(spec, seed: int) -> WidthTask:
     """`root/train` and `root/test` when both exist; otherwise one folder, split by a seeded shuffle."""
-    from ..study import DataSpec
+    from ..specs import DataSpec
     from .datasets import labelled, normalize
 
     data = DataSpec(name="imagefolder", root=spec.root, image_size=spec.image_size)

@@ -23,7 +23,7 @@ from .figures import plt, save
 
 
 def _results(study) -> tuple[list[Path], list[Path], list[Path]]:
-    from ..analyze.align.jobs import align_root
+    from ..store.alignment import align_root
 
     root = align_root(study)
     pairs = sorted(root.glob("epoch_*/*~*/*.nc"))
@@ -51,7 +51,7 @@ def matching_table(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def _open(path: Path):
-    from ..analyze.align.jobs import read_result
+    from ..store.alignment import read_result
 
     return read_result(path)
 

@@ -223,7 +223,7 @@ def mds(rdms, path: Path, layers: list[str], conditions: dict[str, str], method:
 
 def rsa_figures(study, metrics: pd.DataFrame, out: Path) -> list[Path]:
     """Every RSA figure for what is stored."""
-    from ..analyze.rsa import load_rdms
+    from ..store.rdms import load_rdms
 
     spec = study.rsa
     layers = spec.layers or study.layers

@@ -34,6 +34,7 @@ from zarr.errors import ContainsGroupError
 
 from ..errors import UserError, did_you_mean
 from .blocks import Array, BlockGroup, Schema, jsonable
+from .layout import ARRAYS, check_name
 
 # name -> (dims after (epoch, repeat), dtype, fill value). Float arrays fill with
 # NaN so a never-written cell reads as "missing", not as a plausible 0.
@@ -67,16 +68,6 @@ _DESCRIPTIONS = {
 _SETTING_KEYS = ("epochs", "n_repeats", "n_units", "image_size", "latent_dim", "steps", "per_unit_rf")
 # Images compress well and dominate the store's size; zstd level 3 is a good trade.
 _IMAGE_CODEC = ZstdCodec(level=3)
-
-
-def _check_name(kind: str, name: str) -> str:
-    """Run and layer names become group names: no '/', not empty, no zarr-reserved prefix."""
-    if not isinstance(name, str) or not name or "/" in name or name in (".", "..") or name.startswith("__"):
-        raise UserError(
-            f"Invalid {kind} name {name!r}: it must be a non-empty string without '/', "
-            "not '.'/'..' and not starting with '__'."
-        )
-    return name
 
 
 @dataclass
@@ -196,8 +187,8 @@ class ArrayStore:
         Idempotent, and safe when several workers call it at once: whoever loses
         a creation race re-checks what the winner wrote.
         """
-        _check_name("run", run)
-        _check_name("layer", layer)
+        check_name("run", run)
+        check_name("layer", layer)
         epochs = [int(e) for e in epochs]
         if not epochs or len(set(epochs)) != len(epochs):
             raise UserError(f"epochs must be a non-empty list of distinct epoch numbers; got {epochs}.")
@@ -372,8 +363,8 @@ def open_store(path: str | Path):
     import xarray as xr
 
     path = Path(path)
-    if not (path / "zarr.json").is_file() and (path / "arrays.zarr" / "zarr.json").is_file():
-        path = path / "arrays.zarr"
+    if not (path / "zarr.json").is_file() and (path / ARRAYS / "zarr.json").is_file():
+        path = path / ARRAYS
     if not (path / "zarr.json").is_file():
         hint = " (the folder exists but holds no Zarr v3 store)" if path.exists() else ""
         raise UserError(f"No array store at {path}{hint}.")

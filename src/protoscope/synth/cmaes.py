@@ -269,16 +269,22 @@ class BatchedSepCMA(_BatchedES):
         unchanged for this generation rather than poisoned with NaN/inf.
         """
         x, f, act = self._check_tell(candidates, fitness, active)
-        n = self.dim
         x_top, f_top = self._rank(x, f, self.mu)
         self._update_best(x_top, f_top, act)
-
-        sigma = self.sigma[:, None]
         w = self.weights[None, :, None]
-        y_top = (x_top - self.mean[:, None, :]) / sigma[:, None]
+        y_top = (x_top - self.mean[:, None, :]) / self.sigma[:, None, None]
         y_w = (w * y_top).sum(dim=1)
-        new_mean = self.mean + sigma * y_w
+        new_mean = self.mean + self.sigma[:, None] * y_w
+        ps, ps_norm, pc, hsig = self._paths(y_w)
+        diag = self._new_diag(pc, hsig, (w * y_top.square()).sum(dim=1))
+        log_step = (self.cs / self.damps) * (ps_norm / self.chi_n - 1)
+        new_sigma = self.sigma * torch.exp(torch.clamp(log_step, max=1.0))
+        new_sigma = new_sigma.clamp(*self.sigma_bounds)
+        self._commit(act, new_mean, ps, pc, diag, new_sigma)
 
+    def _paths(self, y_w: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The evolution paths after step ``y_w``: ``ps`` (and its norm) for CSA, ``pc`` (and hsig) for ``C``."""
+        n = self.dim
         # CSA: the path lives in the isotropic coordinates C^{-1/2} y.
         inv_sqrt_diag = self.diag.rsqrt()
         ps = (1 - self.cs) * self.ps + math.sqrt(self.cs * (2 - self.cs) * self.mueff) * (
@@ -290,20 +296,20 @@ class BatchedSepCMA(_BatchedES):
         t = (self.n_updates + 1).to(self.dtype)
         correction = torch.sqrt(1 - (1 - self.cs) ** (2 * t))
         hsig = (ps_norm / correction < (1.4 + 2 / (n + 1)) * self.chi_n).to(self.dtype)[:, None]
-
         pc = (1 - self.cc) * self.pc + hsig * math.sqrt(self.cc * (2 - self.cc) * self.mueff) * y_w
-        rank_mu = (w * y_top.square()).sum(dim=1)
+        return ps, ps_norm, pc, hsig
+
+    def _new_diag(self, pc: Tensor, hsig: Tensor, rank_mu: Tensor) -> Tensor:
+        """Rank-one plus rank-mu update of the diagonal of ``C``, kept in bounds."""
         # (1 - hsig) * c1 * cc * (2 - cc) puts back the variance that a stalled pc misses.
         decay = 1 - self.c1 - self.cmu + (1 - hsig) * self.c1 * self.cc * (2 - self.cc)
         diag = decay * self.diag + self.c1 * pc.square() + self.cmu * rank_mu
         # Bound the condition number by raising the smallest entries, then the absolute range.
         lo = torch.clamp(diag.amax(dim=1, keepdim=True) / self.max_condition, min=self.diag_bounds[0])
-        diag = torch.maximum(diag, lo).clamp(max=self.diag_bounds[1])
+        return torch.maximum(diag, lo).clamp(max=self.diag_bounds[1])
 
-        log_step = (self.cs / self.damps) * (ps_norm / self.chi_n - 1)
-        new_sigma = self.sigma * torch.exp(torch.clamp(log_step, max=1.0))
-        new_sigma = new_sigma.clamp(*self.sigma_bounds)
-
+    def _commit(self, act: Tensor, new_mean: Tensor, ps: Tensor, pc: Tensor, diag: Tensor, new_sigma: Tensor) -> None:
+        """Take the new state for active problems whose update stayed finite; the rest keep theirs."""
         ok = (
             torch.isfinite(new_mean).all(dim=1)
             & torch.isfinite(ps).all(dim=1)
@@ -320,7 +326,6 @@ class BatchedSepCMA(_BatchedES):
         self.sigma = torch.where(upd, new_sigma, self.sigma)
         self.n_updates = self.n_updates + upd.long()
         self.generation += 1
-
 
 class IsotropicES(_BatchedES):
     """The seed paper's "batched CMA-ES": an isotropic ES with no adaptation at all.

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from protoscope import stages
-from protoscope.analyze.align.jobs import align_root, read_result
+from protoscope.store.alignment import align_root, read_result
 from protoscope.cli import main
 from protoscope.errors import UserError
 from protoscope.store import MetricsTable

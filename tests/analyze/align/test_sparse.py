@@ -8,7 +8,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso
 
 from protoscope.analyze.align import SEED_PENALTIES, Moments, SparsePrediction, correlations
-from protoscope.analyze.align.jobs import analyze_pair
+from protoscope.analyze.align.passes import analyze_pair
 from protoscope.analyze.align.pair import penalty_sweep
 from protoscope.study import AlignSpec
 

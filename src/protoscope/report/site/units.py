@@ -79,7 +79,7 @@ def _track(store: Path, run: str, layer: str) -> list[int] | None:
     path = store / "align" / "track" / run / f"{layer}.nc"
     if not path.is_file():
         return None
-    from ...analyze.align.jobs import read_result
+    from ...store.alignment import read_result
 
     with read_result(path) as ds:
         return [int(e) for e in ds["identity_epoch"].values]
@@ -88,7 +88,7 @@ def _track(store: Path, run: str, layer: str) -> list[int] | None:
 def alignment_partners(store: Path, runs: list[str], layer: str) -> dict[str, dict]:
     """{run: {other run: {"epoch", "unit", "corr", "method"}}} from every stored pair alignment of `layer`:
     bipartite matching both ways (one-to-one), semi-matching from the pair's first run."""
-    from ...analyze.align.jobs import read_result
+    from ...store.alignment import read_result
 
     found: dict[str, dict] = {run: {} for run in runs}
     root = store / "align"

@@ -1,9 +1,9 @@
-"""Synthesis jobs: one per (run, layer, epoch) of a study, its repeats inside, written to the array store.
+"""The evolve stage: prototypes of every unit, one job per (run, layer, epoch), its repeats inside.
 
-A job is idempotent and marked done only after its arrays are written, so an
-interrupted `evolve` resumes with the first unfinished job. Repeat r uses seed
-`synth.seed + r` at every epoch and layer: the same random pool at every
-checkpoint, so epoch-to-epoch differences come from the network, not the draw.
+A job is idempotent and marked done only after its arrays are written, so an interrupted `evolve`
+resumes with the first unfinished job. Repeat r uses seed `synth.seed + r` at every epoch and layer:
+the same random pool at every checkpoint, so epoch-to-epoch differences come from the network, not
+the draw.
 """
 
 from __future__ import annotations
@@ -11,98 +11,72 @@ from __future__ import annotations
 import torch
 
 from ..errors import UserError
-from ..jobs import Job
-from ..nets.checkpoints import epoch_files, load_into
+from ..nets.checkpoints import load_into
 from ..nets.layers import check_layers
-from ..nets.models import build_model
 from ..runtime import use_bf16
-from ..store import MetricsTable
+from ..store import MetricsTable, layout
 from ..store.arrays import ArrayStore
-from .generators import Generator, sized_generator
-from .layer import layer_prototypes, layer_units, prepare
-from .receptive import measure_receptive_field
+from ..synth.generators import Generator, sized_generator
+from ..synth.layer import layer_prototypes, layer_units, prepare
+from ..synth.receptive import measure_receptive_field
+from .base import StudyStage, build, checkpoints
 
 
 def build_generator(spec, image_size: int, device: torch.device) -> Generator:
+    """The study's generator (`synth:`) at an image size, on a device."""
     return sized_generator(spec.generator, image_size, spec.generator_options).to(device)
 
 
-def _evolve_epochs(study, run, files: dict) -> list[int]:
+def evolve_epochs(study, run) -> dict:
+    """{epoch: checkpoint} the stage evolves: `synth.epochs`, or every stored checkpoint."""
+    files = checkpoints(study, run)
     epochs = study.synth.epochs if study.synth.epochs is not None else list(files)
     missing = [e for e in epochs if e not in files]
     if missing:
         raise UserError(f"Run {run.name!r} has no checkpoint for epochs {missing} (synth.epochs / --epochs); "
                         f"stored: {list(files)}")
-    return epochs
-
-
-def _run_files(study, run) -> dict:
-    files = epoch_files(study.run_dir(run))
-    if not files:
-        raise UserError(f"Run {run.name!r} has no checkpoints in {study.run_dir(run)}; train it first (protoscope train).")
-    return files
+    return {e: files[e] for e in epochs}
 
 
 class _Traced:
-    """A run's model, generator and traced forwards, built once per process and reused by its jobs.
+    """A run's model, generator and traced forwards: what its jobs share in one process.
 
-    A cache of values that depend on the run's architecture and the study only (each job loads
-    its own epoch's weights into the shared model), not state passed between jobs: a job run
-    alone, in a fresh process, builds the same thing.
+    Each job loads its own epoch's weights into the shared model; the traced graphs share the
+    model's parameters, so they follow. Frozen: the search needs gradients for the latents only, and
+    weight gradients would cost as much again as the rest of the backward pass.
     """
 
-    _cache: dict = {}
-
-    @classmethod
-    def of(cls, study, run, device) -> "_Traced":
-        files = _run_files(study, run)
-        epochs = _evolve_epochs(study, run, files)
-        first = files[epochs[0]] if epochs else None
-        stat = first.stat() if first is not None else None  # a rewritten checkpoint is read (and checked) again
-        key = (study.model_dump_json(), run.name, str(device), str(first), stat and (stat.st_mtime_ns, stat.st_size))
-        if key not in cls._cache:
-            cls._cache.clear()  # one run at a time: the previous run's model is not needed again
-            cls._cache[key] = cls(study, run, device)
-        return cls._cache[key]
-
     def __init__(self, study, run, device):
-        spec = study.synth
-        files = _run_files(study, run)
-        epochs = _evolve_epochs(study, run, files)
+        spec, epochs = study.synth, evolve_epochs(study, run)
         self.size = spec.image_size or run.data.image_size
-        self.model = build_model(run.arch, run.width, run.small_input)
+        self.model = build(run)
         self.layers = check_layers(self.model, study.layers)
         self.generator = build_generator(spec, self.size, device)
         if epochs:
-            load_into(self.model, files[epochs[0]])
+            load_into(self.model, next(iter(epochs.values())))
         self.units = layer_units(self.model.to(device), self.layers, self.size)
-        # Prepared (traced) once per layer: the traced graph shares the model's parameters, so
-        # loading each epoch's weights into `model` updates it in place. Frozen: the
-        # search needs gradients for the latents only, and weight gradients would
-        # cost as much again as the rest of the backward pass.
         self.model.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
         self.prepared = {layer: prepare(self.model, layer, self.size, spec.objective, spec.crop)
                          for layer in self.layers}
 
 
-class EvolveStage:
+class EvolveStage(StudyStage):
     """Prototypes of every unit: one job per (run, layer, epoch), its repeats inside (weights loaded once)."""
 
     name = "evolve"
 
     def plan(self, study, runs):
         jobs = []
-        for run in [study.run(n) for n in runs] if runs else study.runs:
-            files = _run_files(study, run)
-            layers = check_layers(build_model(run.arch, run.width, run.small_input), study.layers)
-            jobs += [Job(STAGE_REF, (run.name, layer, epoch), run.name)
-                     for epoch in _evolve_epochs(study, run, files) for layer in layers]
+        for run in self.runs(study, runs):
+            epochs = evolve_epochs(study, run)
+            layers = check_layers(build(run), study.layers)
+            jobs += [self.job((run.name, layer, epoch), run.name) for epoch in epochs for layer in layers]
         return jobs
 
     def _todo(self, study, job) -> tuple[list[int], bool]:
         """(repeats not done, whether the receptive field is missing) of a job."""
         run, layer, epoch = job.key
-        store = ArrayStore(study.store / "arrays.zarr")
+        store = ArrayStore(layout.arrays(study))
         if not (store.path / "zarr.json").is_file() or not store.has_layer(run, layer):
             return list(range(study.synth.repeats)), study.synth.rf != "none"
         done = {r for e, r in store.done_jobs(run, layer) if e == epoch}
@@ -120,33 +94,39 @@ class EvolveStage:
         from ..runtime import resolve_device
 
         spec = study.synth
-        store = ArrayStore(study.store / "arrays.zarr")
+        store = ArrayStore(layout.arrays(study))
         settings = {f"synth_{k}": v for k, v in spec.model_dump(mode="json", exclude={"epochs"}).items()}
         device = resolve_device(study.device)
         for name in dict.fromkeys(job.key[0] for job in jobs):
             run = study.run(name)
-            files = _run_files(study, run)
-            epochs = _evolve_epochs(study, run, files)
+            epochs = evolve_epochs(study, run)
             size = spec.image_size or run.data.image_size
-            model = build_model(run.arch, run.width, run.small_input)
+            model = build(run)
             layers = check_layers(model, study.layers)
             latent_dim = build_generator(spec, size, device).latent_dim
             if epochs:
-                load_into(model, files[epochs[0]])
+                load_into(model, next(iter(epochs.values())))
             units = layer_units(model.to(device), layers, size)
             for layer in layers:
-                store.ensure_layer(run.name, layer, epochs=epochs, repeats=spec.repeats, units=units[layer],
+                store.ensure_layer(run.name, layer, epochs=list(epochs), repeats=spec.repeats, units=units[layer],
                                    image_size=size, latent_dim=latent_dim, steps=spec.adam_steps,
                                    per_unit_rf=spec.rf == "unit", attrs=settings)
+
+    def _traced(self, study, run, device) -> _Traced:
+        epochs = evolve_epochs(study, run)
+        first = next(iter(epochs.values()), None)
+        stat = first.stat() if first is not None else None  # a rewritten checkpoint is read (and checked) again
+        key = (study.model_dump_json(), run.name, str(device), str(first), stat and (stat.st_mtime_ns, stat.st_size))
+        return self.cached("traced", key, lambda: _Traced(study, run, device))
 
     def run(self, study, job, device, emit) -> dict:
         run_name, layer, epoch = job.key
         spec, run = study.synth, study.run(run_name)
         repeats, need_rf = self._todo(study, job)
-        traced = _Traced.of(study, run, device)
-        store, table = ArrayStore(study.store / "arrays.zarr"), MetricsTable(study.store)
+        traced = self._traced(study, run, device)
+        store, table = ArrayStore(layout.arrays(study)), MetricsTable(study.store)
         model = traced.model
-        load_into(model, _run_files(study, run)[epoch])
+        load_into(model, checkpoints(study, run)[epoch])
         model.to(device).eval()
         prepared = traced.prepared[layer]
         if need_rf:
@@ -157,8 +137,7 @@ class EvolveStage:
             result = layer_prototypes(prepared, traced.generator, units, seed=spec.seed + repeat,
                                       config=spec.engine_config(), device=device, bf16=bf16,
                                       on_phase=lambda phase, left, r=repeat: emit(f"r{r} {phase}", left=left, units=units))
-            base = {"run": run.name, "condition": run.condition, "seed": run.seed, "repeat": repeat,
-                    "epoch": epoch, "layer": layer}
+            base = self.row(run, repeat=repeat, epoch=epoch, layer=layer)
             table.write("evolve", f"{run.name}/{layer}/epoch_{epoch:03d}_r{repeat}", [
                 dict(base, metric="prototype_score", value=float(result.score.mean())),
                 dict(base, metric="silent_fraction", value=float(result.silent.float().mean())),
@@ -170,10 +149,6 @@ class EvolveStage:
         return {"repeats": len(repeats)}
 
 
-STAGE = EvolveStage()
-STAGE_REF = f"{__name__}:STAGE"
-
-
 def _write_rf(store: ArrayStore, spec, model, run_name: str, layer: str, epoch: int, size: int, device, plan) -> None:
     """The centre unit's receptive field at this checkpoint: per layer, and per unit on request
     (`measure_receptive_field`, as `protoscope.receptive_field` measures it)."""
@@ -182,3 +157,6 @@ def _write_rf(store: ArrayStore, spec, model, run_name: str, layer: str, epoch: 
     unit_maps = None if rf.unit_maps is None else rf.unit_maps.numpy()
     unit_masks = None if rf.unit_masks is None else rf.unit_masks.numpy()
     store.write_rf(run_name, layer, epoch, rf.map.numpy(), rf.mask.numpy(), unit_maps, unit_masks)
+
+
+STAGE = EvolveStage()

@@ -4,63 +4,45 @@ A job's runs are one run, or a group from `atlas.together` (e.g. both colour con
 then covers every epoch of every run of the group (`atlas.layout`: aligned UMAPs chained through the
 same images, or one joint UMAP), and a cell means the same region of the map for all of them.
 
-``STORE/atlas.zarr/runs/<run>/<layer>/`` is a block group (`store.blocks`), one block per epoch::
-
-    layout[epoch, image, xy]          float32  each image's place on the shared map, in [0, 1]
-    count[epoch, cell]                int32    activations per grid cell (cell = row * grid + column)
-    direction[epoch, cell, unit]      float32  the cell's whitened mean activation (NaN: empty cell)
-    icon[epoch, cell, y, x, rgb]      uint8    the engine's image for that direction (0: empty cell)
-    score[epoch, cell]                float32  the icon's objective value
-    done[epoch]; coords epoch, cell, label[image] (the image's class; attrs["categories"])
-
-Epoch 0 is the random initialisation: the seed's control, on the same map. The layout is fitted
-again on resume (seeded: the same map), so a job killed after some epochs finishes the rest.
+Its arrays are described in `store.atlas`. Epoch 0 is the random initialisation: the seed's
+control, on the same map. The layout is fitted again on resume (seeded: the same map), so a job
+killed after some epochs finishes the rest.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
+from ..analyze.atlas import aligned_layout, shared_layout
+from ..analyze.atlas_draw import draw_cells, layer_samples
 from ..errors import UserError
-from ..jobs import Job
 from ..nets.checkpoints import load_into
 from ..nets.layers import check_layers
-from ..nets.models import build_model
 from ..store import MetricsTable
-from ..store.blocks import Array, BlockGroup, Schema
-from .atlas import aligned_layout, shared_layout
-from .atlas_draw import draw_cells, layer_samples
+from ..store.atlas import atlas_group, atlas_schema
+from .base import StudyStage, build, checkpoints_at
 
 
 def atlas_spec(study):
-    from ..study import AtlasSpec
+    from ..specs import AtlasSpec
 
     return study.atlas or AtlasSpec()
 
 
-def _group(study, run: str, layer: str, schema: Schema | None = None) -> BlockGroup:
-    root = Path(study.store) / "atlas.zarr"
-    return BlockGroup(root / "runs" / run / layer, schema, "the atlas store", root)
-
-
-class AtlasStage:
+class AtlasStage(StudyStage):
     name = "atlas"
 
     def plan(self, study, runs):
-        from .activations import study_epochs
-
         spec = atlas_spec(study)
         names = runs or spec.runs or [run.name for run in study.runs]
         jobs = []
         for group in map_groups(study, names):
             for name in group:
-                study_epochs(study, study.run(name), spec.epochs, "atlas.epochs")
+                _files(study, study.run(name))
             run = study.run(group[0])
-            layers = check_layers(build_model(run.arch, run.width, run.small_input),
+            layers = check_layers(build(run),
                                   list(spec.layers or study.layers[-1:]))
-            jobs += [Job(ATLAS_REF, (group, layer), "+".join(group)) for layer in layers]
+            jobs += [self.job((group, layer), "+".join(group)) for layer in layers]
         return jobs
 
     def prepare(self, study, jobs) -> None:
@@ -71,16 +53,17 @@ class AtlasStage:
         for name, group in groups.items():  # per run: one model, one image set, all its layers
             run = study.run(name)
             layers = [layer for runs, layer in (job.key for job in jobs) if name in runs]
-            units = layer_units(build_model(run.arch, run.width, run.small_input), layers, _data(spec, run).image_size)
+            units = layer_units(build(run), layers, _data(spec, run).image_size)
             data, size, epochs = _images(spec, run), _icon_size(spec, run), list(_files(study, run))
             settings = {"settings": spec.model_dump(mode="json", exclude={"runs", "layers", "together"}),
                         "icon_size": size, "categories": list(data.categories), "map_runs": list(group)}
             for layer in layers:
-                _group(study, name, layer, _schema(spec, epochs, units[layer], size, data.labels.numpy())).create(settings)
+                schema = atlas_schema(spec, epochs, units[layer], size, data.labels.numpy())
+                atlas_group(study, name, layer, schema).create(settings)
 
     def is_done(self, study, job) -> bool:
         runs, layer = job.key
-        groups = [_group(study, name, layer) for name in runs]
+        groups = [atlas_group(study, name, layer) for name in runs]
         return all(group.complete() and bool(group.done().all()) for group in groups)
 
     def run(self, study, job, device, emit) -> dict:
@@ -96,9 +79,9 @@ class AtlasStage:
                                      seed=spec.seed)))
         table, drawn = MetricsTable(study.store), 0
         for name in runs:
-            run, group = study.run(name), _group(study, name, layer)
+            run, group = study.run(name), atlas_group(study, name, layer)
             files, done = _files(study, run), group.done()
-            model = build_model(run.arch, run.width, run.small_input)
+            model = build(run)
             for index, epoch in enumerate(files):
                 drawn += 1
                 if done[index]:
@@ -148,7 +131,7 @@ def _activations(study, runs, layer: str, device, emit) -> dict:
     total = sum(len(_files(study, study.run(name))) for name in runs)
     for name in runs:
         run = study.run(name)
-        model, images = build_model(run.arch, run.width, run.small_input), _images(spec, run).images
+        model, images = build(run), _images(spec, run).images
         for epoch, path in _files(study, run).items():
             load_into(model, path)
             acts[name, epoch] = layer_samples(model.to(device).eval(), layer, images, spec.seed, device)
@@ -165,9 +148,7 @@ def _icon_size(spec, run) -> int:
 
 
 def _files(study, run) -> dict:
-    from .activations import study_epochs
-
-    return study_epochs(study, run, atlas_spec(study).epochs, "atlas.epochs")
+    return checkpoints_at(study, run, atlas_spec(study).epochs, "atlas.epochs")
 
 
 def _images(spec, run):
@@ -179,22 +160,10 @@ def _images(spec, run):
     return data
 
 
-def _schema(spec, epochs: list[int], units: int, size: int, labels: np.ndarray) -> Schema:
-    cells, n, e = spec.grid * spec.grid, len(labels), len(epochs)
-    return Schema({
-        "layout": Array(("epoch", "image", "xy"), (e, n, 2), "float32", float("nan")),
-        "count": Array(("epoch", "cell"), (e, cells), "int32", 0),
-        "direction": Array(("epoch", "cell", "unit"), (e, cells, units), "float32", float("nan")),
-        "icon": Array(("epoch", "cell", "y", "x", "rgb"), (e, cells, size, size, 3), "uint8", 0),
-        "score": Array(("epoch", "cell"), (e, cells), "float32", float("nan")),
-    }, blocks=1, coords={"epoch": np.asarray(epochs, "int64"), "cell": np.arange(cells, dtype="int64"),
-                         "label": (("image",), np.asarray(labels, "int64"))})
-
-
 def _draw_epoch(model, layer: str, acts: np.ndarray, layout: np.ndarray, study, run, device, seed: int) -> dict:
     """One epoch's block (`draw_cells`, as `protoscope.atlas` draws it): the study's generator
     (`synth:`), the atlas's own budget."""
-    from ..synth.jobs import build_generator
+    from .prototypes import build_generator
 
     spec = atlas_spec(study)
     return draw_cells(model, layer, acts, layout, spec, build_generator(study.synth, _icon_size(spec, run), device),
@@ -210,5 +179,4 @@ def _summary_rows(run, layer: str, epoch: int, block: dict) -> list[dict]:
             dict(base, metric="atlas_max_cell_fraction", value=float(counts.max() / max(counts.sum(), 1)))]
 
 
-ATLAS = AtlasStage()
-ATLAS_REF = f"{__name__}:ATLAS"
+STAGE = AtlasStage()

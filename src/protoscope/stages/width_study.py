@@ -1,37 +1,40 @@
 """The width study's stage: one job per (family, width, seed), and one raw-input baseline per seed.
 
 A job builds its task from the study's `width:` section (data/width_tasks.py; the same images for
-every job of a seed),
-trains its net on the original task, reads the new task from its frozen features, and writes its
-rows to ``metrics/width/<family>/w<width>_s<seed>.parquet`` — whose presence marks it done.
+every job of a seed), trains its net on the original task, reads the new task from its frozen
+features, and writes its rows to ``metrics/width/<family>/w<width>_s<seed>.parquet``, whose
+presence marks it done.
 """
 
 from __future__ import annotations
 
-from ..jobs import Job
-from ..store import MetricsTable, check_settings
-from .width_study import new_task_accuracy, width_rows
+from ..store import MetricsTable
+from ..train.width_study import new_task_accuracy, width_rows
+from .base import StudyStage
 
 
 def width_spec(study):
-    from ..study import WidthSpec
+    from ..specs import WidthSpec
 
     return study.width or WidthSpec()
 
 
-def _key(job: Job) -> str:
+def _key(job) -> str:
     family, width, seed = job.key
     return f"{family}/w{width}_s{seed}"
 
 
-class WidthStage:
+class WidthStage(StudyStage):
     name = "width"
+
+    def settings(self, study) -> dict:
+        return width_spec(study).model_dump(mode="json")
 
     def plan(self, study, runs):
         spec = width_spec(study)
-        check_settings(study.store, "width", spec.model_dump(mode="json"), record=False)
-        jobs = [Job(WIDTH_REF, ("raw", 0, seed), "baseline") for seed in spec.seeds]
-        return jobs + [Job(WIDTH_REF, (family, width, seed), family)
+        self.check_settings(study)
+        jobs = [self.job(("raw", 0, seed), "baseline") for seed in spec.seeds]
+        return jobs + [self.job((family, width, seed), family)
                        for family in spec.families for width in spec.widths for seed in spec.seeds]
 
     def prepare(self, study, jobs) -> None:
@@ -58,7 +61,7 @@ class WidthStage:
             nets = (fc_family(data.inputs, data.classes, [width], spec.budget, spec.max_depth) if family == "fc"
                     else conv_family(data.channels, data.classes, [width]))
             rows = width_rows(family, nets, data, spec.epochs, seed)
-        check_settings(study.store, "width", spec.model_dump(mode="json"))
+        self.record_settings(study)
         MetricsTable(study.store).write("width", _key(job), rows)
         value = next(r["value"] for r in rows if r["metric"] == "width_new_accuracy")
         emit(f"new task {value:.3f}")
@@ -66,4 +69,3 @@ class WidthStage:
 
 
 STAGE = WidthStage()
-WIDTH_REF = f"{__name__}:STAGE"

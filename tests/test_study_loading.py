@@ -1,0 +1,72 @@
+"""Reading a study file needs pydantic and YAML, not torch: a scheduler, a notebook cell or `--help`
+that only loads a study should not pay seconds of imports for it."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+# protoscope/__init__ imports the stages and the in-memory API, which need torch; the package object is
+# made without running it, so the check sees what study.py and the schema pull in themselves.
+_NO_PACKAGE_INIT = """
+import importlib.util, sys
+spec = importlib.util.find_spec("protoscope")
+sys.modules["protoscope"] = importlib.util.module_from_spec(spec)
+"""
+
+
+def _run(code: str) -> None:
+    proc = subprocess.run([sys.executable, "-c", _NO_PACKAGE_INIT + code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_loading_the_builtin_studies_imports_no_torch():
+    _run("""
+from protoscope.study import builtin_study, load_study
+for name in ("demo", "digits"):
+    study = load_study(builtin_study(name))
+    study.synth.model_dump()
+heavy = sorted(m for m in ("torch", "torchvision", "lightly", "kornia") if m in sys.modules)
+assert not heavy, f"loading a study imported {heavy}"
+""")
+
+
+def test_the_schema_imports_only_the_errors_of_protoscope():
+    _run("""
+import protoscope.specs
+ours = sorted(m for m in sys.modules if m.startswith("protoscope.") and not m.startswith("protoscope.specs"))
+assert ours == ["protoscope.errors"], ours
+""")
+
+
+def test_names_of_the_study_module_still_import():
+    from protoscope.study import (  # noqa: F401
+        AlignSpec, AnalyzeSpec, AtlasSpec, Classifier, Condition, DataSpec, EngineConfig, OptimizerSpec, ProbeSpec,
+        RSASpec, RunSpec, SimCLRSpec, SpaceSpec, Strict, Study, SynthSpec, WidthSpec, builtin_study, load_study,
+        parse_study)
+    from protoscope.synth.engine import EngineConfig as engine_config
+
+    assert EngineConfig is engine_config
+
+
+def test_synth_defaults_are_the_engines():
+    """SynthSpec repeats EngineConfig's defaults (reading them would import torch): they must agree."""
+    from protoscope.study import SynthSpec
+    from protoscope.synth.engine import EngineConfig
+
+    engine, spec = EngineConfig(), SynthSpec()
+    assert spec.engine_config() == EngineConfig(cma_popsize=None, batch_size=None, memory_gb=spec.memory_gb)
+    for name in ("pool_size", "cma_generations", "adam_steps", "adam_lr", "adam_betas", "patience", "memory_gb"):
+        assert getattr(spec, name) == getattr(engine, name), name
+
+
+def test_augment_arguments_are_lightlys():
+    """The augment keys a study may set are lightly's SimCLRTransform arguments (listed, to read a study
+    without importing lightly): a lightly that adds or drops one must show here."""
+    from lightly.transforms import SimCLRTransform
+
+    from protoscope.specs import SIMCLR_AUGMENT_ARGS
+
+    params = set(inspect.signature(SimCLRTransform.__init__).parameters) - {"self", "input_size", "normalize"}
+    assert set(SIMCLR_AUGMENT_ARGS) == params

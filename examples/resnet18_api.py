@@ -4,7 +4,7 @@
 
 The nets are random inits (no network access here): pass `--weights` to load yours into the
 first (a `.safetensors` or `.pth` state dict, read with weights_only=True — never unpickled);
-the second stays a random init, a stand-in for another seed's net. Probe images are the
+the second stays a random init, a stand-in for another seed's net. Stimulus images are the
 built-in shapes (4 classes, random colours) at 64 px; budgets are small, so the whole script
 takes under a minute on one CPU core. What it prints is in output/resnet18_api.txt, the
 pictures beside it.

@@ -84,32 +84,32 @@ def test_prototypes_and_receptive_fields_equal_what_evolve_stores(study):
 
 
 def test_rdms_equal_what_rsa_stores(study):
-    from protoscope.analyze.activations import probe_set
+    from protoscope.analyze.activations import stimulus_set
     from protoscope.store.rdms import load_rdms
 
     stages.rsa(study, runs=["a"])
     stored = load_rdms(study, runs=["a"], layers=[LAYER])
-    probe = probe_set(study)
-    mine = ps.rdms(checkpoints(study, "a"), LAYER, probe.images, probe.labels, categories=probe.categories, run="a",
+    stimuli = stimulus_set(study)
+    mine = ps.rdms(checkpoints(study, "a"), LAYER, stimuli.images, stimuli.labels, categories=stimuli.categories, run="a",
                    batch_size=10)
     assert np.array_equal(mine.dissimilarities, stored.dissimilarities)
     for key in ("run", "layer", "epoch"):
         assert list(mine.rdm_descriptors[key]) == list(stored.rdm_descriptors[key]), key
     assert list(mine.pattern_descriptors["category"]) == list(stored.pattern_descriptors["category"])
-    by_name = ps.rdms({3: checkpoints(study, "a")[1]}, LAYER, probe.images,
-                      [probe.categories[k] for k in probe.labels], batch_size=10)
+    by_name = ps.rdms({3: checkpoints(study, "a")[1]}, LAYER, stimuli.images,
+                      [stimuli.categories[k] for k in stimuli.labels], batch_size=10)
     assert np.allclose(by_name.dissimilarities, stored.subset("epoch", 1).dissimilarities)
     assert list(by_name.rdm_descriptors["epoch"]) == [3]
 
 
 def test_align_equals_what_the_align_stage_stores(study):
-    from protoscope.analyze.activations import probe_set
+    from protoscope.analyze.activations import stimulus_set
     from protoscope.store.alignment import align_root, read_result
 
     stages.align(study)
     pair = read_result(align_root(study) / "epoch_001" / "a~b" / f"{LAYER}.nc")
     summary = read_result(align_root(study) / "epoch_001" / "summary.nc")
-    fit = ps.align(checkpoints(study, "a")[1], checkpoints(study, "b")[1], LAYER, probe_set(study).images, seed=1,
+    fit = ps.align(checkpoints(study, "a")[1], checkpoints(study, "b")[1], LAYER, stimulus_set(study).images, seed=1,
                    **ALIGN)
     assert np.array_equal(fit.correlation.between_, pair["between"].values)
     assert np.array_equal(fit.bipartite.partner_, pair["partner_bipartite"].values)

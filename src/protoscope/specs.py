@@ -186,15 +186,15 @@ class SynthSpec(Strict):
 
 
 class RSASpec(Strict):
-    """Representational similarity over training: RDMs of one fixed probe set per run, epoch and layer.
+    """Representational similarity over training: RDMs of one fixed stimulus set per run, epoch and layer.
 
-    Every run sees the same probe images, so RDMs compare across runs as well as epochs.
+    Every run sees the same stimulus images, so RDMs compare across runs as well as epochs.
     """
 
     layers: list[str] | None = Field(None, description="default: the study's layers")
     epochs: list[int] | None = Field(None, description="default: every checkpoint")
-    data: DataSpec | None = Field(None, description="probe images; default: the first run's data set")
-    images: int = Field(400, ge=4, description="probe images (class-balanced)")
+    data: DataSpec | None = Field(None, description="stimulus images; default: the first run's data set")
+    images: int = Field(400, ge=4, description="stimulus images (class-balanced)")
     features: Literal["mean", "flatten"] = Field("mean", description="conv maps averaged over space, or flattened")
     distance: Literal["correlation", "euclidean", "crossnobis"] = "correlation"
     folds: int = Field(2, ge=2, description="crossnobis: interleaved partitions of each category's images")
@@ -328,7 +328,7 @@ class AlignSpec(Strict):
     epochs: list[int] | None = Field(None, description="epochs at which pairs are aligned; default: the last both have")
     track: list[str] | None = Field(
         None, description="runs whose every epoch is aligned with their final one; default: the pairs' runs; [] none")
-    images: int | None = Field(None, ge=4, description="probe images used; default: all of rsa.images")
+    images: int | None = Field(None, ge=4, description="stimulus images used; default: all of rsa.images")
     batch_size: int = Field(64, ge=1)
     threshold: float = Field(0.5, description="a unit whose matched correlation is below it has no partner")
     mi_samples: int = Field(10000, ge=0, description="(image, position) samples for mutual information; 0 skips it")

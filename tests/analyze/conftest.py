@@ -35,7 +35,7 @@ def checkpoint_study_dict(tmp_path, names=("a", "b"), epochs: int = 3, **rsa) ->
 
 @pytest.fixture
 def ckpt_study(tmp_path, write_study):
-    """A two-run, three-epoch study of random checkpoints (no training), 24 probe images."""
+    """A two-run, three-epoch study of random checkpoints (no training), 24 stimulus images."""
     from protoscope.study import load_study
 
     return load_study(write_study(checkpoint_study_dict(tmp_path)))

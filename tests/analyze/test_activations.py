@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from protoscope.stages import execute
-from protoscope.analyze.activations import layer_activations, probe_set, stream_activations
+from protoscope.analyze.activations import layer_activations, stimulus_set, stream_activations
 from protoscope.stages.activations import ActivationStage, compute_activations
 from protoscope.store.activations import activation_store, read_activations
 from protoscope.data.datasets import normalize
@@ -49,7 +49,7 @@ def test_stream_matches_full_forward_with_hooks():
 
 
 def test_probe_set_is_the_rsa_section_size_and_balanced(ckpt_study):
-    probe = probe_set(ckpt_study)
+    probe = stimulus_set(ckpt_study)
     assert probe.images.shape == (24, 3, 16, 16) and probe.images.dtype == torch.uint8
     assert np.bincount(probe.labels.numpy()).tolist() == [6, 6, 6, 6]
     assert len(probe.categories) == 4
@@ -62,7 +62,7 @@ def test_compute_store_read_and_resume(ckpt_study):
 
     acts = read_activations(ckpt_study, "b", "layer3")
     assert acts.values.shape == (3, 24, 16) and acts.values.dtype == np.float32 and acts.epochs == [0, 1, 2]
-    probe = probe_set(ckpt_study)
+    probe = stimulus_set(ckpt_study)
     np.testing.assert_array_equal(acts.labels, probe.labels.numpy())
     assert acts.categories == probe.categories
     model = load_into(build_model(**ARCH), ckpt_study.run_dir(ckpt_study.run("b")) / "epoch_001.safetensors")

@@ -1,5 +1,5 @@
 """RSA: RDMs and comparisons against rsatoolbox and scipy, category dissimilarity on a hand-made RDM,
-clear errors for degenerate probe sets, and the `rsa` stage end to end on random checkpoints."""
+clear errors for degenerate stimulus sets, and the `rsa` stage end to end on random checkpoints."""
 
 from __future__ import annotations
 
@@ -141,14 +141,14 @@ def test_crossnobis_is_unbiased_between_categories():
 
 def test_constant_unit_is_fine_but_constant_layer_or_pattern_is_a_clear_error():
     acts = fake()
-    acts.values[:, :, 2] = 3.0  # one unit constant over the probe set: nothing undefined
+    acts.values[:, :, 2] = 3.0  # one unit constant over the stimulus set: nothing undefined
     rdms = epoch_rdms(acts)
     assert np.isfinite(rdms.dissimilarities).all()
     np.testing.assert_allclose(rdms.get_vectors()[1], pdist(acts.values[1].astype(float), "correlation"), atol=1e-12)
 
     dead = fake()
     dead.values[1] = 0.0  # every unit constant (a dead layer at epoch 1)
-    with pytest.raises(UserError, match="epoch 1: 12 of 12 probe images give the same value on every unit"):
+    with pytest.raises(UserError, match="epoch 1: 12 of 12 stimulus images give the same value on every unit"):
         epoch_rdms(dead)
     with pytest.raises(UserError, match="epoch 1: every pair of probe patterns is equally dissimilar"):
         epoch_rdms(dead, "euclidean")

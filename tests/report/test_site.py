@@ -160,11 +160,11 @@ def test_report_and_serve_from_the_command_line(demo, tmp_path, capsys):
 
 
 def test_the_probe_sheet_holds_the_images_the_activations_were_computed_on(demo):
-    from protoscope.analyze.activations import probe_set
+    from protoscope.analyze.activations import stimulus_set
     from protoscope.demo import demo_study
 
     out, site, index = demo
-    images = probe_set(demo_study(out, quick=True)).images.permute(0, 2, 3, 1).numpy()
+    images = stimulus_set(demo_study(out, quick=True)).images.permute(0, 2, 3, 1).numpy()
     probe = index["probe"]
     assert probe["count"] == len(images) == len(probe["labels"])
     for k in (0, 17, len(images) - 1):

@@ -1,1 +1,1 @@
-"""Analyses of stored checkpoints: probe-set activations, RSA trajectories, alignment."""
+"""Analyses of stored checkpoints: stimulus-set activations, RSA trajectories, alignment."""

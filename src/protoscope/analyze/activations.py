@@ -1,7 +1,7 @@
-"""Activations of a fixed, labelled probe set: the probe set itself and the truncated forward pass.
+"""Activations of a fixed, labelled stimulus set: the stimulus set itself and the truncated forward pass.
 
 RSA, alignment and atlases all start from the same numbers (what each unit of a layer answers to
-each probe image at each epoch), so the activations stage computes them once per (run, layer,
+each stimulus image at each epoch), so the activations stage computes them once per (run, layer,
 epoch) and stores them (`store.activations`, which documents the layout). A conv layer's unit is a
 channel averaged over space (``features: mean``, the default) or one (channel, y, x) position
 (``features: flatten``).
@@ -19,11 +19,11 @@ from ..errors import UserError
 from ..nets.layers import Truncated, truncate
 
 
-# --------------------------------------------------------------------------- probe set and forward pass
+# --------------------------------------------------------------------------- stimulus set and forward pass
 
 
-def probe_set(study) -> Labelled:
-    """The study's labelled probe images: `rsa.images` of `rsa.data` (default: the first run's data).
+def stimulus_set(study) -> Labelled:
+    """The study's labelled stimulus images: `rsa.images` of `rsa.data` (default: the first run's data).
 
     One set for every run, so representations compare across runs as well as epochs.
     """

@@ -1,4 +1,4 @@
-"""Representational similarity over training: RDMs of a fixed probe set per run × epoch × layer.
+"""Representational similarity over training: RDMs of a fixed stimulus set per run × epoch × layer.
 
 RDMs are rsatoolbox `RDMs` objects (one per epoch, `run`/`epoch`/`layer` as rdm
 descriptors, `image`/`category` as pattern descriptors), saved per (run, layer)
@@ -16,7 +16,7 @@ From them come the trajectory metrics of Tousi, Kim & Mur:
 Distances: ``correlation`` (1 − Pearson r between two images' unit patterns, the default),
 ``euclidean`` (rsatoolbox's: squared Euclidean distance divided by the number of units) and
 ``crossnobis``. A deterministic network measures each image once, so crossnobis needs another kind
-of repetition: its conditions are the *categories*, each probe image is one measurement of its
+of repetition: its conditions are the *categories*, each stimulus image is one measurement of its
 category, the folds are interleaved partitions of each category's images (image k of a category
 goes to fold k mod `folds`), and the noise precision is estimated from the images' residuals
 around their category means (rsatoolbox `prec_from_measurements`, diagonal shrinkage). Its RDM is
@@ -62,7 +62,7 @@ def epoch_rdms(acts: Activations, distance: str = "correlation", folds: int = 2)
         if flat.any():
             e = int(np.argmax(flat.any(axis=1)))
             raise UserError(
-                f"{_where(acts, acts.epochs[e])}: {int(flat[e].sum())} of {values.shape[1]} probe images give the "
+                f"{_where(acts, acts.epochs[e])}: {int(flat[e].sum())} of {values.shape[1]} stimulus images give the "
                 "same value on every unit (a silent or one-unit layer), so their correlation distance is undefined. "
                 "Use `rsa.distance: euclidean`, or leave the layer out of `rsa.layers`.")
     rdms = []
@@ -79,7 +79,7 @@ def epoch_rdms(acts: Activations, distance: str = "correlation", folds: int = 2)
         e = acts.epochs[int(np.argmax(spread == 0))]
         raise UserError(
             f"{_where(acts, e)}: every pair of probe patterns is equally dissimilar (every unit constant over the "
-            "probe set?), so RDM correlations are undefined. Leave the layer out of `rsa.layers`.")
+            "stimulus set?), so RDM correlations are undefined. Leave the layer out of `rsa.layers`.")
     return out
 
 
@@ -217,11 +217,11 @@ def trajectory_embedding(rdms: RDMs, method: str = "pearson", seed: int = 0) -> 
 
 
 def check_categories(labels, categories) -> None:
-    """Within- vs between-category dissimilarity needs a probe set of two or more categories."""
+    """Within- vs between-category dissimilarity needs a stimulus set of two or more categories."""
     present = np.unique(np.asarray(labels))
     if len(present) < 2:
         raise UserError(
-            f"The RSA probe set has a single category ({categories[int(present[0])]!r}): within- vs "
+            f"The RSA stimulus set has a single category ({categories[int(present[0])]!r}): within- vs "
             "between-category dissimilarity needs two or more. Set `rsa.data` to a labelled data set "
             "with several classes.")
 

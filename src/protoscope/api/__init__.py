@@ -8,7 +8,7 @@ study (`protoscope.stages`), so a notebook result and a stored one agree:
     prototypes       evolve   the engine: an activation-maximizing image per unit
     receptive_field  evolve   the centre unit's effective receptive field, its Gaussian and mask
     atlas            atlas    activation atlas: UMAP map, grid of whitened means, an icon per cell
-    rdms             rsa      an RDM per model (checkpoint) of a probe set, with descriptors
+    rdms             rsa      an RDM per model (checkpoint) of a stimulus set, with descriptors
     align            align    unit correspondence of two nets: correlation, matching, MI, sparse, CKA
     show             -        any of their images as one picture (Jupyter shows it; PNG on request)
 

@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import UserError
 from .inputs import as_images, as_models, check_layer, engine_state, layer_shape, options, run_device
 
-# AlignSpec fields that name a study's pairs, layers, epochs and probe set: the arguments say those here
+# AlignSpec fields that name a study's pairs, layers, epochs and stimulus set: the arguments say those here
 STUDY_ONLY = ("pairs", "layers", "epochs", "track", "images")
 
 

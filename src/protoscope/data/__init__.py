@@ -1,4 +1,4 @@
-"""Data: the built-in procedural shapes, local torchvision data sets, labelled and probe sets."""
+"""Data: the built-in procedural shapes, local torchvision data sets, labelled and stimulus sets."""
 
 from .datasets import Labelled, TrainImages, labelled, normalize, open_torchvision
 from .shapes import CLASSES, ShapeStream, labelled_set, render

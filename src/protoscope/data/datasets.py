@@ -109,7 +109,7 @@ class TrainImages:
 
 @dataclass(frozen=True)
 class Labelled:
-    """Images with category labels (probe training/testing, RSA probe sets)."""
+    """Images with category labels (probe training/testing, RSA stimulus sets)."""
 
     images: torch.Tensor  # uint8 (N, 3, S, S)
     labels: torch.Tensor  # int64 (N,)

@@ -8,7 +8,7 @@ no label information, so a network that matches SimCLR views by colour learns li
 digit: the shortcut colour jitter removes.
 
 Splits are fixed: a seeded permutation of the scans gives `TRAIN_SCANS` for training (SimCLR and
-the probes' training set) and the rest for testing (the probes' test set and the probe set of RSA
+the probes' training set) and the rest for testing (the probes' test set and the stimulus set of RSA
 and alignment), so no network is probed on a scan it trained on. Every batch is a pure function of
 (seed, epoch, step), so training resumes bit for bit.
 """

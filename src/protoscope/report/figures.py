@@ -75,7 +75,7 @@ def training_loss(metrics: pd.DataFrame, path: Path) -> list[Path]:
 
 
 def effective_dimensionality(metrics: pd.DataFrame, path: Path, layers: list[str]) -> list[Path]:
-    """Participation ratio and RankMe of each layer's probe-set activations over training, by condition."""
+    """Participation ratio and RankMe of each layer's stimulus-set activations over training, by condition."""
     dims = metrics[metrics["metric"].isin(["dim_participation_ratio", "dim_rankme"])]
     layers = [layer for layer in layers if layer in set(dims["layer"])]
     fig, axes = plt.subplots(2, len(layers), figsize=(3.6 * len(layers), 6.4), squeeze=False)
@@ -86,7 +86,7 @@ def effective_dimensionality(metrics: pd.DataFrame, path: Path, layers: list[str
             lines_by_condition(axes[row, k], part, label)
         axes[0, k].set_title(layer)
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle("Effective dimensionality of the probe-set activations over training")
+    fig.suptitle("Effective dimensionality of the stimulus-set activations over training")
     return save(fig, path)
 
 

@@ -46,12 +46,6 @@ def layer_grids(panels: dict[str, np.ndarray], path: Path, title: str, max_units
     return save(fig, path)
 
 
-def development_strip(images: np.ndarray, epochs: list[int], units: list[int], path: Path, title: str,
-                      scores: np.ndarray | None = None) -> list[Path]:
-    """Rows = units, columns = epochs: how each unit's prototype develops. images: (E, U, S, S, 3)."""
-    return development_strips({"": (images, epochs, units, scores)}, path, title)
-
-
 def development_strips(panels: dict[str, tuple], path: Path, title: str) -> list[Path]:
     """Development strips side by side, one per panel: label -> (images (E, U, S, S, 3), epochs, units, scores).
 

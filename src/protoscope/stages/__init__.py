@@ -4,7 +4,7 @@
     linear_probes      probe        linear probes on each checkpoint's frozen features
     prototypes         evolve       an activation-maximizing image per unit (the engine, synth/)
     prototype_metrics  analyze      diversity, rate of change, consistency of the prototypes
-    activations        rsa (first)  the probe set's activations, stored once for every analysis
+    activations        rsa (first)  the stimulus set's activations, stored once for every analysis
     rdms               rsa          RDMs over training and their trajectory metrics
     alignment          align        convergent learning between runs and over training
     atlases            atlas        activation atlases over training

@@ -1,4 +1,4 @@
-"""The activations stage (run by `rsa`): the probe set's activations at each checkpoint, stored once.
+"""The activations stage (run by `rsa`): the stimulus set's activations at each checkpoint, stored once.
 
 One job per (run, epoch): every studied layer comes from one forward pass truncated at the deepest.
 RSA, alignment and atlases read them back (`store.activations`).
@@ -22,7 +22,7 @@ def activation_settings(study) -> dict:
 
 
 class ActivationStage(StudyStage):
-    """Jobs (run, epoch, layers): the probe set's activations at one checkpoint, every layer at once."""
+    """Jobs (run, epoch, layers): the stimulus set's activations at one checkpoint, every layer at once."""
 
     name = "activations"
 
@@ -41,30 +41,30 @@ class ActivationStage(StudyStage):
         return jobs
 
     def prepare(self, study, jobs) -> None:
-        """Every (run, layer) group created before any job runs (unit counts from one probe image).
+        """Every (run, layer) group created before any job runs (unit counts from one stimulus image).
 
-        The probe set and the first checkpoint are read before the store is touched: a one-category
-        or unreadable probe set, a corrupt file or NaN weights stop the stage with the store as it was.
+        The stimulus set and the first checkpoint are read before the store is touched: a one-category
+        or unreadable stimulus set, a corrupt file or NaN weights stop the stage with the store as it was.
         """
-        from ..analyze.activations import layer_activations, probe_set
+        from ..analyze.activations import layer_activations, stimulus_set
         from ..analyze.rsa import check_categories
 
-        store, settings, probe = activation_store(study), activation_settings(study), None
+        store, settings, stimuli = activation_store(study), activation_settings(study), None
         for run_name, names in dict.fromkeys((j.key[0], j.key[2]) for j in jobs):
             missing = [layer for layer in names if not store.has_layer(run_name, layer)]
             if not missing:
                 continue
-            if probe is None:
-                probe = probe_set(study)
-                check_categories(probe.labels.numpy(), probe.categories)  # the analyses compare categories
+            if stimuli is None:
+                stimuli = stimulus_set(study)
+                check_categories(stimuli.labels.numpy(), stimuli.categories)  # the analyses compare categories
             run = study.run(run_name)
             files = checkpoints_at(study, run, study.rsa.epochs, "rsa.epochs")
             model = load_into(build(run), next(iter(files.values())))
-            units = {k: v.shape[1] for k, v in layer_activations(model, missing, probe.images[:1], device="cpu",
+            units = {k: v.shape[1] for k, v in layer_activations(model, missing, stimuli.images[:1], device="cpu",
                                                                  features=study.rsa.features).items()}
             for layer in missing:
-                store.ensure_layer(run_name, layer, epochs=list(files), labels=probe.labels.numpy(),
-                                   categories=probe.categories, n_units=units[layer], settings=settings)
+                store.ensure_layer(run_name, layer, epochs=list(files), labels=stimuli.labels.numpy(),
+                                   categories=stimuli.categories, n_units=units[layer], settings=settings)
 
     def is_done(self, study, job) -> bool:
         run, epoch, names = job.key
@@ -81,15 +81,15 @@ class ActivationStage(StudyStage):
         return self.cached("traced", (architecture(run), names, str(device)), make)
 
     def run(self, study, job, device, emit) -> dict:
-        from ..analyze.activations import layer_activations, probe_set
+        from ..analyze.activations import layer_activations, stimulus_set
 
         run_name, epoch, names = job.key
         run, store = study.run(run_name), activation_store(study)
         todo = [layer for layer in names if epoch not in store.done_epochs(run_name, layer)]
-        probe = probe_set(study)
+        stimuli = stimulus_set(study)
         model, net = self._traced(run, names, device)
         load_into(model, checkpoints_at(study, run, [epoch], "rsa.epochs")[epoch])
-        acts = layer_activations(net, list(names), probe.images, device=device, batch_size=study.rsa.batch_size,
+        acts = layer_activations(net, list(names), stimuli.images, device=device, batch_size=study.rsa.batch_size,
                                  features=study.rsa.features)
         for layer in todo:
             store.write_epoch(run_name, layer, epoch, acts[layer].cpu().numpy())
@@ -114,7 +114,7 @@ STAGE = ActivationStage()
 
 def compute_activations(study, runs: list[str] | None = None, layers: list[str] | None = None, *,
                         progress=None, executor=None) -> int:
-    """Store the probe set's activations for every run × layer × epoch not yet stored; returns epochs computed.
+    """Store the stimulus set's activations for every run × layer × epoch not yet stored; returns epochs computed.
 
     Layers default to `rsa.layers` (or the study's layers), epochs to `rsa.epochs` (or every
     checkpoint).

@@ -1,6 +1,6 @@
-"""The align stage: one pass of the probe set through the checkpoints, every alignment from its moments.
+"""The align stage: one pass of the stimulus set through the checkpoints, every alignment from its moments.
 
-Two kinds of job, each a single stream over the probe images (nothing but moments and a fixed-size
+Two kinds of job, each a single stream over the stimulus images (nothing but moments and a fixed-size
 sample is kept):
 
 - **pairs at epoch e**: every run that has checkpoint e goes through the net together. Per
@@ -22,7 +22,7 @@ import itertools
 import numpy as np
 import xarray as xr
 
-from ..analyze.activations import probe_set
+from ..analyze.activations import stimulus_set
 from ..analyze.align.correlation import Correlation
 from ..analyze.align.pair import accumulate, stream
 from ..analyze.align.passes import _cka_rows, _row, analyze_pair, pair_name
@@ -98,9 +98,9 @@ def _sides(study, sides: list[tuple[str, int]], layers: list[str]):
 
 
 def _images(study):
-    probe = probe_set(study)
+    stimuli = stimulus_set(study)
     n = study.align.images
-    return probe.images[:n] if n else probe.images
+    return stimuli.images[:n] if n else stimuli.images
 
 
 def _prototypes(study, a: str, b: str, layer: str, epoch: int):
@@ -198,7 +198,7 @@ def _key(job) -> str:
 
 
 class AlignStage(StudyStage):
-    """Jobs ("pairs", epoch, pairs, layers) and ("track", run, layers): one stream of the probe set each.
+    """Jobs ("pairs", epoch, pairs, layers) and ("track", run, layers): one stream of the stimulus set each.
 
     A job writes its arrays, then its metrics file, which marks it done."""
 

@@ -44,20 +44,20 @@ def evolve(study, runs: list[str] | None = None, progress=None, executor=None) -
 
 
 def rsa(study, runs: list[str] | None = None, progress=None, executor=None) -> pd.DataFrame:
-    """RDMs of the probe set per run, epoch and layer, and how they change over training; returns the RSA metrics.
+    """RDMs of the stimulus set per run, epoch and layer, and how they change over training; returns the RSA metrics.
 
     Activations are computed first (once; alignment and atlases reuse them), then RDMs and metrics.
     """
     rdms = _stage("rdms")
     rdms.plan(study, runs)  # names, epochs, then settings, before any activation: a typo records nothing
-    execute(_stage("activations"), study, executor, runs, progress)  # refuses a one-category probe set
+    execute(_stage("activations"), study, executor, runs, progress)  # refuses a one-category stimulus set
     execute(rdms, study, executor, runs, progress)
     return MetricsTable(study.store).read("rsa")
 
 
 def align(study, runs: list[str] | None = None, progress=None, executor=None) -> pd.DataFrame:
     """Convergent learning: align the units of paired runs (seeds) and of every epoch with a run's last
-    one, from one pass of the probe set per job; returns the align metrics."""
+    one, from one pass of the stimulus set per job; returns the align metrics."""
     execute(_stage("alignment"), study, executor, runs, progress)
     return MetricsTable(study.store).read("align")
 
@@ -82,9 +82,6 @@ def width(study, runs: list[str] | None = None, progress=None, executor=None) ->
     """The width study of the study's `width:` section (defaults when it has none): nets of several
     widths trained on the original task, read linearly on a new one; returns the width metrics."""
     execute(_stage("width_study"), study, executor, None, progress)
-    return MetricsTable(study.store).read("width")
-
-
     return MetricsTable(study.store).read("width")
 
 

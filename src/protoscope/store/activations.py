@@ -1,9 +1,9 @@
-"""The probe set's activations at every checkpoint, computed once and read by every analysis.
+"""The stimulus set's activations at every checkpoint, computed once and read by every analysis.
 
 The layout, ``STORE/activations.zarr``::
 
 
-    runs/<run>/<layer>/                 group; attrs record the settings (probe set, features, epochs)
+    runs/<run>/<layer>/                 group; attrs record the settings (stimulus set, features, epochs)
         activation[epoch, image, unit]  float32; one chunk per epoch
         label[image]                    int64, index into attrs["categories"]
         done[epoch]                     bool, set after the epoch's chunk: the resume marker

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ARRAYS = "arrays.zarr"  # prototypes, scores, latents, receptive fields (store/arrays.py)
-ACTIVATIONS = "activations.zarr"  # the probe set's activations (store/activations.py)
+ACTIVATIONS = "activations.zarr"  # the stimulus set's activations (store/activations.py)
 UNIT_METRICS = "unit_metrics.zarr"  # per-unit prototype metrics (store/unit_metrics.py)
 EMBEDDINGS = "embeddings.zarr"  # prototypes embedded in model spaces (store/embeddings.py)
 ATLAS = "atlas.zarr"  # activation atlases (store/atlas.py)

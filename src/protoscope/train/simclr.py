@@ -159,8 +159,27 @@ def train_run(
         return []
 
     source = TrainImages(run.data, run.optimizer.batch_size)
-    steps = source.steps_per_epoch
-    total = steps * run.epochs
+    model, optimizer = _model_and_optimizer(run, folder, device, done)
+    criterion = NTXentLoss(temperature=run.simclr.temperature)
+    augment = view_augmentation(run).to(device)
+    records = []
+    for epoch in range(max(done, 0) + 1, run.epochs + 1):
+        start = time.perf_counter()
+        losses = _train_epoch(run, epoch, source, model, optimizer, criterion, augment, device, bf16, workers, on_step)
+        record = {"epoch": epoch, "loss": sum(losses) / len(losses), "seconds": time.perf_counter() - start}
+        # The checkpoint first, then the state that marks the epoch done.
+        save_state(folder / checkpoint_name(epoch), model.backbone.state_dict(), {"epoch": str(epoch)})
+        if on_epoch:
+            on_epoch(record)
+        state = {f"model.{k}": v for k, v in model.state_dict().items()} | _optimizer_tensors(optimizer)
+        save_state(folder / STATE_FILE, state, {"meta": json.dumps(record)})
+        records.append(record)
+    return records
+
+
+def _model_and_optimizer(run, folder: Path, device: torch.device, done: int):
+    """The SimCLR model and its SGD on `device`, as they stood after epoch `done` (the initialization,
+    saved as epoch 0, when nothing was trained yet)."""
     model = build_simclr(run)
     if done < 0:
         save_state(folder / checkpoint_name(0), model.backbone.state_dict(), {"epoch": "0"})
@@ -173,34 +192,28 @@ def train_run(
         tensors = load_state(folder / STATE_FILE)
         model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
         _load_optimizer(optimizer, {k: v.to(device) for k, v in tensors.items()})
-    criterion = NTXentLoss(temperature=run.simclr.temperature)
-    augment = view_augmentation(run).to(device)
-    records = []
-    for epoch in range(max(done, 0) + 1, run.epochs + 1):
-        model.train()
-        start, losses = time.perf_counter(), []
-        for step, images in batch_loader(source, run.data.image_size, epoch, workers):
-            global_step = (epoch - 1) * steps + step
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(run, global_step, total)
-            views = make_views(augment, images.to(device, non_blocking=True), view_seed(run.seed, epoch, step))
-            x = torch.cat(views).contiguous(memory_format=torch.channels_last)
-            with autocast(device, bf16):
-                z = model(x)
-            z0, z1 = z.float().chunk(2)
-            loss = criterion(z0, z1)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            if on_step:
-                on_step(epoch, step, losses[-1])
-        record = {"epoch": epoch, "loss": sum(losses) / len(losses), "seconds": time.perf_counter() - start}
-        # The checkpoint first, then the state that marks the epoch done.
-        save_state(folder / checkpoint_name(epoch), model.backbone.state_dict(), {"epoch": str(epoch)})
-        if on_epoch:
-            on_epoch(record)
-        state = {f"model.{k}": v for k, v in model.state_dict().items()} | _optimizer_tensors(optimizer)
-        save_state(folder / STATE_FILE, state, {"meta": json.dumps(record)})
-        records.append(record)
-    return records
+    return model, optimizer
+
+
+def _train_epoch(run, epoch, source, model, optimizer, criterion, augment, device, bf16, workers, on_step) -> list[float]:
+    """One epoch of SimCLR steps (the cosine schedule set per step); returns each step's loss."""
+    steps = source.steps_per_epoch
+    total = steps * run.epochs
+    model.train()
+    losses = []
+    for step, images in batch_loader(source, run.data.image_size, epoch, workers):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(run, (epoch - 1) * steps + step, total)
+        views = make_views(augment, images.to(device, non_blocking=True), view_seed(run.seed, epoch, step))
+        x = torch.cat(views).contiguous(memory_format=torch.channels_last)
+        with autocast(device, bf16):
+            z = model(x)
+        z0, z1 = z.float().chunk(2)
+        loss = criterion(z0, z1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if on_step:
+            on_step(epoch, step, losses[-1])
+    return losses

@@ -1,6 +1,6 @@
 """Every alignment of one pair at one layer, from its streamed moments, and the rows it gives.
 
-The align stage (`stages/alignment.py`) streams the probe set through the checkpoints once per job
+The align stage (`stages/alignment.py`) streams the stimulus set through the checkpoints once per job
 and hands each (pair, layer) here; `protoscope.align` fits the same estimators in memory.
 """
 

@@ -5,10 +5,10 @@ Layout of the site::
     index.html site.js site.css          the page (assets/, copied)
     data/index.js                        runs, layers, epochs, coverage, headline tables, figures
     data/<r>/<l>/units.js                one (run, layer) over training: scores, change, partners …
-    data/<r>/<l>/e<epoch>.js             one epoch: traces, top probe images, histograms
+    data/<r>/<l>/e<epoch>.js             one epoch: traces, top stimulus images, histograms
     img/<r>/<l>/e<epoch>_r<repeat>.png   sprite sheet of every unit's prototype (…_m.png: masked)
     img/<r>/<l>/e<epoch>_mask.png        the receptive-field mask (a sheet when masks are per unit)
-    img/probe.png                        the probe images, one sheet
+    img/stimuli.png                        the stimulus images, one sheet
     img/atlas/<r>/<l>/e<epoch>.png       the atlas at that epoch
     figures/                             every PNG figure of STORE/figures
 
@@ -70,7 +70,7 @@ def write_site(study, out: Path | None = None) -> SiteResult:
         write_if_changed(site, asset.name, asset.read_text(), result)
     ids = _ids(study, store)
     index = {"study": study.name, "layers": ids["layers"], "runs": [], "atlases": []}
-    probe = _probe_sheet(store, site, manifest)
+    probe = _stimulus_sheet(store, site, manifest)
     index["probe"] = probe
     names = [run.name for run in study.runs]
     partners = {layer: units.alignment_partners(store, names, layer) for layer in ids["layers"]}
@@ -167,8 +167,8 @@ def _mask_image(mask: np.ndarray, site: Path, relative: str, cell: int, manifest
 
 
 @dataclass
-class ProbeActivations:
-    """The stored probe activations of one (run, layer), per channel: (images, units) at a done epoch."""
+class StimulusActivations:
+    """The stored stimulus activations of one (run, layer), per channel: (images, units) at a done epoch."""
 
     array: object
     epochs: list[int]
@@ -178,18 +178,18 @@ class ProbeActivations:
         return np.asarray(self.array[self.epochs.index(epoch)]) if epoch in self.done else None
 
 
-def _activations(store: Path, run: str, layer: str, n_units: int, probe: dict | None) -> ProbeActivations | None:
-    """None when not stored, not one value per channel (`rsa.features: flatten`), or of another probe set
+def _activations(store: Path, run: str, layer: str, n_units: int, probe: dict | None) -> StimulusActivations | None:
+    """None when not stored, not one value per channel (`rsa.features: flatten`), or of another stimulus set
     than the sheet's."""
     group = units.open_group(store / "activations.zarr" / "runs" / run / layer)
     if probe is None or group is None or int(group.attrs.get("n_units", -1)) != n_units \
             or group.attrs.get("probe") != probe["settings"]:
         return None
     epochs = [int(e) for e in group.attrs["epochs"]]
-    return ProbeActivations(group["activation"], epochs, {e for e, d in zip(epochs, group["done"][:]) if d})
+    return StimulusActivations(group["activation"], epochs, {e for e, d in zip(epochs, group["done"][:]) if d})
 
 
-def _epoch_files(arrays: units.LayerArrays, site: Path, where: str, activations: ProbeActivations | None,
+def _epoch_files(arrays: units.LayerArrays, site: Path, where: str, activations: StimulusActivations | None,
                  manifest: Manifest) -> None:
     for e, epoch in enumerate(arrays.epochs):
         if not arrays.done[e].any():
@@ -203,8 +203,8 @@ def _epoch_files(arrays: units.LayerArrays, site: Path, where: str, activations:
         manifest.record(relative, stamp)
 
 
-def _probe_sheet(store: Path, site: Path, manifest: Manifest) -> dict | None:
-    """The probe set the stored activations were computed on (their recorded settings, not the study's
+def _stimulus_sheet(store: Path, site: Path, manifest: Manifest) -> dict | None:
+    """The stimulus set the stored activations were computed on (their recorded settings, not the study's
     current ones), as one sheet; None when no activations are stored."""
     from ...data.datasets import labelled
     from ...study import DataSpec
@@ -216,10 +216,10 @@ def _probe_sheet(store: Path, site: Path, manifest: Manifest) -> dict | None:
     settings, count = first.attrs["probe"], int(first.attrs["n_images"])
     cell_px = sprites.cell_size(int(settings["data"]["image_size"]))
     stamp = fingerprint(settings, cell_px)
-    if manifest.stale("img/probe.png", stamp):
+    if manifest.stale("img/stimuli.png", stamp):
         images = labelled(DataSpec(**settings["data"]), "probe", settings["images"]).images
-        sprites.write_png(sprites.sheet(images.permute(0, 2, 3, 1).numpy(), cell_px), site / "img/probe.png")
-        manifest.record("img/probe.png", stamp)
+        sprites.write_png(sprites.sheet(images.permute(0, 2, 3, 1).numpy(), cell_px), site / "img/stimuli.png")
+        manifest.record("img/stimuli.png", stamp)
     return {"count": count, "cell": cell_px, "columns": sprites.columns(count), "settings": settings,
             "labels": np.asarray(first["label"][:]).tolist(), "categories": list(first.attrs["categories"])}
 
@@ -266,7 +266,7 @@ def _coverage(index: dict) -> dict:
         if not run["layers"]:
             rows.append([run["name"], "—", checkpoints, "0", "0", "no"])
     return {"title": "What is computed", "note": "prototype jobs: (epoch, repeat) blocks done of those planned",
-            "columns": ["run", "layer", "checkpoints", "prototype jobs", "RF masks", "probe activations"],
+            "columns": ["run", "layer", "checkpoints", "prototype jobs", "RF masks", "stimulus activations"],
             "rows": rows}
 
 

@@ -3,7 +3,7 @@
 - `layer_data`: over all epochs — scores per repeat, silent flags, rate of change and consistency
   (pixel space, mse), the unit's identity epoch (tracking) and its matched unit in each aligned run;
 - `epoch_data`: at one epoch — the Adam trace of each unit and repeat (at most `TRACE_POINTS`
-  points), the top-activating probe images and a histogram of the unit's probe activations.
+  points), the top-activating stimulus images and a histogram of the unit's stimulus activations.
 
 Everything is plain lists of rounded numbers (None for missing), ready for JSON.
 """
@@ -115,7 +115,7 @@ def alignment_partners(store: Path, runs: list[str], layer: str) -> dict[str, di
 
 
 def epoch_data(prototypes: zarr.Group, index: int, activations: np.ndarray | None) -> dict:
-    """One epoch of one (run, layer): traces, and from the probe activations (images, units) the top
+    """One epoch of one (run, layer): traces, and from the stimulus activations (images, units) the top
     images and a histogram per unit."""
     trace = np.asarray(prototypes["trace"][index])  # (repeat, unit, step)
     steps = trace.shape[-1]

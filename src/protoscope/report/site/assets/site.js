@@ -351,12 +351,12 @@ window.protoscope = (() => {
 
   function topPanel(layer, perEpoch, unit, srcs) {
     if (!perEpoch || !perEpoch.top || !index.probe) {
-      return el("section", { class: "panel" }, el("h2", {}, "Top probe images"), el("p", { class: "note" }, "probe activations not stored at this epoch"));
+      return el("section", { class: "panel" }, el("h2", {}, "Top stimulus images"), el("p", { class: "note" }, "stimulus activations not stored at this epoch"));
     }
     const probe = index.probe;
-    srcs.push("img/probe.png");
+    srcs.push("img/stimuli.png");
     const images = perEpoch.top[unit].map((image, k) => el("figure", {},
-      sprite("img/probe.png", image, probe.columns, probe.cell, 64, { class: "sprite top-image", "data-image": image }),
+      sprite("img/stimuli.png", image, probe.columns, probe.cell, 64, { class: "sprite top-image", "data-image": image }),
       el("figcaption", {}, `${probe.categories[probe.labels[image]]} ${fmt(perEpoch.top_value[unit][k])}`)));
     const hist = perEpoch.histogram[unit];
     const width = 300, height = 90, most = Math.max(1, ...hist.counts);
@@ -364,8 +364,8 @@ window.protoscope = (() => {
     hist.counts.forEach((count, k) => svg.append(svgEl("rect", { x: k * width / hist.counts.length + 1, width: width / hist.counts.length - 2,
       y: height - 14 - count / most * (height - 18), height: count / most * (height - 18), fill: "#2a6fdb", "data-count": count })));
     const t = svgEl("text", { x: 0, y: height - 2 }); t.textContent = `${fmt(hist.lo)} … ${fmt(hist.hi)}`; svg.append(t);
-    return el("section", { class: "panel" }, el("h2", {}, "Top probe images"), el("div", { class: "row", id: "top-images" }, images),
-      el("h2", {}, "Activations over the probe set"), svg);
+    return el("section", { class: "panel" }, el("h2", {}, "Top stimulus images"), el("div", { class: "row", id: "top-images" }, images),
+      el("h2", {}, "Activations over the stimulus set"), svg);
   }
 
   function partnersPanel(layer, data, unit, epoch, srcs) {

@@ -189,16 +189,17 @@ def test_a_user_error_leaves_the_store_as_it_was(name, start, changes, named, ch
     assert fingerprint(store) == stored
 
 
-LIGHTNING = ("probe", "evolve", "activations", "rsa", "align", "atlas")
+READ_CHECKPOINTS = ("probe", "evolve", "activations", "rsa", "align", "atlas")
 
 
-@pytest.mark.parametrize("name", LIGHTNING)
+@pytest.mark.parametrize("name", READ_CHECKPOINTS)
 def test_a_run_whose_checkpoints_are_not_found_is_named_with_its_folder(name, chain, tmp_path):
-    """Lightning's names (epoch=0-step=10.ckpt) are not protoscope's: every stage says so the same way."""
+    """File names protoscope does not read (a FAIR-style checkpoint_0010.pth.tar): every stage says so the
+    same way, naming the folder and the names it reads."""
     root, snapshots = chain
     theirs = tmp_path / "theirs"
     theirs.mkdir()
-    (theirs / "epoch=0-step=10.ckpt").write_bytes(b"lightning")
+    (theirs / "checkpoint_0010.pth.tar").write_bytes(b"theirs")
     store = copy_of(snapshots[name][0], tmp_path / "store")
     data = contract_study_dict(store)
     data["runs"].append({"name": "theirs", "path": str(theirs)})

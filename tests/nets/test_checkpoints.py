@@ -233,3 +233,73 @@ def test_pickled_payload_in_a_wrapped_pt_is_refused_and_never_run(tmp_path):
         with pytest.raises(UserError, match=rf"Refused to load .*{name}.*unpickle"):
             load_into(_model(), tmp_path / name)
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------- checkpoints as other training code saves them
+
+class _AttributeDict(dict):
+    """Pickled under Lightning's own class names below, as Lightning's `save_hyperparameters` stores them."""
+
+
+@pytest.mark.parametrize("where", ["pytorch_lightning.utilities.parsing", "lightning_fabric.utilities.data",
+                                   "lightning.fabric.utilities.data", "lightning.pytorch.utilities.parsing"])
+def test_lightning_checkpoint_with_hyper_parameters_loads(tmp_path, where, monkeypatch):
+    """A Lightning .ckpt: the module's weights under `state_dict` (with its `model.` prefix), an
+    AttributeDict of hyper-parameters, optimizer states and loop counters beside them."""
+    import argparse
+    import sys
+    import types
+
+    module = types.ModuleType(where)
+    _AttributeDict.__module__, _AttributeDict.__qualname__ = where, "AttributeDict"
+    module.AttributeDict = _AttributeDict
+    for depth in range(1, where.count(".") + 2):  # pickle looks the class up by its dotted name
+        monkeypatch.setitem(sys.modules, ".".join(where.split(".")[:depth]), types.ModuleType("stub"))
+    monkeypatch.setitem(sys.modules, where, module)
+    model = _model()
+    checkpoint = {"epoch": 4, "global_step": 50, "pytorch-lightning_version": "2.5.0",
+                  "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+                  "hyper_parameters": _AttributeDict(lr=0.06, args=argparse.Namespace(width=0.125, arch="resnet18")),
+                  "optimizer_states": [{"state": {}, "param_groups": [{"lr": 0.06, "params": [0, 1]}]}],
+                  "loops": {"fit_loop": {"epoch_progress": {"current": {"completed": 4}}}}}
+    path = tmp_path / "epoch=4-step=50.ckpt"
+    torch.save(checkpoint, path)
+    _assert_same_weights(load_into(_model_seeded(2), path), model.state_dict())
+
+
+def test_a_pickled_object_beside_hyper_parameters_is_still_refused(tmp_path):
+    """Allowing Namespace lets nothing else through: a payload next to it is refused, never run."""
+    import argparse
+
+    marker = tmp_path / "ran"
+    torch.save({"state_dict": _model().state_dict(), "args": argparse.Namespace(lr=0.1),
+                "payload": _Payload(str(marker))}, tmp_path / "model_best.pth.tar")
+    with pytest.raises(UserError, match="never unpickles"):
+        load_state(tmp_path / "model_best.pth.tar")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["weights.ckpt", "pytorch_model.bin", "checkpoint.pth.tar"])
+def test_every_suffix_torch_files_get(tmp_path, name):
+    model = _model()
+    torch.save({"state_dict": model.state_dict(), "epoch": 3}, tmp_path / name)
+    _assert_same_weights(load_into(_model_seeded(2), tmp_path / name), model.state_dict())
+
+
+def test_lightning_file_names_are_epochs_after_the_first(tmp_path):
+    """Lightning's epoch=k is saved when k+1 epochs are done: protoscope's epoch k+1."""
+    for name in ["epoch=0-step=10.ckpt", "epoch=2-step=30.ckpt", "epoch=1.ckpt", "last.ckpt", "epoch_000.pt"]:
+        (tmp_path / name).write_bytes(b"")
+    assert {e: p.name for e, p in epoch_files(tmp_path).items()} == {
+        0: "epoch_000.pt", 1: "epoch=0-step=10.ckpt", 2: "epoch=1.ckpt", 3: "epoch=2-step=30.ckpt"}
+    (tmp_path / "epoch_001.pth.tar").write_bytes(b"")
+    with pytest.raises(UserError, match="Two checkpoints for epoch 1"):
+        epoch_files(tmp_path)
+
+
+def test_moco_key_encoder_is_the_momentum_copy(tmp_path):
+    """MoCo (FAIR's code) saves `module.encoder_q.*` (trained) and `module.encoder_k.*` (momentum)."""
+    query, key = _model_seeded(1).state_dict(), _model_seeded(2).state_dict()
+    moco = {f"module.encoder_q.{k}": v for k, v in query.items()} | {f"module.encoder_k.{k}": v for k, v in key.items()}
+    torch.save({"epoch": 200, "arch": "resnet18", "state_dict": moco}, tmp_path / "checkpoint_0199.pth.tar")
+    _assert_same_weights(load_into(_model_seeded(3), tmp_path / "checkpoint_0199.pth.tar"), query)

@@ -21,7 +21,7 @@ def evolve(
     run: RunOpt = None,
     store: StoreOpt = None,
     device: DeviceOpt = None,
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Without a study: a run folder of checkpoints (epoch_<n>.safetensors|.pt)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Without a study: a run folder of checkpoints (epoch_<n>.<ext>, or Lightning's epoch=<k>-step=<s>.ckpt)."),
     arch: Optional[str] = typer.Option(None, "--arch", help="With --run-dir: the architecture, if the folder has no run.yaml."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated layer names, e.g. layer1,layer3."),
     epochs: Optional[str] = typer.Option(None, "--epochs", help="Comma-separated epochs. Default: every checkpoint."),

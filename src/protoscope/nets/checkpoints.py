@@ -1,8 +1,14 @@
 """Checkpoint series: a run folder with `run.yaml` and one checkpoint per epoch.
 
 Epoch 0 is the initialization. Our own checkpoints are safetensors; a user's
-`.pt`/`.pth` is read with `torch.load(weights_only=True)`, so a checkpoint can
-never execute code. Every failure names the file.
+torch file (`.pt`, `.pth`, `.ckpt`, `.bin`, `.pth.tar`) is read with
+`torch.load(weights_only=True)`, so a checkpoint can never execute code: besides
+tensors and plain containers, only hyper-parameter holders (`argparse.Namespace`,
+Lightning's `AttributeDict`) are let through. Every failure names the file.
+
+File names: ours, `epoch_<n>.<ext>`, and Lightning's default, `epoch=<k>-step=<s>.ckpt`. Lightning
+counts epochs from 0 as they finish, so its `epoch=<k>` holds the weights after k + 1 epochs: it is
+protoscope's epoch k + 1 (there is no epoch 0, the initialization, unless the run saved one itself).
 
 A user's checkpoint may come in the forms people actually save (`fit_state`): a
 plain state dict, one wrapped in `{"state_dict": …}`/`{"model": …}`, keys with
@@ -14,6 +20,7 @@ one-line note; missing keys and wrong shapes are always errors.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import pickle
 import re
@@ -29,13 +36,33 @@ from torch import nn
 from ..atomic import atomic_path
 from ..errors import UserError
 
-CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
-_EPOCH_FILE = re.compile(r"^epoch[_-]?(\d+)\.(safetensors|pt|pth)$")
+TORCH_SUFFIXES = (".pth.tar", ".pt", ".pth", ".ckpt", ".bin")  # what people name torch.save's files
+CHECKPOINT_SUFFIXES = (".safetensors", *TORCH_SUFFIXES)
+_SUFFIX = "|".join(re.escape(suffix) for suffix in CHECKPOINT_SUFFIXES)
+_EPOCH_FILE = re.compile(rf"^epoch[_-]?(\d+)({_SUFFIX})$")
+_LIGHTNING_FILE = re.compile(rf"^epoch=(\d+)(?:-step=\d+)?({_SUFFIX})$")  # its epoch k = our epoch k + 1
 _WRAPPERS = ("state_dict", "model", "model_state_dict")  # {"state_dict": {...}, "epoch": 3, ...}
 _COMPILED = re.compile(r"(?<![^.])_orig_mod\.")  # torch.compile's wrapper, at the start or after a dot
 # Prefix words of an averaged copy of the network (MoCo/BYOL momentum encoder, EMA, DINO teacher):
 # when a checkpoint holds the model twice, the online (gradient-trained) copy is loaded.
-_AVERAGED_COPY = {"momentum", "ema", "teacher", "target"}
+# MoCo names its momentum encoder `encoder_k` (the keys' encoder) beside the trained `encoder_q`.
+_AVERAGED_COPY = {"momentum", "ema", "teacher", "target", "k"}
+
+
+# The only objects besides tensors and plain containers that a checkpoint may hold: hyper-parameter
+# holders (torch.load's weights-only allow list). Lightning's AttributeDict is read as a plain dict,
+# under each name Lightning has pickled it as, so its class is never imported.
+_LIGHTNING_ATTRIBUTE_DICTS = ("pytorch_lightning.utilities.parsing.AttributeDict",
+                              "lightning_fabric.utilities.data.AttributeDict",
+                              "lightning.fabric.utilities.data.AttributeDict",
+                              "lightning.pytorch.utilities.parsing.AttributeDict")
+SAFE_GLOBALS = [argparse.Namespace, *((dict, name) for name in _LIGHTNING_ATTRIBUTE_DICTS)]
+
+
+def checkpoint_suffix(path: str | Path) -> str:
+    """The file's checkpoint suffix (`.pth.tar` counts as one), or its last suffix when none fits."""
+    name = Path(path).name
+    return next((suffix for suffix in CHECKPOINT_SUFFIXES if name.endswith(suffix)), Path(path).suffix)
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +86,16 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     with open(path, "rb") as f:
         if f.read(64).startswith(b"version https://git-lfs"):
             raise UserError(f"{path} is a Git LFS pointer, not the checkpoint: fetch the file itself (git lfs pull).")
-    if path.suffix == ".safetensors":
+    suffix = checkpoint_suffix(path)
+    if suffix == ".safetensors":
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise UserError(f"Corrupt or unreadable checkpoint {path}: {exc}") from exc
-    if path.suffix in (".pt", ".pth"):
+    if suffix in TORCH_SUFFIXES:
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(SAFE_GLOBALS):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             found = re.search(r"GLOBAL ([\w.]+)", str(exc))  # the weights-only unpickler names what it refused
             with open(path, "rb") as f:
@@ -89,7 +118,7 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
         if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
             raise UserError(f"{path} is not a state dict of tensors.")
         return obj
-    raise UserError(f"Unsupported checkpoint format {path.suffix!r} ({path}); use one of {', '.join(CHECKPOINT_SUFFIXES)}.")
+    raise UserError(f"Unsupported checkpoint format {suffix!r} ({path}); use one of {', '.join(CHECKPOINT_SUFFIXES)}.")
 
 
 def check_fits(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], path, hint: str = "") -> None:
@@ -223,12 +252,13 @@ def load_into(model: nn.Module, path: str | Path) -> nn.Module:
 
 
 def epoch_files(folder: str | Path) -> dict[int, Path]:
-    """{epoch: checkpoint path} for the files named epoch_<n>.<ext> in a run folder."""
+    """{epoch: checkpoint path} for the files named epoch_<n>.<ext> in a run folder, or Lightning's
+    epoch=<k>-step=<s>.ckpt (epoch k + 1: see the module's docstring)."""
     found: dict[int, Path] = {}
     for path in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
-        match = _EPOCH_FILE.match(path.name)
-        if match:
-            epoch = int(match.group(1))
+        ours, lightning = _EPOCH_FILE.match(path.name), _LIGHTNING_FILE.match(path.name)
+        if ours or lightning:
+            epoch = int(ours.group(1)) if ours else int(lightning.group(1)) + 1
             if epoch in found:
                 raise UserError(f"Two checkpoints for epoch {epoch} in {folder}: {found[epoch].name}, {path.name}")
             found[epoch] = path

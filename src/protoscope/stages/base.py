@@ -21,8 +21,9 @@ def no_checkpoints(study, run) -> str:
     """The one message for a run without checkpoints; its remedy depends on who writes them."""
     folder = study.run_dir(run)
     remedy = ("train it first (protoscope train)" if run.path is None
-              else "protoscope reads epoch_<n>.safetensors or epoch_<n>.pt, one file per epoch (0: the random init)")
-    return f"Run {run.name!r} has no checkpoints (epoch_<n>.safetensors|.pt) in {folder}; {remedy}."
+              else "protoscope reads epoch_<n>.<ext>, one file per epoch (0: the random init; ext: safetensors, pt, "
+                   "pth, ckpt, bin or pth.tar), or Lightning's epoch=<k>-step=<s>.ckpt")
+    return f"Run {run.name!r} has no checkpoints in {folder}; {remedy}."
 
 
 def checkpoints(study, run) -> dict[int, Path]:

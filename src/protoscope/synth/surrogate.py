@@ -117,7 +117,7 @@ def _positive_surrogate(model: nn.Module, generator: torch.Generator, collapse: 
     """A float64 CPU copy of `model` in which no gradient can vanish or cancel.
 
     Every conv/linear weight and bias is a random *positive* number (scaled by
-    1/fan-in so activations stay O(1)), BatchNorm becomes the identity,
+    1/fan-in so activations stay O(1)), BatchNorm, LayerNorm and GroupNorm become the identity,
     max-pools become window averages and clamping activations (ReLU6,
     Hardtanh) the identity.  Fed a positive input, every activation is then
     positive, no ReLU is off, and every path from a pixel to a unit carries a
@@ -140,7 +140,9 @@ def _positive_surrogate(model: nn.Module, generator: torch.Generator, collapse: 
                 _set_child(m, name, _CollapsedConv(mod, generator) if isinstance(mod, _ConvNd) else _CollapsedLinear(generator))
             else:
                 _set_child(m, name, _with_positive_weights(mod, generator))
-        elif isinstance(mod, _BatchNorm):
+        elif isinstance(mod, (_BatchNorm, nn.LayerNorm, nn.GroupNorm)):
+            # identity: a norm over channels subtracts their mean, so the sum over channels that
+            # the support is read from would be constant; its dependency set is the input's anyway
             _set_child(m, name, nn.Identity())
         elif isinstance(mod, nn.MaxPool2d):
             _set_child(m, name, _WindowSum(mod))

@@ -181,6 +181,44 @@ def test_mds_embedding_orders_an_interpolated_trajectory():
     assert np.all(np.diff(along) > 0)
 
 
+def test_rdms_with_no_embedding_leave_it_out_and_the_figure_is_still_drawn(tmp_path, monkeypatch):
+    """Three nearly identical RDMs (a layer that has stopped changing) made scikit-learn's MDS fail
+    with "Input contains NaN", and the report died. The embedding is left out with a note instead."""
+    import sklearn.manifold
+    from rsatoolbox.rdm import RDMs
+
+    from protoscope.report.rsa import mds
+
+    rng = np.random.default_rng(0)
+    base = rng.random(45)
+    still = np.stack([base + 1e-8 * rng.random(45) for _ in range(3)])
+    moving = np.stack([rng.random(45) for _ in range(3)])
+    rdms = RDMs(np.concatenate([still, moving]), rdm_descriptors={
+        "epoch": [0, 1, 2] * 2, "run": ["a"] * 6, "layer": ["still"] * 3 + ["moving"] * 3})
+    xy = trajectory_embedding(rdms.subset("layer", "still"))
+    assert xy is None or np.isfinite(xy).all()
+    assert all(path.is_file() for path in mds(rdms, tmp_path / "rsa_mds", ["still", "moving"], {"a": "clrjit"}))
+
+    def fails(self, *args, **kwargs):
+        raise ValueError("Input contains NaN.")
+
+    monkeypatch.setattr(sklearn.manifold.MDS, "fit_transform", fails)
+    assert trajectory_embedding(rdms.subset("layer", "moving")) is None
+    assert all(path.is_file() for path in mds(rdms, tmp_path / "rsa_mds_none", ["still", "moving"], {"a": "clrjit"}))
+
+
+def test_figure_names_keep_a_layers_dots(tmp_path):
+    """features.3 and features.8 are two figures; a name given with its suffix is not doubled."""
+    import matplotlib.pyplot as plt
+
+    from protoscope.report.figures import save
+
+    names = [p.name for stem in ("prototypes_features.3", "prototypes_features.8", "probe.png")
+             for p in save(plt.figure(), tmp_path / stem)]
+    assert names == ["prototypes_features.3.png", "prototypes_features.3.pdf", "prototypes_features.8.png",
+                     "prototypes_features.8.pdf", "probe.png", "probe.pdf"]
+
+
 def test_rsa_stage_cli_figures_and_resume(ckpt_study, tmp_path, capsys):
     from protoscope import stages
     from protoscope.cli import main

@@ -194,13 +194,16 @@ def trajectory_metrics(rdms: RDMs, categories, methods=("pearson", "spearman")) 
     return rows
 
 
-def trajectory_embedding(rdms: RDMs, method: str = "pearson", seed: int = 0) -> np.ndarray:
-    """(len(rdms), 2) MDS coordinates of RDMs, from their pairwise distances 1 − similarity."""
+def trajectory_embedding(rdms: RDMs, method: str = "pearson", seed: int = 0) -> np.ndarray | None:
+    """(len(rdms), 2) MDS coordinates of RDMs, from their pairwise distances 1 − similarity; None
+    where they cannot be computed (nearly identical RDMs can leave MDS with no solution)."""
     from sklearn.manifold import MDS
 
     sim = compare_rdms(rdms, rdms, method)
     dist = np.clip(1 - (sim + sim.T) / 2, 0, None)
     np.fill_diagonal(dist, 0)
+    if not np.isfinite(dist).all():
+        return None
     if len(dist) < 3:
         return np.column_stack([dist[0] if len(dist) else [], np.zeros(len(dist))])
     import inspect
@@ -210,7 +213,11 @@ def trajectory_embedding(rdms: RDMs, method: str = "pearson", seed: int = 0) -> 
         mds = MDS(n_components=2, metric="precomputed", init="classical_mds", n_init=1, random_state=seed)
     else:
         mds = MDS(n_components=2, dissimilarity="precomputed", n_init=4, random_state=seed)
-    return mds.fit_transform(dist)
+    try:
+        xy = mds.fit_transform(dist)
+    except ValueError:  # scikit-learn's classical start meets NaN when RDMs are nearly identical
+        return None
+    return xy if np.isfinite(xy).all() else None
 
 
 # --------------------------------------------------------------------------- what the stage checks

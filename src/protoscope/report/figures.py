@@ -22,9 +22,11 @@ def _colour(condition: str, index: int) -> str:
 
 
 def save(fig, path: Path) -> list[Path]:
-    """PNG for looking, PDF for papers."""
+    """PNG for looking, PDF for papers. `path` is the name without its suffix: a layer's dots are kept
+    (`prototypes_features.3` and `prototypes_features.8` are two figures, not one `prototypes_features`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    stem = path.with_suffix("") if path.suffix in (".png", ".pdf") else path
+    out = [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")]
     for p in out:
         fig.savefig(p, dpi=150, bbox_inches="tight")
     plt.close(fig)

@@ -200,6 +200,13 @@ def mds(rdms, path: Path, layers: list[str], conditions: dict[str, str], method:
     for ax, layer in zip(axes[0], order):
         sub = rdms.subset("layer", layer)
         xy = trajectory_embedding(sub, method)
+        ax.set_title(layer)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if xy is None:  # left out, with a note, rather than no report at all
+            ax.text(0.5, 0.5, "no embedding:\nan RDM is constant", ha="center", va="center", fontsize=8,
+                    transform=ax.transAxes)
+            continue
         runs = np.asarray(sub.rdm_descriptors["run"])
         epochs = np.asarray(sub.rdm_descriptors["epoch"])
         for k, run in enumerate(sorted(set(runs))):
@@ -211,9 +218,6 @@ def mds(rdms, path: Path, layers: list[str], conditions: dict[str, str], method:
                     ms=3.5, label=run)
             for i in (pick[0], pick[-1]):
                 ax.annotate(str(epochs[i]), xy[i], fontsize=7, color=colour, xytext=(3, 3), textcoords="offset points")
-        ax.set_title(layer)
-        ax.set_xticks([])
-        ax.set_yticks([])
         ax.set_aspect("equal", adjustable="datalim")
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"RDM trajectories (MDS of 1 − RDM {method} r; numbers: first and last epoch)")

@@ -248,3 +248,20 @@ def test_a_truncated_image_stops_the_stage_before_it_writes(chain, tmp_path):
         execute(STAGES["activations"], study, LocalExecutor())
     assert "11.png" in str(error.value)
     assert fingerprint(store) == stored
+
+
+def test_a_layer_the_architecture_lacks_is_refused_before_anything_trains(tmp_path):
+    """Every layer the study names (and the probe's, defaulted per family) is checked when training is
+    planned, for each architecture the runs train: not after an hour of training."""
+    data = contract_study_dict(tmp_path / "store")
+    data["defaults"].update(arch="alexnet", width=1.0, small_input=False)
+    data["layers"] = ["features.3"]
+    data["rsa"]["layers"] = ["features.99"]
+    file = tmp_path / "study.yaml"
+    file.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(UserError, match="features.99"):
+        STAGES["train"].plan(load_study(file), None)
+    assert not (tmp_path / "store").exists()
+    data["rsa"]["layers"] = ["features.8"]
+    file.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert STAGES["train"].plan(load_study(file), None)  # alexnet's probe layer: where its classifier was

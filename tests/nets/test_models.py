@@ -33,3 +33,32 @@ def test_any_torchvision_model_by_name():
 def test_unknown_architecture_suggests():
     with pytest.raises(UserError, match="resnet18"):
         build_model("resnet81")
+
+
+@pytest.mark.parametrize("arch,head,dim", [("alexnet", "classifier", 9216), ("mobilenet_v3_small", "classifier", 576),
+                                           ("squeezenet1_0", "classifier", 512), ("shufflenet_v2_x0_5", "fc", 1024)])
+def test_a_backbone_has_no_classifier_and_no_dropout(arch, head, dim):
+    """SimCLR trains the backbone: the 1000-way classifier (and its Dropout) are gone from the model
+    and its checkpoints; it returns the classifier's input, pooled where that was still a map."""
+    from protoscope.nets.models import feature_layer
+
+    torch.manual_seed(0)
+    model = build_model(arch)
+    assert not any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules())
+    assert not any(key.startswith(head + ".") for key in model.state_dict())
+    model.train()
+    assert model(torch.rand(2, 3, 64, 64)).shape == (2, dim)
+    assert feature_layer(arch, model) == head
+
+
+def test_a_vit_backbone_returns_its_class_token():
+    from torchvision.models import vit_b_16
+
+    torch.manual_seed(0)
+    model, full = build_model("vit_b_16").eval(), vit_b_16().eval()
+    full.load_state_dict(model.state_dict(), strict=False)  # the same weights, with a classifier
+    x = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        tokens = torch.cat([full.class_token.expand(1, -1, -1), full._process_input(x)], dim=1)
+        token = full.encoder(tokens)[:, 0]
+        assert torch.allclose(model(x), token, atol=1e-5)

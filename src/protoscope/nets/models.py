@@ -14,9 +14,8 @@ from torchvision.models.resnet import BasicBlock, ResNet
 
 from ..errors import UserError, did_you_mean
 
-# The layer whose pooled output is "the representation" (SimCLR's input to the
-# projection head, the linear probe's features).
-DEFAULT_FEATURE_LAYER = {"resnet": "avgpool"}
+# The classifier of each torchvision family, by the attribute it lives in; a backbone has it removed.
+HEADS = ("fc", "classifier", "heads", "head")
 
 
 class WideResNet18(ResNet):
@@ -60,8 +59,9 @@ def available_architectures() -> list[str]:
 def build_model(arch: str, width: float = 1.0, small_input: bool = False, num_classes: int = 0) -> nn.Module:
     """A freshly initialized network (use the global torch seed for reproducibility).
 
-    `num_classes=0` gives a backbone with no classifier (`fc` is the identity),
-    which is what SimCLR trains and what probes read.
+    `num_classes=0` gives a backbone: the model with its classifier (and the classifier's Dropout)
+    replaced by `Representation`, for every torchvision family, so it returns its representation.
+    That is what SimCLR trains, what checkpoints hold and what probes read.
     """
     if arch == "resnet18":
         return WideResNet18(width=width, small_input=small_input, num_classes=num_classes)
@@ -69,19 +69,44 @@ def build_model(arch: str, width: float = 1.0, small_input: bool = False, num_cl
         raise UserError(f"Unknown architecture {arch!r}.{did_you_mean(arch, available_architectures())}")
     if width != 1.0 or small_input:
         raise UserError(f"width and small_input are only supported for resnet18, not {arch!r}.")
-    return tvm.get_model(arch, weights=None, **({"num_classes": num_classes} if num_classes else {}))
+    model = tvm.get_model(arch, weights=None, **({"num_classes": num_classes} if num_classes else {}))
+    return model if num_classes else without_head(model, arch)
 
 
-def feature_layer(arch: str) -> str:
-    """The default layer whose pooled output is the representation."""
-    for prefix, layer in DEFAULT_FEATURE_LAYER.items():
-        if arch.startswith(prefix):
-            return layer
-    raise UserError(f"No default feature layer for {arch!r}; name one in the study (probe.layer).")
+class Representation(nn.Module):
+    """What stands where a classifier was: the classifier's input, averaged over space where it is
+    still a map (SqueezeNet's and MaxViT's heads pool inside), so every backbone returns (batch, D)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3)) if x.ndim == 4 else x.flatten(1)
+
+
+def without_head(model: nn.Module, arch: str) -> nn.Module:
+    """`model` with its classifier (Dropout and all) replaced by `Representation` (see HEADS)."""
+    head = head_name(model, arch)
+    setattr(model, head, Representation())
+    return model
+
+
+def head_name(model: nn.Module, arch: str) -> str:
+    """The attribute holding the model's classifier."""
+    head = next((name for name in HEADS if isinstance(getattr(model, name, None), nn.Module)), None)
+    if head is None:
+        raise UserError(f"No classifier found in {arch!r} (looked for {', '.join(HEADS)}); protoscope cannot "
+                        "make it a backbone.")
+    return head
+
+
+def feature_layer(arch: str, model: nn.Module | None = None) -> str:
+    """The default layer whose output is the representation: a ResNet's global pooling, and for every
+    other torchvision family what stands where its classifier was (`Representation`)."""
+    if arch.startswith("resnet"):
+        return "avgpool"
+    return head_name(model if model is not None else build_model(arch), arch)
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["WideResNet18", "available_architectures", "build_model", "feature_layer", "count_parameters", "torch"]
+__all__ = ["WideResNet18", "Representation", "available_architectures", "build_model", "feature_layer", "count_parameters"]

@@ -64,6 +64,20 @@ def build(run):
     return build_model(run.arch, run.width, run.small_input)
 
 
+def check_architectures(study, runs) -> None:
+    """Every layer the study names — its layers, the probe's and those of the rsa, align and atlas
+    sections — exists in each architecture the runs train, and each has a probe layer: checked
+    before anything trains, not when the first analysis meets them an hour later."""
+    from ..nets.layers import check_layers
+    from ..nets.models import feature_layer
+
+    sections = [study.rsa, study.align, study.atlas]
+    named = list(study.layers) + [layer for spec in sections if spec is not None for layer in (spec.layers or [])]
+    for arch in dict.fromkeys(architecture(run) for run in runs):
+        model = build(next(run for run in runs if architecture(run) == arch))
+        check_layers(model, named + [study.probe.layer or feature_layer(arch[0], model)])
+
+
 def architecture(run) -> tuple:
     """What a run's model depends on (runs that share it share a cached model)."""
     return run.arch, run.width, run.small_input

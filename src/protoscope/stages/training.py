@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..runtime import use_bf16
 from ..store import MetricsTable
 from ..train.simclr import check_run_file, train_run, trained_epochs
-from .base import StudyStage, checkpoints
+from .base import StudyStage, check_architectures, checkpoints
 
 
 class TrainStage(StudyStage):
@@ -23,6 +23,7 @@ class TrainStage(StudyStage):
                 jobs.append(self.job((run.name,), run.name))
             else:
                 checkpoints(study, run)  # a run that brings its checkpoints must have some
+        check_architectures(study, [study.run(job.key[0]) for job in jobs])
         return jobs
 
     def prepare(self, study, jobs) -> None:

@@ -61,3 +61,17 @@ def test_row_sampler_keeps_a_fixed_size_spread_over_the_stream():
     rows_a, rows_b = sampler.rows()
     assert len(rows_a) == 100 and torch.equal(rows_b, 2 * rows_a)
     assert rows_a.min() < 100 and rows_a.max() > 900  # from the whole stream
+
+
+def test_blocks_of_units_give_the_values_of_all_tables_at_once():
+    """The streamed MI (a block of B units at a time, sized to memory_gb) equals the MI of every
+    contingency table made at once, bit for bit, down to one unit per block."""
+    from protoscope.analyze.align.mutual_info import joint_counts, mutual_info_from_counts, percentile_codes
+
+    gen = torch.Generator().manual_seed(3)
+    a, b = torch.relu(torch.randn(400, 9, generator=gen)), torch.relu(torch.randn(400, 7, generator=gen))
+    codes_a, bins = percentile_codes(a)
+    codes_b, _ = percentile_codes(b)
+    at_once = mutual_info_from_counts(joint_counts(codes_a, codes_b, bins)).numpy()
+    for memory_gb in (2.0, 9 * bins * bins * 64 * 3 / 2**30, 1e-12):  # every unit, three units, one unit per block
+        assert np.array_equal(MutualInformation(memory_gb=memory_gb).fit(a, b).mi_, at_once)

@@ -48,6 +48,21 @@ def joint_counts(codes_a: torch.Tensor, codes_b: torch.Tensor, n_bins: int, chun
     return torch.cat(out, dim=1).double()
 
 
+def mutual_info_blocks(codes_a: torch.Tensor, codes_b: torch.Tensor, n_bins: int, memory_gb: float = 2.0) -> torch.Tensor:
+    """(A, B) mutual information of every unit pair, the contingency tables made and reduced a block
+    of B units at a time, so memory grows with A·B, not A·B·bins² (1024 × 1024 units: 20 GB at once).
+
+    A block's tables and the temporaries of the MI take about 64 bytes per (a, b, bin, bin) cell;
+    the block is as wide as `memory_gb` allows (at least one unit). Each pair's value is the same
+    as from all tables at once: the MI reduces over a pair's own bins only.
+    """
+    per_unit = codes_a.shape[1] * n_bins * n_bins * 64
+    chunk = max(1, int(memory_gb * 2**30 // max(per_unit, 1)))
+    blocks = [mutual_info_from_counts(joint_counts(codes_a, codes_b[:, start : start + chunk], n_bins, chunk))
+              for start in range(0, codes_b.shape[1], chunk)]
+    return torch.cat(blocks, dim=1) if blocks else torch.zeros(codes_a.shape[1], 0, dtype=torch.float64)
+
+
 def mutual_info_from_counts(counts: torch.Tensor) -> torch.Tensor:
     """Plug-in mutual information (nats) of contingency tables (..., bins, bins)."""
     p = counts / counts.sum(dim=(-2, -1), keepdim=True)
@@ -71,10 +86,10 @@ class MutualInformation(BaseEstimator):
     entropy, the bound on its MI), n_bins_, n_samples_.
     """
 
-    def __init__(self, bin_mass: float = 0.05, zero: float = 1e-6, chunk: int = 64):
+    def __init__(self, bin_mass: float = 0.05, zero: float = 1e-6, memory_gb: float = 2.0):
         self.bin_mass = bin_mass
         self.zero = zero
-        self.chunk = chunk
+        self.memory_gb = memory_gb
 
     def fit(self, xa, xb) -> "MutualInformation":
         xa, xb = torch.as_tensor(xa), torch.as_tensor(xb)
@@ -83,7 +98,7 @@ class MutualInformation(BaseEstimator):
                              f"got {tuple(xa.shape)} and {tuple(xb.shape)}")
         codes_a, n_bins = percentile_codes(xa, self.bin_mass, self.zero)
         codes_b, _ = percentile_codes(xb, self.bin_mass, self.zero)
-        self.mi_ = mutual_info_from_counts(joint_counts(codes_a, codes_b, n_bins, self.chunk)).cpu().numpy()
+        self.mi_ = mutual_info_blocks(codes_a, codes_b, n_bins, self.memory_gb).cpu().numpy()
         self.entropy_a_ = entropy_from_codes(codes_a, n_bins).cpu().numpy()
         self.entropy_b_ = entropy_from_codes(codes_b, n_bins).cpu().numpy()
         self.n_bins_ = n_bins

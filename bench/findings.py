@@ -10,16 +10,17 @@ The same table the demo prints last (`protoscope.report.findings`), plus the pro
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--study", default="demo")
     parser.add_argument("--store", type=Path, required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     from protoscope import stages
     from protoscope.demo import demo_study
     from protoscope.report.findings import findings
@@ -37,6 +38,7 @@ def main() -> None:
     print(_per_run(metrics, list(study.layers)).to_string())
     print()
     print(_per_pair(metrics).to_string())
+    return 0
 
 
 def _per_pair(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -69,4 +71,4 @@ def _per_run(metrics: pd.DataFrame, layers: list[str]) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

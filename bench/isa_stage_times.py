@@ -57,10 +57,10 @@ def quick_demo_log(env: dict) -> str:
     return done.stdout
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--logs", nargs=2, type=Path, metavar=("NATIVE", "AVX2"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.logs:
         logs = [path.read_text() for path in args.logs]
         print(f"full demo, from its logs: {args.logs[0]} (native) and {args.logs[1]} (AVX2 emulation)")
@@ -76,7 +76,8 @@ def main() -> None:
         if stage in avx2:
             ratio = avx2[stage] / native[stage] if native[stage] else float("nan")
             print(f"{stage:10s} {native[stage]:9.0f} {avx2[stage]:9.0f} {ratio:12.2f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,8 @@
 """What the route around oneDNN's AVX2 1×1 bug costs (`nets/onednn.py`, docs/cpu_support.md).
 
     python bench/onednn_route.py > bench/results/onednn_route.txt
+    python bench/onednn_route.py --widths 0.03125 --steps 1    # a short run
+    python bench/onednn_route.py --counts-only                 # the demo's counts alone, on any CPU
 
 A training step (forward of a batch, backward, SGD) of a narrow ResNet-18 (16 px, channels-last,
 batch 64, float32, one thread), timed in fresh processes side by side:
@@ -13,6 +15,7 @@ convolutions the route changes in the demo's nets: none, so the demo runs exactl
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -55,9 +58,9 @@ def one_setting(mode: str, width: float, steps: int = 20) -> dict:
     return {"ms": (time.perf_counter() - started) * 1000 / steps, "routed": routed}
 
 
-def measure(mode: str, env: dict, width: float) -> dict:
+def measure(mode: str, env: dict, width: float, steps: int = 20) -> dict:
     code = f"import json, sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); import onednn_route as b; " \
-           f"print(json.dumps(b.one_setting({mode!r}, {width})))"
+           f"print(json.dumps(b.one_setting({mode!r}, {width}, {steps})))"
     done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, OMP_NUM_THREADS="1", **env),
                           capture_output=True, text=True, timeout=600, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -79,15 +82,22 @@ def demo_counts() -> list[str]:
     return lines
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     import platform
 
     import torch
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--widths", default=",".join(map(str, WIDTHS)), help="ResNet-18 widths, comma-separated")
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps per setting")
+    parser.add_argument("--counts-only", action="store_true",
+                        help="skip the timings (their native setting crashes where the CPU's own ISA is AVX2)")
+    args = parser.parse_args(argv)
+
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, native ISA "
           f"{torch.backends.cpu.get_cpu_capability()}; one thread; ms per training step (batch 64, 16 px)")
-    for width in WIDTHS:
-        results = {label: measure(mode, env, width) for label, env, mode in SETTINGS}
+    for width in [] if args.counts_only else [float(w) for w in args.widths.split(",") if w]:
+        results = {label: measure(mode, env, width, args.steps) for label, env, mode in SETTINGS}
         base = results["native ISA, no route"]["ms"]
         cells = ", ".join(f"{label} {r['ms']:.1f} ms ({r['ms'] / base:.2f}x)" for label, r in results.items())
         print(f"resnet18 width {width} ({results['AVX2, routed']['routed']} convs routed): {cells}")
@@ -96,7 +106,8 @@ def main() -> None:
     print("convolutions the route changes in the demo (none: the demo runs as before):")
     for line in demo_counts():
         print(f"  {line}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,6 +3,7 @@ input channels, against the same gradient with oneDNN off (docs/cpu_support.md).
 
     python bench/onednn_sweep.py > bench/results/onednn_sweep.txt
     python bench/onednn_sweep.py --short    # the broken case alone: AVX2, 1x1 stride 2, channels-last
+    python bench/onednn_sweep.py --short --channels 2 --threads 1   # a smoke run: one process
 
 Each case runs in a fresh process (a broken one aborts or hangs it) with ONEDNN_MAX_CPU_ISA set;
 an ISA above this CPU's is capped by oneDNN at what the CPU has. A case reads "ok" (relative error
@@ -66,25 +67,31 @@ def one_case(isa: str, threads: int, variant: tuple, channels: int) -> str:
     return verdict + ("" if inputs <= 1e-4 else f", input grad wrong {100 * inputs:.0f} %")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     import argparse
 
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="ISA AVX2 and the strided 1x1 channels-last case only")
-    args = parser.parse_args()
+    parser.add_argument("--channels", default=None, help="input channels, comma-separated (default: per variant)")
+    parser.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
+    args = parser.parse_args(argv)
+    threads_list = [int(t) for t in args.threads.split(",") if t]
 
     print(f"torch {torch.__version__}; CPU's own ISA (ATen): {torch.backends.cpu.get_cpu_capability()}; "
           f"weight gradient vs oneDNN off, batch 64, 16 px, float32")
     for name, variant in list(VARIANTS.items())[:1] if args.short else VARIANTS.items():
         isas = ("AVX2",) if args.short else ISAS if name.startswith("1x1 stride 2, channels-last") else ("AVX2", "")
         channels = CHANNELS if name.startswith("1x1 stride 2, channels-last") else (2, 4, 7)
+        if args.channels:
+            channels = tuple(int(c) for c in args.channels.split(",") if c)
         for isa in isas:
-            for threads in (1, 2):
+            for threads in threads_list:
                 cells = [f"{c}: {one_case(isa, threads, variant, c)}" for c in channels]
                 print(f"{name} | ISA {isa or 'native'} | {threads} thread(s) | " + "; ".join(cells), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

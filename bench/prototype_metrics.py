@@ -3,13 +3,13 @@
 
 Builds a synthetic array store shaped like the demo's (3 runs x 11 epochs x 2 repeats, layer1-layer4
 with 16-32-64-128 units at scale 1, 32 px prototypes, a receptive-field mask per layer and epoch),
-then runs `protoscope.analyze.prototype_metrics.analyze_prototypes` from scratch in the demo's two
+then runs the analyze stage (`protoscope.stages.analyze`) from scratch in the demo's two
 spaces (pixel, and a checkpoint of the demo's narrow ResNet-18 as the embedding network) with both
 distances. `--scales` multiplies the units of every layer. Per scale it prints the wall time and
 where it went:
 
 * ``embed``     forward passes of the embedding network (`ModelSpace.embed`);
-* ``metrics``   the distance computations (diversity, change, consistency);
+* ``metrics``   the distance computations (diversity, change, consistency, as the stage calls them);
 * ``other``     the rest: reading prototypes, masking, writing embeddings / per-unit arrays / Parquet.
 
 Then it runs the same again (nothing to compute: the resume check) and prints its time. A first,
@@ -18,13 +18,15 @@ Run it under the CPU lock on a shared machine:
 
     flock /tmp/protoscope-cpu.lock env OMP_NUM_THREADS=2 .venv/bin/python bench/prototype_metrics.py
 
-Options: --scales 0.5,1,2,4  --runs 3  --epochs 11  --repeats 2  --size 32  --device cpu
+Options: --scales 0.5,1,2,4  --runs 3  --epochs 11  --repeats 2  --size 32
+A smoke run: --scales 0.125 --runs 1 --epochs 2 --repeats 1 --size 16 --no-warm-up
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -76,6 +78,7 @@ def build_store(root: Path, scale: float, runs: int, epochs: int, repeats: int, 
 
 
 def timed(module, name: str, bucket: list):
+    """Wrap `module.name` (where its callers look it up) so that each call adds its seconds to `bucket`."""
     real = getattr(module, name)
 
     def wrapper(*args, **kwargs):
@@ -88,40 +91,55 @@ def timed(module, name: str, bucket: list):
     return real
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scales", default="0.5,1,2,4")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=11)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--size", type=int, default=32)
-    args = parser.parse_args()
+    parser.add_argument("--warm-up", action=argparse.BooleanOptionalAction, default=True,
+                        help="first a tiny scale, not shown, that pays the one-time start-up")
+    args = parser.parse_args(argv)
 
-    from protoscope.analyze import embeddings, prototype_metrics as pm
-    from protoscope.study import load_study
+    from protoscope.analyze import embeddings
+    from protoscope.stages import prototype_metrics as stage  # the analyze stage's module: it calls the metrics
 
     embed_t, metric_t = [], []
-    timed(embeddings.ModelSpace, "embed", embed_t)
+    originals = [(embeddings.ModelSpace, "embed", timed(embeddings.ModelSpace, "embed", embed_t))]
     for name in ("diversity", "change", "consistency"):
-        timed(pm, name, metric_t)
+        originals.append((stage, name, timed(stage, name, metric_t)))
+    try:
+        measure(args, embed_t, metric_t)
+    finally:  # in-process callers (tests) get the real functions back
+        for owner, name, real in originals:
+            setattr(owner, name, real)
+    return 0
+
+
+def measure(args, embed_t: list, metric_t: list) -> None:
+    """Per scale, a store built from nothing: the analyze stage, then again with nothing to do; one row each."""
+    from protoscope.stages import analyze
+    from protoscope.study import load_study
 
     print(f"threads={torch.get_num_threads()} runs={args.runs} epochs={args.epochs} repeats={args.repeats} "
           f"size={args.size}px spaces=pixel,net distances=mse,cosine")
     print(f"{'scale':>5} {'units/run':>9} {'prototypes':>10} {'total s':>8} {'embed s':>8} {'metrics s':>9} "
           f"{'other s':>8} {'embed %':>7} {'ms/proto':>8} {'resume s':>8}")
     scales = [float(s) for s in args.scales.split(",")]
-    for index, scale in enumerate([0.125] + scales):  # the first, tiny one warms up torch and zarr: not shown
+    warm_up = [0.125] if args.warm_up else []  # the first, tiny one warms up torch and zarr: not shown
+    for index, scale in enumerate(warm_up + scales, start=0 if args.warm_up else 1):
         root = Path(tempfile.mkdtemp(prefix="protoscope-bench-"))
         try:
             counts = build_store(root, scale, args.runs, args.epochs, args.repeats, args.size)
             study = load_study(root / "study.yaml")
             embed_t.clear(), metric_t.clear()
             start = time.perf_counter()
-            pm.analyze_prototypes(study)
+            analyze(study)
             total = time.perf_counter() - start
             embed, metric = sum(embed_t), sum(metric_t)
             start = time.perf_counter()
-            assert pm.analyze_prototypes(study) == 0
+            assert analyze(study) == 0
             resume = time.perf_counter() - start
             if index == 0:
                 continue
@@ -133,4 +151,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -2,6 +2,7 @@
 in Chromium the time to first paint and per slider step.
 
     python bench/site_scale.py --out /tmp/site_scale > bench/results/site_scale.txt
+    python bench/site_scale.py --out DIR --runs 1 --epochs 2 --units 8 --steps 1 [--no-browser]   # a smoke run
 
 The store: `--runs` × `--layers` × `--epochs` epochs × `--units` units, one repeat, `--size`-px
 prototypes (smooth random images, upsampled from 8×8 noise, so PNG compresses them about as well as
@@ -88,7 +89,7 @@ def browse(site: Path, route: str, steps: int, first_key: str) -> dict:
     return {"fcp": fcp, "first": first, "steps": times}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/site_scale"))
     parser.add_argument("--runs", type=int, default=2)
@@ -97,7 +98,8 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=500)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20)
-    args = parser.parse_args()
+    parser.add_argument("--no-browser", action="store_true", help="write the site only (no Chromium timings)")
+    args = parser.parse_args(argv)
     from protoscope.report.site import write_site
     from protoscope.study import load_study
 
@@ -118,13 +120,16 @@ def main() -> None:
     last = args.epochs - 1
     for label, route, key in (("layer view", f"#/layer/run0/layer2/{last}/unit", "firstLayerPaint"),
                               ("unit page", f"#/unit/run0/layer2/7/{last}", "firstUnitPaint")):
+        if args.no_browser:
+            break
         result = browse(first.path, route, args.steps, key)
         steps = sorted(result["steps"])
         print(f"{label}: first contentful paint {result['fcp']:.0f} ms; route to sprites painted {result['first']:.0f} ms; "
               f"slider step median {statistics.median(steps):.0f} ms, p90 {steps[int(0.9 * (len(steps) - 1))]:.0f} ms, "
               f"max {steps[-1]:.0f} ms over {len(steps)} steps")
     print(f"prototypes={total} write_s={first.seconds:.1f} rewrite_s={again.seconds:.1f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -49,15 +49,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from protoscope.nets.checkpoints import load_into
-from protoscope.nets.models import build_model
-from protoscope.runtime import autocast, bf16_native, resolve_device
-from protoscope.synth.engine import EngineConfig, synthesize
-from protoscope.synth.generators import make_generator
-from protoscope.synth.layer import layer_forward, layer_units, pre_activation
-from protoscope.synth.objectives import ChannelCentre
+sys.path.insert(0, str(Path(__file__).parent))
+from common import engine_config, engine_overrides  # noqa: E402
+
+from protoscope.nets.checkpoints import load_into  # noqa: E402
+from protoscope.nets.models import build_model  # noqa: E402
+from protoscope.runtime import autocast, bf16_native, resolve_device  # noqa: E402
+from protoscope.synth.engine import EngineConfig, synthesize  # noqa: E402
+from protoscope.synth.generators import make_generator  # noqa: E402
+from protoscope.synth.layer import layer_forward, layer_units, pre_activation  # noqa: E402
+from protoscope.synth.objectives import ChannelCentre  # noqa: E402
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
+SMOKE = ["--layers", "layer1", "--conditions", "random", "--image-size", "32", "--seeds", "1", "--samples", "1",
+         "--tune-units", "1", "--lrs", "2", "--pu-budgets", "0,2", "--pu-budget", "2", "--pu-generations", "1",
+         "--pu-popsize", "4", "--engine", "pool_size=32", "--engine", "adam_steps=2", "--pools", "32",
+         "--engine-budgets", "0,2", "--other-pool-budgets", "0,2"]  # `--smoke`: seconds, for tests; measures nothing
 EVAL_BATCH = 128  # images per no-grad forward when rescoring
 CONTENDED = 70  # % of the run's best load probe below which a row is flagged
 
@@ -310,8 +317,8 @@ def layer_summary(curves: dict[str, Curve], args) -> dict:
     """Per layer and seed: the headline ratios (formulas in bench/README.md)."""
     pu_time, pu_scores = curves["per-unit"].at(args.pu_budget)
     target = float(pu_scores.mean())
-    default = curves[f"engine pool{EngineConfig().pool_size}"]
-    eng_time, eng_scores = default.at(EngineConfig().adam_steps)
+    default = curves[f"engine pool{args.config.pool_size}"]
+    eng_time, eng_scores = default.at(args.config.adam_steps)
     engines = [c for name, c in curves.items() if name.startswith("engine")]
     reach = min(time_to_reach(c, target) for c in engines)
     iso_at = {}
@@ -393,7 +400,7 @@ def run_condition(name: str, model, generator, args, bf16: bool) -> dict:
                                                        [args.pu_budget], args, engine_forward=True, bf16=bf16)
             for pool in args.pools:
                 key = f"engine pool{pool}"
-                budgets = args.engine_budgets if pool == EngineConfig().pool_size else args.other_pool_budgets
+                budgets = args.engine_budgets if pool == args.config.pool_size else args.other_pool_budgets
                 curves[key] = engine_curve(key, forwards, generator, C, units, seed,
                                            replace(args.config, pool_size=pool), budgets, bf16)
             for key, c in curves.items():
@@ -433,7 +440,7 @@ def print_condition(cond: dict, header: str, args, best_probe: float) -> None:
     flagged = []
     for layer, info in cond["layers"].items():
         first = True
-        default = f"engine pool{EngineConfig().pool_size}"
+        default = f"engine pool{args.config.pool_size}"
         rows = [("per-unit lr0.05", args.pu_budget), ("per-unit", args.pu_budget), ("per-unit engfwd", args.pu_budget)]
         rows += [(default, b) for b in args.engine_budgets]
         rows += [(f"engine pool{p}", max(args.other_pool_budgets)) for p in args.pools if f"engine pool{p}" != default]
@@ -453,7 +460,8 @@ def print_condition(cond: dict, header: str, args, best_probe: float) -> None:
           f"mean final score): " + "; ".join(
               f"{layer} " + ", ".join(f"{lr:g}: {v:.2f}" for lr, v in info["lr_sweep"].items())
               for layer, info in cond["layers"].items()))
-    print(f"\nper layer (engine at its defaults: pool {EngineConfig().pool_size}, {EngineConfig().adam_steps} Adam steps; "
+    settings = "defaults" if args.config == engine_config() else "--engine settings"
+    print(f"\nper layer (engine at its {settings}: pool {args.config.pool_size}, {args.config.adam_steps} Adam steps; "
           f"vs the tuned per-unit method at {args.pu_budget} Adam steps)")
     budgets = args.pu_budgets
     head = f"{'layer':<7} {'speed x':>20} {'act x':>20} {'iso-quality x':>20}  iso-quality x at per-unit budgets " \
@@ -467,7 +475,7 @@ def print_condition(cond: dict, header: str, args, best_probe: float) -> None:
               f"{cell([x['iso_speedup'] for x in s], '.1f'):>20}  {' ' * 33}{iso_at}")
     summary = cond["summary"]
     print(f"\nwhole checkpoint ({'+'.join(cond['layers'])}, {sum(i['channels'] for i in cond['layers'].values())} units, "
-          f"one repeat, engine defaults): {summary['whole_checkpoint_seconds'][0]:.1f} s, "
+          f"one repeat, engine {settings}): {summary['whole_checkpoint_seconds'][0]:.1f} s, "
           f"{summary['prototypes_per_s'][0]:.1f} prototypes/s")
     if flagged:
         print(f"! cpu% < {CONTENDED} (another process took CPU; those seconds are inflated): {', '.join(flagged)}")
@@ -496,7 +504,7 @@ def plot_frontier(results: dict, path: Path, args) -> None:
                 acts = np.mean([c.scores.mean(axis=1) for c in curves], axis=0)
                 style = "o-" if method.startswith("engine") else ("s--" if len(secs) > 1 else "s")
                 ax.plot(secs, acts, style, label=method, ms=4)
-                if method in ("per-unit", f"engine pool{EngineConfig().pool_size}"):
+                if method in ("per-unit", f"engine pool{args.config.pool_size}"):
                     for b, x, y in zip(curves[0].budgets, secs, acts):
                         ax.annotate(str(b), (x, y), fontsize=7, xytext=(2, 2), textcoords="offset points")
             target = np.mean([seed["curves"]["per-unit"].at(args.pu_budget)[1].mean() for seed in info["seeds"]])
@@ -544,6 +552,8 @@ def ints(text: str) -> list[int]:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--quick", action="store_true", help="1 seed, 2 units per layer, 2 tuning units, one pool size")
+    p.add_argument("--smoke", action="store_true", help="seconds, measuring nothing: the arguments in SMOKE "
+                   "(layer1 at 32 px, 1 unit, 2 Adam steps, engine pool 32), before any others given")
     p.add_argument("--seeds", type=int, default=None, help="seeds (full 3, quick 1)")
     p.add_argument("--samples", type=int, default=None, help="units per layer and seed (full 4, quick 2)")
     p.add_argument("--tune-units", type=int, default=None, help="units per layer for the lr sweep (full 3, quick 2)")
@@ -562,13 +572,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--other-pool-budgets", default="0,4,8,16",
                    help="the same for the other pool sizes (a pool matters most at small budgets)")
     p.add_argument("--engine", action="append", default=[], metavar="FIELD=VALUE",
-                   help="an EngineConfig field for every engine run, e.g. --engine adam_lr=1")
+                   help="an EngineConfig field for every engine run, e.g. --engine adam_lr=1; pool_size and "
+                        "adam_steps set the settings the summary reads (pools and budgets vary around them)")
     p.add_argument("--pu-budgets", default="0,10,25,50,100", help="per-unit Adam budgets read off one run")
     p.add_argument("--pu-budget", type=int, default=50, help="the per-unit method's stated Adam budget (the seed's)")
     p.add_argument("--pu-generations", type=int, default=10)
     p.add_argument("--pu-popsize", type=int, default=20)
     p.add_argument("--out", type=Path, default=None, help="write synth_speed.json and frontier.png here")
-    args = p.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = p.parse_args(SMOKE + argv if "--smoke" in argv else argv)
     quick = args.quick
     args.seeds = args.seeds or (1 if quick else 3)
     args.samples = args.samples or (2 if quick else 4)
@@ -579,22 +591,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.conditions = [x for x in args.conditions.split(",") if x]
     args.engine_budgets, args.pu_budgets = ints(args.engine_budgets), ints(args.pu_budgets)
     args.other_pool_budgets = ints(args.other_pool_budgets)
-    fields = {}
-    for item in args.engine:
-        key, _, value = item.partition("=")
-        kind = type(getattr(EngineConfig(), key, None))
-        if key not in EngineConfig.__dataclass_fields__:
-            p.error(f"--engine {key}: not an EngineConfig field ({', '.join(EngineConfig.__dataclass_fields__)})")
-        if kind is bool:
-            fields[key] = value.lower() in ("1", "true", "yes")
-        elif kind is tuple:
-            fields[key] = tuple(float(x) for x in value.split(","))
-        else:
-            fields[key] = kind(value) if kind is not type(None) else float(value)
-    args.config = EngineConfig(**fields)
-    default = EngineConfig()
-    if default.pool_size not in args.pools or default.adam_steps not in args.engine_budgets:
-        p.error(f"--pools must include {default.pool_size} and --engine-budgets {default.adam_steps} (the engine's defaults)")
+    try:  # the engine's settings: the evolve stage's for a default `synth:` section (bench/common.py), plus --engine
+        args.config = engine_config(**engine_overrides(args.engine))
+    except ValueError as error:
+        p.error(str(error))
+    if args.config.pool_size not in args.pools or args.config.adam_steps not in args.engine_budgets:
+        p.error(f"--pools must include {args.config.pool_size} and --engine-budgets {args.config.adam_steps} "
+                "(the engine's settings: its defaults, or --engine pool_size= / adam_steps=)")
     if args.pu_budget not in args.pu_budgets:
         p.error("--pu-budgets must include --pu-budget")
     return args

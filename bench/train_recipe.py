@@ -2,6 +2,7 @@
 at every epoch.
 
     python bench/train_recipe.py --epochs 24 --out /tmp/recipe > bench/results/train_recipe.txt
+    python bench/train_recipe.py --quick --epochs 1 --conditions clrjit --out DIR   # a smoke run
 
 A built-in study (`--study demo`: shapes; `--study digits`; SimCLR as in its study file) with
 one run (`--seed`, default 0) of each of `--conditions` only, `--epochs` epochs and any `--set key=value` overrides of
@@ -13,6 +14,8 @@ accuracy per epoch and its gain over the initialization — the demo's first fin
 from __future__ import annotations
 
 import argparse
+import copy
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -28,7 +31,7 @@ def _set(tree: dict, dotted: str, value) -> None:
     tree[last] = value
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--out", type=Path, default=Path("/tmp/recipe"))
@@ -38,18 +41,23 @@ def main() -> None:
     parser.add_argument("--rsa", action="store_true", help="also the rsa stage: deepest-layer separation per epoch")
     parser.add_argument("--rsa-images", type=int, default=None, help="the rsa probe set's size (study's default)")
     parser.add_argument("--set", action="append", default=[], help="defaults.KEY=VALUE (YAML value)")
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true",
+                        help="the sizes of `protoscope demo --quick` (data, batch, probe), --epochs still applies")
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     from protoscope import stages
     from protoscope.store import MetricsTable
+    from protoscope.demo import QUICK
     from protoscope.study import builtin_study, load_study
 
-    defaults = {"epochs": args.epochs}
+    defaults = dict(copy.deepcopy(QUICK["defaults"]) if args.quick else {}, epochs=args.epochs)
     for item in args.set:
         key, value = item.split("=", 1)
         _set(defaults, key, yaml.safe_load(value))
     overrides = {"store": str(args.out.resolve()), "defaults": defaults,
                  "runs": [{"condition": args.conditions.split(","), "seed": args.seed}]}
+    if args.quick:
+        overrides.update(probe=QUICK["probe"], rsa=QUICK["rsa"], workers=QUICK["workers"])
     if args.rsa_images:
         overrides["rsa"] = {"images": args.rsa_images}
     study = load_study(builtin_study(args.study), overrides)
@@ -67,6 +75,7 @@ def main() -> None:
     print(f"train seconds per run: {trained / len(study.runs):.0f}")
     if args.rsa:
         _print_rsa(study)
+    return 0
 
 
 def _print_rsa(study) -> None:
@@ -88,4 +97,4 @@ def _print_rsa(study) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

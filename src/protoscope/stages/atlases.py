@@ -69,8 +69,8 @@ class AtlasStage(StudyStage):
     def run(self, study, job, device, emit) -> dict:
         runs, layer = job.key
         spec = atlas_spec(study)
-        acts = _activations(study, runs, layer, device, emit)
-        keys = _chain(runs, list(acts))
+        acts = map_activations(study, runs, layer, device, emit)
+        keys = chain_order(runs, list(acts))
         if spec.layout == "aligned" and len({len(acts[k]) for k in keys}) > 1:
             raise UserError(f"atlas.layout aligned links the runs {list(runs)} through the same images, but their "
                             "image sets differ in size; give them the same data or use layout: joint")
@@ -95,10 +95,11 @@ class AtlasStage(StudyStage):
         return {"maps": len(keys)}
 
 
-def _chain(runs, keys: list) -> list:
+def chain_order(runs, keys: list) -> list:
     """(run, epoch) keys in the order an aligned layout links them: the first run's epochs backwards,
     the next forwards, and so on, so neighbours in the chain are neighbouring epochs of a run or two
-    runs at the same end of training (their random inits, or their last epochs)."""
+    runs at the same end of training (their random inits, or their last epochs).
+    Public so that bench/atlas_layout.py lays out the stage's own chain."""
     order = []
     for k, name in enumerate(runs):
         mine = [key for key in keys if key[0] == name]
@@ -125,8 +126,9 @@ def map_groups(study, names: list[str]) -> list[tuple[str, ...]]:
     return list(dict.fromkeys(seen.values()))
 
 
-def _activations(study, runs, layer: str, device, emit) -> dict:
-    """{(run, epoch): (N, C)} at the same sampled positions, for every epoch of every run of the map."""
+def map_activations(study, runs, layer: str, device, emit) -> dict:
+    """{(run, epoch): (N, C)} at the same sampled positions, for every epoch of every run of the map.
+    Public so that bench/atlas_layout.py lays out the very samples the stage lays out."""
     spec, acts = atlas_spec(study), {}
     total = sum(len(_files(study, study.run(name))) for name in runs)
     for name in runs:

@@ -182,13 +182,16 @@ def test_checkpoint_of_another_architecture(ws, capsys):
     refused(capsys, ws, ["probe", study, "--run", "mine"], path, "does not fit", "missing")
 
 
-def test_pickled_payload_in_a_pt_is_refused(ws, capsys):
+def test_pickled_object_in_a_pt_is_refused_but_the_command_line_beside_the_weights_is_not(ws, capsys):
     study = ws.add_mine()
     (ws.mine / "epoch_000.safetensors").unlink()
     path = ws.mine / "epoch_000.pt"
-    # what training scripts save: the weights next to the parsed command line
-    torch.save({"state_dict": build_model(**ARCH).state_dict(), "args": argparse.Namespace(lr=0.1)}, path)
-    refused(capsys, ws, ["probe", study, "--run", "mine"], path, "Refused", "argparse.Namespace")
+    weights = build_model(**ARCH).state_dict()
+    torch.save({"state_dict": weights, "args": argparse.Namespace(lr=0.1), "out": Path("/tmp/run")}, path)
+    refused(capsys, ws, ["probe", study, "--run", "mine"], path, "Refused", "pathlib")
+    # what training scripts save: the weights next to the parsed command line (#27: allowed)
+    torch.save({"state_dict": weights, "args": argparse.Namespace(lr=0.1)}, path)
+    assert main(["probe", str(study), "--run", "mine"]) == 0
 
 
 @pytest.mark.parametrize("verb", ["probe", "evolve", "rsa"])

@@ -37,16 +37,18 @@ class Quick:
     writes: tuple[str, ...] = ()  # files under {tmp} it must write
     slow: bool = False  # tens of seconds on 2 busy cores
     why: str = ""  # where the quick mode is not the bench itself: what runs instead
+    parse_only: bool = False  # its quick mode costs 20-40 s: the suite parses its arguments (--help) instead
 
 
 SMOKE_SITE = ("--runs", "1", "--epochs", "2", "--units", "8", "--steps", "1")
 
 QUICK: dict[str, Quick] = {
     "align_memory.py": Quick(("--units", "64", "--before", "64", "--samples", "500"),
-                             r"\n +64 +[\d.]+ GiB +[\d.]+ GiB\n", slow=True),  # three fresh processes importing torch
+                             r"\n +64 +[\d.]+ GiB +[\d.]+ GiB\n", slow=True, parse_only=True,
+                             why="three fresh processes importing torch: about 30 s"),
     "atlas_layout.py": Quick(("--quick", "--store", "{demo}", "--images", "60", "--epochs", "0,2",
                               "--layouts", "joint"),
-                             r"\njoint +clrjit-s0@0=\d+ .*\(min \d+, max \d+;", demo=True, slow=True,
+                             r"\njoint +clrjit-s0@0=\d+ .*\(min \d+, max \d+;", demo=True, slow=True, parse_only=True,
                              why="--layouts joint: UMAP's JIT is most of it, the aligned layout's another ~30 s "
                                  "(tests/analyze/test_atlas_stage.py runs aligned_layout)"),
     "atlas_speed.py": Quick(("--checkpoint", "{checkpoint}", "--width", "0.125", "--images", "200", "--grid", "4",
@@ -72,7 +74,8 @@ QUICK: dict[str, Quick] = {
                                    "--size", "16", "--no-warm-up"),
                                   r"\n0\.125 +\d+ +\d+ +[\d.]+ +[\d.]+"),
     "rsa_features.py": Quick(("--quick", "--store", "{demo}", "--out", "{tmp}/flat", "--images", "16"),
-                             r"rsa_separation, features: flatten\n", demo=True, writes=("flat/metrics",)),
+                             r"rsa_separation, features: flatten\n", demo=True, writes=("flat/metrics",), slow=True,
+                             parse_only=True, why="an rsa stage over the quick demo: about 20 s"),
     "scale_model.py": Quick(("--json", "{results}/synth_speed.json"), r"1 machine like the benchmark +\S+"),
     "site_scale.py": Quick(("--out", "{tmp}/site", *SMOKE_SITE, "--no-browser"), r"prototypes=32 write_s=[\d.]+",
                            writes=("site/store/site/index.html",),
@@ -113,13 +116,13 @@ def isolated(tmp_path, monkeypatch):
 def demo_store(request, name):
     """The quick demo's store for the benches that read one (in setup, so --durations shows it apart), else None."""
     quick = QUICK.get(name)
-    return request.getfixturevalue("quick_demo")[0] if quick is not None and quick.demo else None
+    return request.getfixturevalue("quick_demo")[0] if quick is not None and quick.demo and not quick.parse_only else None
 
 
 def _param(name: str):
     quick = QUICK.get(name)
     marks = []
-    if quick is not None and quick.demo:
+    if quick is not None and quick.demo and not quick.parse_only:
         marks.append(pytest.mark.xdist_group("quick_demo"))
     if quick is not None and quick.slow:
         marks.append(pytest.mark.slow)
@@ -140,6 +143,12 @@ def test_bench_runs_its_quick_mode(name, demo_store, isolated, capsys):
         path.write_text(yaml.safe_dump(module.small_study(tmp / "store"), sort_keys=False))
         study = load_study(path)
         assert [run.name for run in study.runs] == ["clrjit-s0", "clrjit-s1"] and study.synth.adam_steps == 6
+        return
+    if quick.parse_only:  # the suite's time budget (15 min on 2 cores): its arguments, imports and main only
+        with pytest.raises(SystemExit) as done:
+            module.main(["--help"])
+        usage = capsys.readouterr().out
+        assert done.value.code == 0 and all(a in usage for a in quick.argv if a.startswith("--")), usage
         return
     values = {"tmp": str(tmp), "results": str(BENCH / "results")}
     if demo_store is not None:

@@ -141,11 +141,38 @@ def test_a_pool_of_one_thread_workers_gives_this_process_result_and_a_rerun_does
     outcome = execute(stage, study, pool)
     assert outcome.done_now == len(jobs)
     assert all(stage.is_done(study, job) for job in jobs)
-    assert differences(snapshots[name][1], store) == []
+    found = differences(snapshots[name][1], store)
+    if name == "atlas":
+        found = [line for line in found if not _within_rounding(line, snapshots[name][1], store)]
+    assert found == []
     stored = fingerprint(store)
     again = execute(stage, study, LocalExecutor())
     assert again.done_now == 0 and len(again.skipped) == len(jobs)
     assert fingerprint(store) == stored
+
+
+def _within_rounding(line: str, a: Path, b: Path) -> bool:
+    """Whether a difference is the atlas icons' float32 scores (and the metric that averages them)
+    agreeing to float32 rounding. On an AVX2 CPU (not on AVX-512), the icons' final scoring in a
+    pool worker and in this test process differ by up to 2e-7 (measured, and so before #26 too);
+    the icons, their cells and directions stay equal bit for bit, which the rest still checks."""
+    import numpy as np
+    import pandas as pd
+    import zarr
+
+    from protoscope.store import MetricsTable
+
+    if line.startswith("atlas.zarr/") and line.endswith("/score: values differ"):
+        path = line.removeprefix("atlas.zarr/").removesuffix(": values differ")
+        x, y = (zarr.open_group(str(store / "atlas.zarr"), mode="r")[path][:] for store in (a, b))
+        return np.allclose(x, y, rtol=1e-5, atol=1e-6, equal_nan=True)
+    if line.startswith("metrics: ") and line.endswith("values differ"):
+        x, y = (MetricsTable(store).read().sort_values(["run", "layer", "epoch", "metric"]) for store in (a, b))
+        differs = x["value"].to_numpy(float) != y["value"].to_numpy(float)
+        differs &= ~(pd.isna(x["value"]).to_numpy() & pd.isna(y["value"]).to_numpy())
+        return set(x["metric"].to_numpy()[differs]) == {"atlas_icon_score"} and np.allclose(
+            x["value"], y["value"], rtol=1e-5, atol=1e-6, equal_nan=True)
+    return False
 
 
 @pytest.mark.parametrize("name", ORDER)

@@ -11,7 +11,7 @@ Two ways in, one code path:
 """
 
 from . import stages
-from .api import align, atlas, prototypes, rdms, receptive_field, show
+from .api import align, atlas, declare, prototypes, rdms, receptive_field, show
 from .errors import UserError
 from .stages import analyze, evolve, export, probe, report, rsa, run, train, width
 from .store import open_store
@@ -20,7 +20,7 @@ from .study import Study, load_study
 __version__ = "0.1.0"
 __all__ = [
     "Study", "UserError", "load_study", "open_store", "stages",
-    "prototypes", "receptive_field", "atlas", "rdms", "align", "show",
+    "prototypes", "receptive_field", "atlas", "rdms", "align", "show", "declare",
     "train", "probe", "evolve", "analyze", "rsa", "width", "report", "export", "run",
     "__version__",
 ]

@@ -172,3 +172,36 @@ def test_a_vector_layer_refuses_a_spatial_method_in_one_line():
     assert truncate(model, "3")(IMAGES)["3"].shape == (12, 6)
     with pytest.raises(UserError, match="conv layer"):
         ps.prototypes(model, "3", image_size=32, pool_size=8, adam_steps=2, cma_generations=1, device="cpu")
+
+
+class FixedSize(nn.Module):
+    """Channels last with as many channels as rows and columns, and one input size only: nothing
+    tells its channel axis, so it must be declared."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 8, stride=8)
+        self.block = Permute()
+
+    def forward(self, x):
+        assert x.shape[-1] == 32, "this model takes 32 px images"
+        return self.block(self.conv(x)).mean(dim=(1, 2))
+
+
+def test_what_cannot_be_found_is_refused_then_read_once_declared():
+    model = FixedSize().eval()
+    with pytest.raises(UserError, match="declare its layout"):
+        truncate(model, "block")(IMAGES)
+    ps.declare(model, layouts={"block": "NHWC"})
+    with torch.no_grad():
+        expected = model.conv(IMAGES)
+    assert torch.equal(truncate(model, "block")(IMAGES)["block"], expected)  # (N, 4 channels, 4, 4)
+    with pytest.raises(UserError, match="valid: NCHW, NHWC, NTD, ND"):
+        ps.declare(model, layouts={"block": "CHW"})
+
+
+def test_forward_arguments_declared_once_reach_every_call():
+    model = ps.declare(Untraceable().eval(), forward_kwargs={"scale": 1.5})
+    images = (IMAGES * 255).to(torch.uint8)
+    rdm = ps.rdms(model, "features", images, torch.arange(12) % 2, device="cpu")
+    assert rdm.n_rdm == 1 and rdm.dissimilarities.shape == (1, 66)

@@ -168,4 +168,4 @@ def test_the_probe_sheet_holds_the_images_the_activations_were_computed_on(demo)
     probe = index["probe"]
     assert probe["count"] == len(images) == len(probe["labels"])
     for k in (0, 17, len(images) - 1):
-        assert np.array_equal(cell(site / "img" / "probe.png", k, probe["columns"], probe["cell"]), images[k])
+        assert np.array_equal(cell(site / "img" / "stimuli.png", k, probe["columns"], probe["cell"]), images[k])

@@ -27,6 +27,15 @@ from .synthesis import prototypes, receptive_field
 _LAZY = {"PairAlignment": "..analyze.align.pair", "ReceptiveField": "..synth.receptive"}
 
 
+def declare(model, layouts: dict | None = None, forward_kwargs: dict | None = None):
+    """What protoscope cannot find out about your model, told once: `layouts` of layers whose unit
+    axis it cannot tell ({"blocks.3": "NHWC"}; NCHW, NHWC, NTD or ND) and `forward_kwargs` its
+    forward needs besides the images. Every call on this model object reads them; returns `model`."""
+    from ..nets.layers import declare as declare_model
+
+    return declare_model(model, layouts, forward_kwargs)
+
+
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib
@@ -35,5 +44,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Atlas", "PairAlignment", "Prototypes", "ReceptiveField", "align", "atlas", "prototypes", "rdms",
-           "receptive_field", "show"]
+__all__ = ["Atlas", "PairAlignment", "Prototypes", "ReceptiveField", "align", "atlas", "declare", "prototypes",
+           "rdms", "receptive_field", "show"]

@@ -18,13 +18,14 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import weakref
 
 import torch
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
 from ..errors import UserError, did_you_mean
-from .units import Layout, find_layout, model_hint
+from .units import LAYOUTS, Layout, find_layout, model_hint
 
 _ADDRESS = re.compile(r"^(?P<base>[^\[\]]+)(?:\[(?P<select>\d+|cls)\])?$")
 
@@ -77,6 +78,22 @@ def check_layers(model: nn.Module, layers) -> list[str]:
     return layers
 
 
+_DECLARED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def declare(model: nn.Module, layouts: dict[str, str] | None = None, forward_kwargs: dict | None = None) -> nn.Module:
+    """Tell protoscope what it cannot find out about `model`: the raw layout of some layers
+    ({"blocks.3": "NHWC"}) and the extra arguments its forward needs. Every method run on this
+    model object afterwards (the API calls, the stages' truncated passes) reads them; returns `model`."""
+    wrong = {layer: kind for layer, kind in (layouts or {}).items() if kind not in LAYOUTS}
+    if wrong:
+        layer, kind = next(iter(wrong.items()))
+        raise UserError(f"Unknown layout {kind!r} for layer {layer!r}; valid: {', '.join(LAYOUTS)}.")
+    check_layers(model, list(layouts or {}))
+    _DECLARED[model] = {"layouts": dict(layouts or {}), "forward_kwargs": dict(forward_kwargs or {})}
+    return model
+
+
 class _Answered(Exception):
     """Raised by the last hook: every requested module has answered, the rest of the pass is skipped."""
 
@@ -92,8 +109,9 @@ class Truncated(nn.Module):
                  forward_kwargs: dict | None = None):
         super().__init__()
         self.layers = check_layers(model, layers)
-        self.declared = dict(layouts or {})
-        self.forward_kwargs = dict(forward_kwargs or {})
+        told = _DECLARED.get(model, {})
+        self.declared = {**told.get("layouts", {}), **(layouts or {})}
+        self.forward_kwargs = {**told.get("forward_kwargs", {}), **(forward_kwargs or {})}
         self.hint = model_hint(model)
         self.found: dict[str, Layout] = {}
         bases = list(dict.fromkeys(split_address(layer)[0] for layer in self.layers))
@@ -228,4 +246,5 @@ def activations(model: nn.Module, layer: str, images: torch.Tensor, batch_size: 
     return torch.cat(outs)
 
 
-__all__ = ["layer_names", "major_layers", "check_layers", "split_address", "truncate", "Truncated", "activations"]
+__all__ = ["layer_names", "major_layers", "check_layers", "declare", "split_address", "truncate", "Truncated",
+           "activations"]

@@ -89,17 +89,3 @@ def test_a_failing_job_raises_its_own_error_and_the_rest_stop(pooled, tmp_path):
     assert [e.job.key for e in events if e.kind == "failed"] == [(3,)]
     assert (3,) not in {e.job.key for e in events if e.kind == "finished"}
     assert not any(e.job.key == (5,) and e.kind == "started" for e in events)  # never submitted
-
-
-def test_the_quick_demo_on_processes_equals_the_one_thread_local_run(quick_demo, tmp_path):
-    import subprocess
-    import sys
-
-    pooled, _ = quick_demo
-    out = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "protoscope.cli", "demo", "--quick", "--out", str(out),
-                           "--executor", "local"], capture_output=True, text=True,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    assert differences(out, pooled) == []
-    assert leftovers(pooled) == []

@@ -1,13 +1,13 @@
 """One contract for every stage, in the manner of scikit-learn's common estimator checks.
 
 A tiny study (two seeds of one condition, one epoch, 16 px) runs every stage of the registry in
-the order of the data flow; the store as it stood before each stage is kept, and each check
-starts from a copy of it:
+the order of the data flow, on one thread in a fresh process; the store as it stood before each
+stage is kept, and each check starts from a copy of it:
 
 - `plan` is deterministic and its jobs pickle (a worker on another machine gets them);
 - `is_done` is false before `run` and true after, and a second `execute` changes nothing;
-- the output of a pool of one-thread worker processes equals this one-thread process's, result
-  by result (`store.compare.differences`);
+- the output of a pool of one-thread worker processes equals that one-thread run's, result by
+  result (`store.compare.differences`): what `--executor processes` promises against `local`;
 - `plan` and `prepare` record no settings: settings are written with the first result only;
 - a `UserError` leaves the store byte-identical, and its message never names the command that
   was just run as the remedy.
@@ -21,7 +21,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from protoscope.errors import UserError
@@ -87,25 +86,40 @@ def pool():
         yield executor
 
 
+# The one-thread reference run: every stage in order in a fresh interpreter that starts with one
+# thread (as a pool worker does), the store kept before and after each stage.
+CHAIN = """
+import shutil, sys
+from pathlib import Path
+from protoscope.executors import LocalExecutor
+from protoscope.stages import STAGES, execute
+from protoscope.study import load_study
+
+root, study = Path(sys.argv[1]), load_study(sys.argv[2])
+for name in sys.argv[3].split(","):
+    before = root / f"before_{name}"
+    if study.store.exists():
+        shutil.copytree(study.store, before)
+    else:
+        before.mkdir()
+    execute(STAGES[name], study, LocalExecutor())
+    shutil.copytree(study.store, root / f"after_{name}")
+"""
+
+
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
-    """{stage: (store before it, store after it)}, every stage run in order in this process on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    """{stage: (store before it, store after it)}, every stage run in order on one thread in a fresh process."""
+    import os
+    import subprocess
+    import sys
+
     root = tmp_path_factory.mktemp("contract")
-    store, snapshots = root / "store", {}
-    study = study_at(root / "yaml", store)
-    for name in ORDER:
-        before = root / f"before_{name}"
-        if store.exists():
-            shutil.copytree(store, before)
-        else:
-            before.mkdir()
-        execute(STAGES[name], study, LocalExecutor())
-        shutil.copytree(store, root / f"after_{name}")
-        snapshots[name] = (before, root / f"after_{name}")
-    yield root, snapshots
-    torch.set_num_threads(threads)
+    study_at(root / "yaml", root / "store")
+    done = subprocess.run([sys.executable, "-c", CHAIN, str(root), str(root / "yaml" / "study_0.yaml"), ",".join(ORDER)],
+                          capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    yield root, {name: (root / f"before_{name}", root / f"after_{name}") for name in ORDER}
 
 
 def copy_of(folder: Path, where: Path) -> Path:
@@ -141,38 +155,11 @@ def test_a_pool_of_one_thread_workers_gives_this_process_result_and_a_rerun_does
     outcome = execute(stage, study, pool)
     assert outcome.done_now == len(jobs)
     assert all(stage.is_done(study, job) for job in jobs)
-    found = differences(snapshots[name][1], store)
-    if name == "atlas":
-        found = [line for line in found if not _within_rounding(line, snapshots[name][1], store)]
-    assert found == []
+    assert differences(snapshots[name][1], store) == []
     stored = fingerprint(store)
     again = execute(stage, study, LocalExecutor())
     assert again.done_now == 0 and len(again.skipped) == len(jobs)
     assert fingerprint(store) == stored
-
-
-def _within_rounding(line: str, a: Path, b: Path) -> bool:
-    """Whether a difference is the atlas icons' float32 scores (and the metric that averages them)
-    agreeing to float32 rounding. On an AVX2 CPU (not on AVX-512), the icons' final scoring in a
-    pool worker and in this test process differ by up to 2e-7 (measured, and so before #26 too);
-    the icons, their cells and directions stay equal bit for bit, which the rest still checks."""
-    import numpy as np
-    import pandas as pd
-    import zarr
-
-    from protoscope.store import MetricsTable
-
-    if line.startswith("atlas.zarr/") and line.endswith("/score: values differ"):
-        path = line.removeprefix("atlas.zarr/").removesuffix(": values differ")
-        x, y = (zarr.open_group(str(store / "atlas.zarr"), mode="r")[path][:] for store in (a, b))
-        return np.allclose(x, y, rtol=1e-5, atol=1e-6, equal_nan=True)
-    if line.startswith("metrics: ") and line.endswith("values differ"):
-        x, y = (MetricsTable(store).read().sort_values(["run", "layer", "epoch", "metric"]) for store in (a, b))
-        differs = x["value"].to_numpy(float) != y["value"].to_numpy(float)
-        differs &= ~(pd.isna(x["value"]).to_numpy() & pd.isna(y["value"]).to_numpy())
-        return set(x["metric"].to_numpy()[differs]) == {"atlas_icon_score"} and np.allclose(
-            x["value"], y["value"], rtol=1e-5, atol=1e-6, equal_nan=True)
-    return False
 
 
 @pytest.mark.parametrize("name", ORDER)

@@ -8,14 +8,20 @@ Two ways in, one code path:
   them); every stage but align and atlas is also here under its verb. `protoscope.align` and
   `protoscope.atlas` are the in-memory functions; their stages are `protoscope.stages.align`
   and `protoscope.stages.atlas`.
+
+Names are imported when first used, so `import protoscope.study` (a scheduler reading a study
+file, `--help`) does not pay for torch.
 """
 
-from . import stages
-from .api import align, atlas, declare, prototypes, rdms, receptive_field, show
-from .errors import UserError
-from .stages import analyze, evolve, export, probe, report, rsa, run, train, width
-from .store import open_store
-from .study import Study, load_study
+from __future__ import annotations
+
+import importlib
+
+_HOMES = {
+    "stages": None, "UserError": ".errors", "open_store": ".store", "Study": ".study", "load_study": ".study",
+    **{name: ".api" for name in ("prototypes", "receptive_field", "atlas", "rdms", "align", "show", "declare")},
+    **{name: ".stages" for name in ("train", "probe", "evolve", "analyze", "rsa", "width", "report", "export", "run")},
+}
 
 __version__ = "0.1.0"
 __all__ = [
@@ -24,3 +30,17 @@ __all__ = [
     "train", "probe", "evolve", "analyze", "rsa", "width", "report", "export", "run",
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    home = _HOMES[name]
+    value = importlib.import_module(f".{name}" if home is None else home, __name__)
+    value = value if home is None else getattr(value, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from protoscope.cli import main
 from protoscope.errors import UserError
 from protoscope.executors import ProcessExecutor, RayExecutor
 from protoscope.jobs import Job
 from protoscope.stages import execute
-from protoscope.store.compare import differences, leftovers
 
 pytestmark = pytest.mark.xdist_group("quick_demo")  # with the local quick demo it is compared to
 

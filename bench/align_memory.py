@@ -20,7 +20,7 @@ CHILD = """
 import sys, torch
 from protoscope.analyze.align.mutual_info import (MutualInformation, joint_counts, mutual_info_from_counts,
                                                   percentile_codes)
-torch.set_num_threads(1)
+torch.set_num_threads(2)
 how, units, samples = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 if how != "baseline":
     gen = torch.Generator().manual_seed(0)

@@ -81,12 +81,23 @@ class SimCLRSpec(Strict):
 
 
 class RunSpec(Strict):
-    """One training sequence. With `path`, an existing run folder: nothing is trained."""
+    """One training sequence. With `path`, an existing run folder: nothing is trained.
+
+    The model is `arch` (a torchvision name, protoscope's resnet18, or the user's factory as
+    `package.module:function`) built with `arch_options`; `head`, `layouts` and `forward_kwargs`
+    say how protoscope reads it, `checkpoints` how the run's files are named.
+    """
 
     name: str = "{condition}-s{seed}"
     condition: Condition = "clrjit"
     seed: int = 0
     arch: str = "resnet18"
+    arch_options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the constructor")
+    head: Literal["none", "keep"] = Field("none", description="none: the classifier is removed (a backbone); keep: "
+                                                               "studied up to its logits (checkpoints only)")
+    layouts: dict[str, Literal["NCHW", "NHWC", "NTD", "ND"]] = Field(
+        default_factory=dict, description="a layer's raw layout, where protoscope cannot find it")
+    forward_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra arguments of the model's forward")
     width: float = Field(1.0, gt=0)
     small_input: bool = False
     data: DataSpec = DataSpec()
@@ -94,6 +105,7 @@ class RunSpec(Strict):
     optimizer: OptimizerSpec = OptimizerSpec()
     simclr: SimCLRSpec = SimCLRSpec()
     path: Path | None = None
+    checkpoints: str | None = Field(None, description="file-name pattern, e.g. 'epoch={epoch_index}-step={step}.ckpt'")
 
     @field_validator("name")
     @classmethod
@@ -110,22 +122,44 @@ class RunSpec(Strict):
     def _known_arch(cls, value: str) -> str:
         if value == "resnet18":  # ours, and the common case: no torchvision import to confirm it
             return value
+        if ":" in value:  # the user's factory: imported when the model is built, not to read the study
+            module, _, attr = value.partition(":")
+            if not all(part.isidentifier() for part in module.split(".") + attr.split(".")):
+                raise ValueError(f"arch {value!r}: a factory is named package.module:function")
+            return value
         from torchvision import models as tvm
 
         valid = sorted(set(tvm.list_models(module=tvm)) | {"resnet18"})  # as nets.models.available_architectures
         if value not in valid:
-            raise ValueError(f"unknown architecture {value!r}.{did_you_mean(value, valid)}")
+            raise ValueError(f"unknown architecture {value!r}.{did_you_mean(value, valid)} Or name your own "
+                             "model's factory as package.module:function")
+        return value
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _checkpoint_pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .nets.checkpoint_files import check_checkpoint_pattern
+
+            check_checkpoint_pattern(value)
         return value
 
     @model_validator(mode="after")
-    def _resnet18_options(self):
+    def _model_options(self):
         if self.arch != "resnet18" and (self.width != 1.0 or self.small_input):
             raise ValueError(f"width and small_input are only supported for resnet18, not {self.arch!r}")
+        if self.head == "keep" and self.path is None:
+            raise ValueError("head: keep studies checkpoints you bring (set `path`); SimCLR trains a backbone")
         return self
 
     def training_fields(self) -> dict[str, Any]:
-        """What determines the trained weights (compared when resuming)."""
-        return self.model_dump(mode="json", exclude={"name", "path", "epochs"})
+        """What determines the trained weights (compared when resuming); the model options only
+        when set, so runs trained before they existed still resume."""
+        fields = self.model_dump(mode="json", exclude={"name", "path", "epochs", "checkpoints", "layouts", "head"})
+        for key in ("arch_options", "forward_kwargs"):
+            if not fields[key]:
+                del fields[key]
+        return fields
 
 
 class ProbeSpec(Strict):

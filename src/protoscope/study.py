@@ -256,6 +256,9 @@ def study_for_run_dir(run_dir: Path, arch: str | None = None, store: Path | None
         if key in info:
             run[key] = info[key]
     training = info.get("training", {})
+    for key in ("arch_options", "forward_kwargs"):  # written by training only when set
+        if key in training:
+            run[key] = training[key]
     if isinstance(training.get("data"), dict) and "image_size" in training["data"]:
         run["data"] = {"name": "shapes", "image_size": training["data"]["image_size"]}
     if arch:

@@ -186,23 +186,24 @@ def pretrained_space(model: str, weights: str = "IMAGENET1K_V1", layer: str | No
 def checkpoint_space(study, run: str, epoch: int | None = None, layer: str | None = None,
                      image_size: int | None = None, name: str | None = None, device="cpu") -> ModelSpace:
     """A checkpoint of the study as a space (default: the run's last epoch, pooled features)."""
-    from ..nets.checkpoints import epoch_files, load_into
-    from ..nets.models import build_model, feature_layer
+    from ..nets.checkpoint_files import run_checkpoints
+    from ..nets.checkpoints import load_into
+    from ..nets.models import feature_layer, run_model
 
     spec = study.run(run)
-    files = epoch_files(study.run_dir(spec))
+    files = run_checkpoints(study, spec)
     if not files:
         raise UserError(f"Space from run {run!r}: it has no checkpoints in {study.run_dir(spec)}; train it first.")
     epoch = max(files) if epoch is None else epoch
     if epoch not in files:
         raise UserError(f"Space from run {run!r}: no checkpoint for epoch {epoch}; stored: {', '.join(map(str, files))}.")
-    layer = layer or feature_layer(spec.arch)
+    layer = layer or feature_layer(spec.arch, run_model(spec))
     size = image_size or spec.data.image_size
     settings = {"kind": "checkpoint", "run": run, "epoch": epoch, "layer": layer, "image_size": size,
                 "arch": spec.arch, "width": spec.width, "small_input": spec.small_input}
 
     def build():
-        return load_into(build_model(spec.arch, spec.width, spec.small_input), files[epoch]), layer, size
+        return load_into(run_model(spec), files[epoch]), layer, size
 
     return ModelSpace(name or f"{run}-e{epoch}", settings, build, device)
 

@@ -59,9 +59,11 @@ def atlas(model, layer: str, images, labels=None, *, grid: int = 15, generator="
     x, labels = as_images(images, labels)
     if len(x) < max(spec.grid, 4):
         raise UserError(f"An atlas needs at least {max(spec.grid, 4)} images (one grid row), got {len(x)}.")
-    for m in models:
-        layer_shape(m, check_layer(m, layer), tuple(x.shape[-2:]), device)
-    gen, _ = as_generator(generator, generator_options, spec.icon_size or int(x.shape[-1]), device)
+    icon = spec.icon_size or int(x.shape[-1])
+    for m in models:  # the images and the icons both go through the model: both sizes must fit it
+        for size in dict.fromkeys([tuple(x.shape[-2:]), (icon, icon)]):
+            layer_shape(m, check_layer(m, layer), size, device)
+    gen, _ = as_generator(generator, generator_options, icon, device)
     acts = []
     for m in models:
         with engine_state(m, frozen=False):

@@ -141,11 +141,11 @@ def layers(study: StudyArg, run: Optional[str] = typer.Option(None, "--run", "-r
     Example: protoscope layers study.yaml
     """
     from ..nets.layers import layer_names, major_layers
-    from ..nets.models import build_model
+    from ..nets.models import run_model
 
     s = load(study, None, None)
     spec = s.run(run) if run else s.runs[0]
-    model = build_model(spec.arch, spec.width, spec.small_input)
+    model = run_model(spec)
     out.print("[bold]major:[/] " + " ".join(major_layers(model)))
     out.print("[bold]all:[/] " + " ".join(layer_names(model)))
 

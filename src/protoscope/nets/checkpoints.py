@@ -6,9 +6,7 @@ torch file (`.pt`, `.pth`, `.ckpt`, `.bin`, `.pth.tar`) is read with
 tensors and plain containers, only hyper-parameter holders (`argparse.Namespace`,
 Lightning's `AttributeDict`) are let through. Every failure names the file.
 
-File names: ours, `epoch_<n>.<ext>`, and Lightning's default, `epoch=<k>-step=<s>.ckpt`. Lightning
-counts epochs from 0 as they finish, so its `epoch=<k>` holds the weights after k + 1 epochs: it is
-protoscope's epoch k + 1 (there is no epoch 0, the initialization, unless the run saved one itself).
+Which file holds which epoch (ours, Lightning's, a run's own pattern) is `checkpoint_files`.
 
 A user's checkpoint may come in the forms people actually save (`fit_state`): a
 plain state dict, one wrapped in `{"state_dict": …}`/`{"model": …}`, keys with
@@ -35,12 +33,9 @@ from torch import nn
 
 from ..atomic import atomic_path
 from ..errors import UserError
+from .checkpoint_files import (CHECKPOINT_SUFFIXES, TORCH_SUFFIXES, checkpoint_suffix, epoch_files,  # noqa: F401
+                               run_checkpoints)
 
-TORCH_SUFFIXES = (".pth.tar", ".pt", ".pth", ".ckpt", ".bin")  # what people name torch.save's files
-CHECKPOINT_SUFFIXES = (".safetensors", *TORCH_SUFFIXES)
-_SUFFIX = "|".join(re.escape(suffix) for suffix in CHECKPOINT_SUFFIXES)
-_EPOCH_FILE = re.compile(rf"^epoch[_-]?(\d+)({_SUFFIX})$")
-_LIGHTNING_FILE = re.compile(rf"^epoch=(\d+)(?:-step=\d+)?({_SUFFIX})$")  # its epoch k = our epoch k + 1
 _WRAPPERS = ("state_dict", "model", "model_state_dict")  # {"state_dict": {...}, "epoch": 3, ...}
 _COMPILED = re.compile(r"(?<![^.])_orig_mod\.")  # torch.compile's wrapper, at the start or after a dot
 # Prefix words of an averaged copy of the network (MoCo/BYOL momentum encoder, EMA, DINO teacher):
@@ -58,11 +53,6 @@ _LIGHTNING_ATTRIBUTE_DICTS = ("pytorch_lightning.utilities.parsing.AttributeDict
                               "lightning.pytorch.utilities.parsing.AttributeDict")
 SAFE_GLOBALS = [argparse.Namespace, *((dict, name) for name in _LIGHTNING_ATTRIBUTE_DICTS)]
 
-
-def checkpoint_suffix(path: str | Path) -> str:
-    """The file's checkpoint suffix (`.pth.tar` counts as one), or its last suffix when none fits."""
-    name = Path(path).name
-    return next((suffix for suffix in CHECKPOINT_SUFFIXES if name.endswith(suffix)), Path(path).suffix)
 
 log = logging.getLogger(__name__)
 
@@ -249,17 +239,3 @@ def load_into(model: nn.Module, path: str | Path) -> nn.Module:
                         f"{', '.join(broken[:3])}): the training diverged? Results from it would be NaN.")
     model.load_state_dict(state)
     return model
-
-
-def epoch_files(folder: str | Path) -> dict[int, Path]:
-    """{epoch: checkpoint path} for the files named epoch_<n>.<ext> in a run folder, or Lightning's
-    epoch=<k>-step=<s>.ckpt (epoch k + 1: see the module's docstring)."""
-    found: dict[int, Path] = {}
-    for path in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
-        ours, lightning = _EPOCH_FILE.match(path.name), _LIGHTNING_FILE.match(path.name)
-        if ours or lightning:
-            epoch = int(ours.group(1)) if ours else int(lightning.group(1)) + 1
-            if epoch in found:
-                raise UserError(f"Two checkpoints for epoch {epoch} in {folder}: {found[epoch].name}, {path.name}")
-            found[epoch] = path
-    return dict(sorted(found.items()))

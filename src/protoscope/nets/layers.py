@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import weakref
 
 import torch
 from torch import nn
@@ -78,7 +77,9 @@ def check_layers(model: nn.Module, layers) -> list[str]:
     return layers
 
 
-_DECLARED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+# What `declare` said, kept on the model object itself so that copies of it (the receptive field's
+# surrogate, a worker's unpickled model) carry it too; a plain attribute, outside the state dict.
+_DECLARED = "_protoscope_declared"
 
 
 def declare(model: nn.Module, layouts: dict[str, str] | None = None, forward_kwargs: dict | None = None) -> nn.Module:
@@ -90,7 +91,7 @@ def declare(model: nn.Module, layouts: dict[str, str] | None = None, forward_kwa
         layer, kind = next(iter(wrong.items()))
         raise UserError(f"Unknown layout {kind!r} for layer {layer!r}; valid: {', '.join(LAYOUTS)}.")
     check_layers(model, list(layouts or {}))
-    _DECLARED[model] = {"layouts": dict(layouts or {}), "forward_kwargs": dict(forward_kwargs or {})}
+    setattr(model, _DECLARED, {"layouts": dict(layouts or {}), "forward_kwargs": dict(forward_kwargs or {})})
     return model
 
 
@@ -109,7 +110,7 @@ class Truncated(nn.Module):
                  forward_kwargs: dict | None = None):
         super().__init__()
         self.layers = check_layers(model, layers)
-        told = _DECLARED.get(model, {})
+        told = getattr(model, _DECLARED, {})
         self.declared = {**told.get("layouts", {}), **(layouts or {})}
         self.forward_kwargs = {**told.get("forward_kwargs", {}), **(forward_kwargs or {})}
         self.hint = model_hint(model)

@@ -22,15 +22,16 @@ def no_checkpoints(study, run) -> str:
     folder = study.run_dir(run)
     remedy = ("train it first (protoscope train)" if run.path is None
               else "protoscope reads epoch_<n>.<ext>, one file per epoch (0: the random init; ext: safetensors, pt, "
-                   "pth, ckpt, bin or pth.tar), or Lightning's epoch=<k>-step=<s>.ckpt")
+                   "pth, ckpt, bin or pth.tar), or Lightning's epoch=<k>-step=<s>.ckpt; name another "
+                   "pattern in the run's `checkpoints` (e.g. 'model_{epoch_index}.pt')")
     return f"Run {run.name!r} has no checkpoints in {folder}; {remedy}."
 
 
 def checkpoints(study, run) -> dict[int, Path]:
     """{epoch: file} of a run; a run without any is refused."""
-    from ..nets.checkpoints import epoch_files
+    from ..nets.checkpoint_files import run_checkpoints
 
-    files = epoch_files(study.run_dir(run))
+    files = run_checkpoints(study, run)
     if not files:
         raise UserError(no_checkpoints(study, run))
     return files
@@ -42,9 +43,9 @@ def checkpoints_at(study, run, wanted: list[int] | None, field: str) -> dict[int
     A run this study trains is planned at every epoch it will reach, so an untrained one is refused
     here, not halfway; `field` is the setting a user changes to ask for other epochs.
     """
-    from ..nets.checkpoints import epoch_files
+    from ..nets.checkpoint_files import run_checkpoints
 
-    files = epoch_files(study.run_dir(run))
+    files = run_checkpoints(study, run)
     if run.path is not None and not files:
         raise UserError(no_checkpoints(study, run))
     planned = list(files) if run.path is not None else list(range(run.epochs + 1))
@@ -59,9 +60,9 @@ def checkpoints_at(study, run, wanted: list[int] | None, field: str) -> dict[int
 
 def build(run):
     """A fresh model of the run's architecture (random weights: load a checkpoint into it)."""
-    from ..nets.models import build_model
+    from ..nets.models import run_model
 
-    return build_model(run.arch, run.width, run.small_input)
+    return run_model(run)
 
 
 def check_architectures(study, runs) -> None:
@@ -80,7 +81,8 @@ def check_architectures(study, runs) -> None:
 
 def architecture(run) -> tuple:
     """What a run's model depends on (runs that share it share a cached model)."""
-    return run.arch, run.width, run.small_input
+    return (run.arch, run.width, run.small_input, repr(sorted(run.arch_options.items())), run.head,
+            repr(sorted(run.layouts.items())), repr(sorted(run.forward_kwargs.items())))
 
 
 class StudyStage:

@@ -39,13 +39,11 @@ class ProbeStage(StudyStage):
 
     def _model(self, run, spec):
         """A model of the run's architecture and its checked layer name, built once per process."""
-        layer = spec.layer or feature_layer(run.arch)
-
         def make():
             model = build(run)
-            return model, check_layers(model, layer)[0]
+            return model, check_layers(model, spec.layer or feature_layer(run.arch, model))[0]
 
-        return self.cached("model", (architecture(run), layer), make)
+        return self.cached("model", (architecture(run), spec.layer), make)
 
     def _data(self, spec, data_spec):
         """The labelled train and test sets: a pure function of the data spec, kept per process."""

@@ -30,7 +30,7 @@ from ..data.datasets import TrainImages
 from ..data.loader import batch_loader, view_seed
 from ..errors import UserError
 from ..nets.checkpoints import checkpoint_name, load_state, save_state
-from ..nets.models import build_model
+from ..nets.models import run_model
 from ..nets.onednn import route_around_onednn_bug
 from ..runtime import autocast
 from .views import make_views, view_augmentation
@@ -63,7 +63,7 @@ def feature_dim(backbone: nn.Module, image_size: int) -> int:
 def build_simclr(run) -> SimCLR:
     """The run's model at initialization (seeded by the run's seed)."""
     torch.manual_seed(run.seed)
-    backbone = build_model(run.arch, run.width, run.small_input)
+    backbone = run_model(run)
     dim = feature_dim(backbone, run.data.image_size)
     return SimCLR(backbone, dim, run.simclr.hidden_dim or dim, run.simclr.projection_dim)
 

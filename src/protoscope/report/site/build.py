@@ -102,10 +102,9 @@ def _ids(study, store: Path) -> dict:
 
 def _run_entry(study, store: Path, site: Path, run, ids: dict, partners: dict, manifest: Manifest,
                result: SiteResult, probe: dict | None) -> dict:
-    from ...nets.checkpoints import epoch_files
+    from ...nets.checkpoint_files import run_checkpoints
 
-    folder = study.run_dir(run)
-    checkpoints = sorted(epoch_files(folder)) if folder.is_dir() else []
+    checkpoints = sorted(run_checkpoints(study, run))
     entry = {"id": ids["runs"][run.name], "name": run.name, "condition": run.condition, "seed": run.seed,
              "planned_epochs": None if run.path is not None else run.epochs, "checkpoints": checkpoints, "layers": []}
     root = store / "arrays.zarr" / "runs" / run.name

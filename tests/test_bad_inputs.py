@@ -230,6 +230,13 @@ def test_epochs_that_do_not_exist(ws, capsys, verb, change, flags, named):
     refused(capsys, ws, [verb, ws.edit(change), *flags], *named)
 
 
+def test_an_alignment_that_cannot_fit_its_memory_budget_is_refused_before_any_work(ws, capsys):
+    study = ws.edit(lambda s: (s["runs"].append(MINE), s["align"].update(pairs=[["clrjit-s0", "mine"]],
+                                                                        mi_samples=100000, memory_gb=0.01)))
+    refused(capsys, ws, ["align", study], "align at layer", "GiB", "memory_gb=0.01", "mi_samples")
+    assert not (ws.root / "store" / "metrics").exists() or not list((ws.root / "store" / "metrics").glob("align*"))
+
+
 @pytest.mark.parametrize("name", ["../escape", "a/b", "..", "x~y"])
 def test_run_name_that_is_not_a_path_component(ws, capsys, name):
     study = ws.edit(lambda s: s["runs"].append({"name": name, "seed": 1}))

@@ -52,8 +52,10 @@ class DataSpec(Strict):
 
 
 class OptimizerSpec(Strict):
-    """SGD with momentum, linear warm-up, then cosine annealing to zero."""
+    """SGD with momentum (or AdamW, which ViTs need, with `momentum` as its first beta), linear
+    warm-up, then cosine annealing to zero."""
 
+    name: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.06, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
@@ -159,6 +161,8 @@ class RunSpec(Strict):
         for key in ("arch_options", "forward_kwargs"):
             if not fields[key]:
                 del fields[key]
+        if fields["optimizer"]["name"] == "sgd":
+            del fields["optimizer"]["name"]
         return fields
 
 
@@ -374,6 +378,8 @@ class AlignSpec(Strict):
     tau: float = Field(0.2, ge=-1, le=1, description="spectral clustering: correlations below it are cut")
     clusters: int | None = Field(None, ge=1, description="spectral clusters; default: the eigen-gap's suggestion")
     alpha: float | None = Field(0.25, gt=0, le=1, description="clusters above this share of all units are split again")
+    memory_gb: float = Field(2.0, gt=0, description="memory of one pair's all-pairs steps: mutual information is made "
+                                                    "in blocks to fit it, and a pair that cannot fit is refused")
 
     @field_validator("penalties")
     @classmethod

@@ -28,8 +28,11 @@ def test_checkpoint_series_and_run_file(tiny_study):
     assert train_run(run, folder, torch.device("cpu")) == []  # finished: nothing to do
 
 
-def test_resume_after_a_kill_mid_epoch_gives_the_same_weights(tiny_study, tmp_path):
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_resume_after_a_kill_mid_epoch_gives_the_same_weights(tiny_study, tmp_path, optimizer):
+    """Resumed from the stored state (for AdamW its moments too), training ends where it would have."""
     study, run = _run(tiny_study)
+    run = run.model_copy(update={"optimizer": run.optimizer.model_copy(update={"name": optimizer})})
     straight = tmp_path / "straight"
     train_run(run, straight, torch.device("cpu"))
 

@@ -82,7 +82,7 @@ def align(model_a, model_b, layer: str, images, *, seed: int = 0, device="auto",
     `mi_samples`, `bin_mass`, `penalties`, `sparse_iter`, `cluster_penalty`, `tau`, `clusters`,
     `alpha`, `batch_size`. Returns a `PairAlignment`; writes nothing.
     """
-    from ..analyze.align.pair import accumulate, fit_pair
+    from ..analyze.align.pair import accumulate, check_memory, fit_pair
     from ..study import AlignSpec
 
     models, _ = as_models([model_a, model_b], "align")
@@ -93,6 +93,7 @@ def align(model_a, model_b, layer: str, images, *, seed: int = 0, device="auto",
     if shapes[0][2:] != shapes[1][2:]:
         raise UserError(f"Layer {layer!r} has {shapes[0][2:]} positions in model_a and {shapes[1][2:]} in model_b; "
                         "units are compared position by position, so both need the same.")
+    check_memory(shapes[0][1], shapes[1][1], spec, f"at layer {layer!r}")
     with engine_state(model_a, frozen=False), engine_state(model_b, frozen=False):
         streamed = accumulate(models, [layer], [(0, 1)], x, device=device, batch_size=spec.batch_size,
                               mi_samples=spec.mi_samples, seed=seed, names=["a", "b"])

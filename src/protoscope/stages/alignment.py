@@ -24,13 +24,14 @@ import xarray as xr
 
 from ..analyze.activations import stimulus_set
 from ..analyze.align.correlation import Correlation
-from ..analyze.align.pair import accumulate, stream
+from ..analyze.align.pair import accumulate, check_memory, stream
 from ..analyze.align.passes import _cka_rows, _row, analyze_pair, pair_name
 from ..analyze.align.stats import Moments, accumulation_device, pool
 from ..analyze.align.track import IdentityTracking
 from ..errors import UserError, did_you_mean
 from ..nets.checkpoints import load_into
 from ..nets.layers import check_layers
+from ..synth.layer import layer_units
 from ..store import MetricsTable, layout
 from ..store.alignment import write_result
 from ..store.arrays import ArrayStore
@@ -80,7 +81,7 @@ def pair_epochs(study, pairs) -> dict[int, list[tuple[str, str]]]:
 def settings(study) -> dict:
     """What determines the stage's results (checked against what is stored)."""
     spec = study.align
-    return {"align": spec.model_dump(mode="json"),
+    return {"align": spec.model_dump(mode="json", exclude={"memory_gb"}),  # it changes no result
             "probe": {"data": (study.rsa.data or study.runs[0].data).model_dump(mode="json"),
                       "images": spec.images or study.rsa.images},
             "layers": spec.layers or study.layers}
@@ -219,7 +220,11 @@ class AlignStage(StudyStage):
             return []
         # layers and epochs before settings: a typo is reported as itself, and records nothing
         first = study.run(pairs[0][0] if pairs else tracks[0])
-        layers = tuple(check_layers(build(first), study.align.layers or study.layers))
+        model = build(first)
+        layers = tuple(check_layers(model, study.align.layers or study.layers))
+        size = (study.rsa.data or study.runs[0].data).image_size
+        for layer, units in layer_units(model.eval(), list(layers), size).items():  # refused now, not mid-stage
+            check_memory(units, units, study.align, f"at layer {layer!r}")
         jobs = [self.job(("pairs", e, tuple(ps), layers)) for e, ps in pair_epochs(study, pairs).items()]
         jobs += [self.job(("track", name, layers)) for name in tracks]
         self.check_settings(study)

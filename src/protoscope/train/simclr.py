@@ -178,7 +178,7 @@ def train_run(
 
 
 def _model_and_optimizer(run, folder: Path, device: torch.device, done: int):
-    """The SimCLR model and its SGD on `device`, as they stood after epoch `done` (the initialization,
+    """The SimCLR model and its optimizer on `device`, as they stood after epoch `done` (the initialization,
     saved as epoch 0, when nothing was trained yet)."""
     model = build_simclr(run)
     if done < 0:
@@ -186,8 +186,10 @@ def _model_and_optimizer(run, folder: Path, device: torch.device, done: int):
     route_around_onednn_bug(model, device)  # narrow nets crash oneDNN's AVX2 kernels otherwise
     # channels-last (NHWC): oneDNN's and cuDNN's fastest layout for bf16 convolutions
     model = model.to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=run.optimizer.lr, momentum=run.optimizer.momentum,
-                                weight_decay=run.optimizer.weight_decay)
+    spec = run.optimizer
+    optimizer = (torch.optim.AdamW(model.parameters(), lr=spec.lr, betas=(spec.momentum, 0.999),
+                                   weight_decay=spec.weight_decay) if spec.name == "adamw" else
+                 torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay))
     if done >= 1:
         tensors = load_state(folder / STATE_FILE)
         model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})

@@ -5,6 +5,8 @@ import pytest
 import torch
 from sklearn.metrics import mutual_info_score
 
+from protoscope.errors import UserError
+
 from protoscope.analyze.align import Matching, MutualInformation
 from protoscope.analyze.align.mutual_info import RowSampler, percentile_codes
 
@@ -66,12 +68,22 @@ def test_row_sampler_keeps_a_fixed_size_spread_over_the_stream():
 def test_blocks_of_units_give_the_values_of_all_tables_at_once():
     """The streamed MI (a block of B units at a time, sized to memory_gb) equals the MI of every
     contingency table made at once, bit for bit, down to one unit per block."""
-    from protoscope.analyze.align.mutual_info import joint_counts, mutual_info_from_counts, percentile_codes
+    from protoscope.analyze.align.mutual_info import (block_units, block_units_need, joint_counts,
+                                                      mutual_info_from_counts, percentile_codes)
 
     gen = torch.Generator().manual_seed(3)
     a, b = torch.relu(torch.randn(400, 9, generator=gen)), torch.relu(torch.randn(400, 7, generator=gen))
     codes_a, bins = percentile_codes(a)
     codes_b, _ = percentile_codes(b)
     at_once = mutual_info_from_counts(joint_counts(codes_a, codes_b, bins)).numpy()
-    for memory_gb in (2.0, 9 * bins * bins * 64 * 3 / 2**30, 1e-12):  # every unit, three units, one unit per block
+
+    def gib(k: int) -> float:  # two one-hot blocks of k units and k² tables, as block_units budgets them
+        return (k * k * bins * bins * 64 + 2 * k * 400 * bins * 4) / 2**30 * (1 + 1e-9)
+
+    one = block_units_need(400, bins)
+    assert one == pytest.approx(gib(1))
+    for memory_gb, side in ((2.0, None), (gib(3), 3), (gib(1), 1)):  # every unit at once, three, one per block
+        assert side is None or block_units(400, bins, memory_gb) == side
         assert np.array_equal(MutualInformation(memory_gb=memory_gb).fit(a, b).mi_, at_once)
+    with pytest.raises(UserError, match=f"needs at least {one:.2f} GiB"):  # not even one pair fits: the number
+        MutualInformation(memory_gb=one / 2).fit(a, b)

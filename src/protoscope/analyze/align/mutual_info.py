@@ -13,54 +13,85 @@ holds the same share of the unit's positive values.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from sklearn.base import BaseEstimator
 
+from ...errors import UserError
 
-def percentile_codes(x, bin_mass: float = 0.05, zero: float = 1e-6) -> tuple[torch.Tensor, int]:
-    """(n, units) activations -> (n, units) bin codes and the number of bins.
+
+def percentile_codes(x, bin_mass: float = 0.05, zero: float = 1e-6, block: int = 256) -> tuple[torch.Tensor, int]:
+    """(n, units) activations -> (n, units) bin codes (uint8 while the bins fit) and the number of bins.
 
     Code 0 holds values <= `zero`; codes 1..k cut each unit's larger values into
-    k = round(1 / bin_mass) bins of equal mass (percentile edges).
+    k = round(1 / bin_mass) bins of equal mass (percentile edges). Computed `block` units at a
+    time, so the quantiles' float64 temporaries are (n, block), not (n, units).
     """
-    x = torch.as_tensor(x).double()
+    x = torch.as_tensor(x)
     k = int(round(1.0 / bin_mass))
     if k < 1 or x.ndim != 2:
         raise ValueError(f"need bin_mass in (0, 1] and (n, units) activations; got {bin_mass}, shape {tuple(x.shape)}")
-    positive = x > zero
-    q = torch.linspace(0, 1, k + 1, dtype=x.dtype, device=x.device)[1:-1]
-    edges = torch.nanquantile(torch.where(positive, x, torch.nan), q, dim=0)  # (k-1, units)
-    edges = torch.nan_to_num(edges, nan=torch.inf).T.contiguous()  # units without positive values
-    codes = 1 + torch.searchsorted(edges, x.T.contiguous(), right=True).T
-    return torch.where(positive, codes, 0), k + 1
+    codes = torch.empty(x.shape, dtype=torch.uint8 if k < 255 else torch.int64, device=x.device)
+    q = torch.linspace(0, 1, k + 1, dtype=torch.float64, device=x.device)[1:-1]
+    for start in range(0, x.shape[1], block):
+        part = x[:, start:start + block].double()
+        positive = part > zero
+        edges = torch.nanquantile(torch.where(positive, part, torch.nan), q, dim=0)  # (k-1, block)
+        edges = torch.nan_to_num(edges, nan=torch.inf).T.contiguous()  # units without positive values
+        found = 1 + torch.searchsorted(edges, part.T.contiguous(), right=True).T
+        codes[:, start:start + block] = torch.where(positive, found, 0)
+    return codes, k + 1
+
+
+def _onehot(codes: torch.Tensor, n_bins: int, dtype) -> torch.Tensor:
+    return torch.nn.functional.one_hot(codes.long(), n_bins).to(dtype).reshape(codes.shape[0], -1)
 
 
 def joint_counts(codes_a: torch.Tensor, codes_b: torch.Tensor, n_bins: int, chunk: int = 64) -> torch.Tensor:
     """Contingency tables of every (A unit, B unit) pair: (A, B, bins, bins), via one-hot products."""
     n = codes_a.shape[0]
     dtype = torch.float32 if n < 2**24 else torch.float64  # counts stay exact
-    onehot_a = torch.nn.functional.one_hot(codes_a, n_bins).to(dtype).reshape(n, -1)
+    onehot_a = _onehot(codes_a, n_bins, dtype)
     out = []
     for start in range(0, codes_b.shape[1], chunk):
-        onehot_b = torch.nn.functional.one_hot(codes_b[:, start : start + chunk], n_bins).to(dtype).reshape(n, -1)
-        joint = (onehot_a.T @ onehot_b).reshape(codes_a.shape[1], n_bins, -1, n_bins)
-        out.append(joint.permute(0, 2, 1, 3))
+        joint = (onehot_a.T @ _onehot(codes_b[:, start : start + chunk], n_bins, dtype))
+        out.append(joint.reshape(codes_a.shape[1], n_bins, -1, n_bins).permute(0, 2, 1, 3))
     return torch.cat(out, dim=1).double()
 
 
-def mutual_info_blocks(codes_a: torch.Tensor, codes_b: torch.Tensor, n_bins: int, memory_gb: float = 2.0) -> torch.Tensor:
-    """(A, B) mutual information of every unit pair, the contingency tables made and reduced a block
-    of B units at a time, so memory grows with A·B, not A·B·bins² (1024 × 1024 units: 20 GB at once).
+BYTES_PER_CELL = 64  # a block's tables (float32, then float64) and the MI's temporaries, per (a, b, bin, bin)
 
-    A block's tables and the temporaries of the MI take about 64 bytes per (a, b, bin, bin) cell;
-    the block is as wide as `memory_gb` allows (at least one unit). Each pair's value is the same
-    as from all tables at once: the MI reduces over a pair's own bins only.
-    """
-    per_unit = codes_a.shape[1] * n_bins * n_bins * 64
-    chunk = max(1, int(memory_gb * 2**30 // max(per_unit, 1)))
-    blocks = [mutual_info_from_counts(joint_counts(codes_a, codes_b[:, start : start + chunk], n_bins, chunk))
-              for start in range(0, codes_b.shape[1], chunk)]
-    return torch.cat(blocks, dim=1) if blocks else torch.zeros(codes_a.shape[1], 0, dtype=torch.float64)
+
+def block_units(samples: int, n_bins: int, memory_gb: float) -> int:
+    """The side k of the square blocks (k units of A against k of B) that fit in `memory_gb`: two
+    one-hot blocks of (samples, k·bins) float32 and k² tables of bins² cells; 0 when none fits."""
+    c2, c1 = n_bins * n_bins * BYTES_PER_CELL, 2 * samples * n_bins * 4
+    budget = memory_gb * 2**30
+    return int((-c1 + math.sqrt(c1 * c1 + 4 * c2 * budget)) // (2 * c2))
+
+
+def mutual_info_blocks(codes_a: torch.Tensor, codes_b: torch.Tensor, n_bins: int, memory_gb: float = 2.0) -> torch.Tensor:
+    """(A, B) mutual information of every unit pair, made and reduced a square block of units at a
+    time (`block_units`), so the step's memory stays within `memory_gb` at any width (1024 × 1024
+    units take 20 GB at once). Each pair's value is the same as from all tables at once: the MI
+    reduces over a pair's own bins only."""
+    k = block_units(codes_a.shape[0], n_bins, memory_gb)
+    if k < 1:
+        need = block_units_need(codes_a.shape[0], n_bins)
+        raise UserError(f"Mutual information over {codes_a.shape[0]} samples needs at least {need:.2f} GiB for one "
+                        f"pair of units, above memory_gb={memory_gb}; lower mi_samples or raise memory_gb.")
+    out = torch.empty(codes_a.shape[1], codes_b.shape[1], dtype=torch.float64)
+    for a in range(0, codes_a.shape[1], k):
+        for b in range(0, codes_b.shape[1], k):
+            counts = joint_counts(codes_a[:, a:a + k], codes_b[:, b:b + k], n_bins, chunk=k)
+            out[a:a + k, b:b + k] = mutual_info_from_counts(counts)
+    return out
+
+
+def block_units_need(samples: int, n_bins: int) -> float:
+    """GiB for the smallest block, one unit of each net."""
+    return (n_bins * n_bins * BYTES_PER_CELL + 2 * samples * n_bins * 4) / 2**30
 
 
 def mutual_info_from_counts(counts: torch.Tensor) -> torch.Tensor:
@@ -72,7 +103,10 @@ def mutual_info_from_counts(counts: torch.Tensor) -> torch.Tensor:
 
 
 def entropy_from_codes(codes: torch.Tensor, n_bins: int) -> torch.Tensor:
-    counts = torch.nn.functional.one_hot(codes, n_bins).sum(0).double()  # (units, bins)
+    """Each unit's binned entropy (nats), from counts (not an (n, units, bins) one-hot)."""
+    units = codes.shape[1]
+    flat = codes.long() + n_bins * torch.arange(units, device=codes.device)
+    counts = torch.bincount(flat.flatten(), minlength=units * n_bins).reshape(units, n_bins).double()
     p = counts / counts.sum(-1, keepdim=True)
     return -(torch.where(p > 0, p * p.log(), 0.0)).sum(-1)
 

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...errors import UserError
 from ..activations import stream_activations
 from .cka import CKA
 from .clustering import MappingClustering, SpectralAlignment
 from .correlation import Correlation
 from .matching import Matching
-from .mutual_info import MutualInformation, RowSampler
+from .mutual_info import MutualInformation, RowSampler, block_units_need
 from .sparse import SparsePrediction
 from .stats import Moments, accumulation_device, as_rows, pool
 
@@ -54,6 +55,25 @@ def penalty_sweep(spec) -> list[float]:
     return values
 
 
+def fixed_memory_gb(units_a: int, units_b: int, samples: int) -> float:
+    """GiB a pair's fit keeps whatever the blocks: its moments and the spectral step's (A+B)² float64
+    matrices (5), the row sample (float32) and its bin codes (uint8), and the (A, B) float64 matrices
+    the estimators hold (correlations, MI, sparse weights and their gradient steps: 8). An estimate
+    from the arrays' sizes; bench/align_memory.py measures the mutual-information step."""
+    both = units_a + units_b
+    return (8 * both * both * 5 + samples * both * 5 + 8 * units_a * units_b * 8) / 2**30
+
+
+def check_memory(units_a: int, units_b: int, spec, where: str) -> float:
+    """The budget left for mutual information's blocks; a pair that cannot fit `spec.memory_gb` is refused."""
+    fixed = fixed_memory_gb(units_a, units_b, spec.mi_samples)
+    need = fixed + (block_units_need(spec.mi_samples, round(1 / spec.bin_mass) + 1) if spec.mi_samples else 0)
+    if need > spec.memory_gb:
+        raise UserError(f"align {where}: {units_a} x {units_b} units with mi_samples={spec.mi_samples} need at least "
+                        f"{need:.2f} GiB, above align.memory_gb={spec.memory_gb}; raise memory_gb or lower mi_samples.")
+    return spec.memory_gb - fixed
+
+
 def fit_pair(moments: Moments, sample, spec, pooled: Moments | None = None) -> PairAlignment:
     """Every estimator of the seed (Li et al. 2016) on one pair's moments; `spec` is an `AlignSpec`."""
     fit = PairAlignment(Correlation().fit(moments))
@@ -67,7 +87,8 @@ def fit_pair(moments: Moments, sample, spec, pooled: Moments | None = None) -> P
     fit.semi = Matching("semi", spec.threshold).fit(corr.between_, ua, ub)
     if sample is not None and len(sample) and spec.mi_samples:
         xa, xb = sample
-        fit.mutual_info = MutualInformation(spec.bin_mass).fit(xa[:, ua], xb[:, ub])
+        budget = check_memory(xa.shape[1], xb.shape[1], spec, "pair")
+        fit.mutual_info = MutualInformation(spec.bin_mass, memory_gb=budget).fit(xa[:, ua], xb[:, ub])
         fit.mi_bipartite = Matching("bipartite", spec.threshold).fit(fit.mutual_info.mi_, ua, ub)
         fit.mi_semi = Matching("semi", spec.threshold).fit(fit.mutual_info.mi_, ua, ub)
     fit.sparse = SparsePrediction(penalty_sweep(spec), spec.sparse_iter).fit(corr.within_a_, corr.between_)

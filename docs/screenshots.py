@@ -2,6 +2,8 @@
 epochs, the atlas. Debian's Chromium, headless, through Playwright.
 
     .venv/bin/python docs/screenshots.py --site out/demo/site
+    .venv/bin/python docs/screenshots.py --site out/vit-shapes/site \
+        --view vit_unit='#/unit/clrjit-s0/encoder.layers.encoder_layer_3/5/6'
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--site", type=Path, default=Path("out/demo/site"))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "screenshots")
+    parser.add_argument("--view", action="append", default=[], metavar="NAME=ROUTE",
+                        help="only these views (default: the demo's five)")
     args = parser.parse_args()
+    views = dict(view.split("=", 1) for view in args.view) if args.view else VIEWS
     from playwright.sync_api import sync_playwright
 
     from site_helpers import CHROMIUM_ARGS, chromium_path
@@ -33,7 +38,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        for name, route in VIEWS.items():
+        for name, route in views.items():
             page = browser.new_page(viewport={"width": 1300, "height": 900})
             page.goto((args.site.resolve() / "index.html").as_uri() + route)
             page.wait_for_load_state("networkidle")

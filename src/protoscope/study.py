@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -155,7 +156,7 @@ def _resolve_paths(raw: dict, base: Path) -> None:
         if value is None:
             return None
         p = Path(value).expanduser()
-        return str(p if p.is_absolute() else base / p)
+        return os.path.normpath(p if p.is_absolute() else base / p)  # "examples/../out" printed as "out"
 
     if "store" in raw:
         raw["store"] = fix(raw["store"])

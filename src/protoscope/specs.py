@@ -150,8 +150,6 @@ class RunSpec(Strict):
     def _model_options(self):
         if self.arch != "resnet18" and (self.width != 1.0 or self.small_input):
             raise ValueError(f"width and small_input are only supported for resnet18, not {self.arch!r}")
-        if self.head == "keep" and self.path is None:
-            raise ValueError("head: keep studies checkpoints you bring (set `path`); SimCLR trains a backbone")
         return self
 
     def training_fields(self) -> dict[str, Any]:

@@ -89,6 +89,10 @@ class Study(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"run names must be unique, repeated: {dupes}; set `name` (a template like '{{condition}}-w{{width}}-s{{seed}}')")
+        trained = [r.name for r in runs if r.head == "keep" and r.path is None]
+        if trained:  # in defaults it is fine when every run is brought
+            raise ValueError(f"run {trained[0]!r}: head: keep studies checkpoints you bring (set `path`); SimCLR "
+                             "trains a backbone")
         return runs
 
     def run_dir(self, run: RunSpec) -> Path:

@@ -39,12 +39,20 @@ def print_summary(s, figures=None) -> None:
         cells = []
         for c in classifiers:
             init, final = row.get((c, "init")), row.get((c, "final"))
-            cells.append(f"{init:.3f} -> {final:.3f}" if init == init and final == final else "-")
+            cells.append(f"{_number(init)} -> {_number(final)}" if _present(final) else "-")  # no epoch 0: "-"
         rows.append([condition, run, *cells])
     print_table("Linear probe test accuracy (init -> final epoch)", ["condition", "run", *classifiers], rows,
                 left={"condition", "run"})
     print_findings(s)
     print_paths(figures or [])
+
+
+def _present(value) -> bool:
+    return value is not None and value == value  # neither missing nor NaN
+
+
+def _number(value) -> str:
+    return f"{value:.3f}" if _present(value) else "-"
 
 
 def print_findings(s) -> None:

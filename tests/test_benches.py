@@ -83,6 +83,8 @@ QUICK: dict[str, Quick] = {
     "stage_times.py": Quick(("--quick", "--store", "{demo}", "--stages", "width"), r"width +[\d.]+ s", demo=True),
     "synth_speed.py": Quick(("--smoke", "--out", "{tmp}"), r"speedup_vs_per_unit=[\d.]+ iso_quality_speedup=[\d.inf]+",
                             writes=("synth_speed.json", "frontier.png")),
+    "umap_cache.py": Quick(("--quick",), r"\n +cached +[\d.]+ +[\d.]+\n", slow=True, parse_only=True,
+                           why="four fresh processes, two of them compiling umap-learn's kernels: about a minute"),
     "train_recipe.py": Quick(("--quick", "--epochs", "1", "--conditions", "clrjit", "--set", "data.epoch_size=64",
                               "--out", "{tmp}/recipe"), r"train seconds per run: \d+", writes=("recipe/runs",)),
     "train_step.py": Quick(("--batches", "2", "--steps", "1", "--warm-up", "0", "--batch-size", "16"),

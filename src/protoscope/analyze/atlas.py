@@ -32,6 +32,38 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def import_umap():
+    """umap-learn, imported with numba's on-disk cache switched on for its kernels.
+
+    Why: umap-learn compiles its layout kernels (UMAP's and AlignedUMAP's) without `cache=True`,
+    so every new process — a pool worker, the demo, a test worker — spent 20-60 s compiling them
+    before its first atlas. With the cache the next process loads them in about a second
+    (bench/umap_cache.py). Numba keys the cache on the source files, so an upgrade recompiles.
+    A kernel umap-learn asks not to cache stays uncached; nothing else is changed.
+    """
+    import sys
+
+    if "umap" in sys.modules:  # imported already (by us, or by the user's code: left as it is)
+        return sys.modules["umap"]
+    import numba
+
+    plain = numba.njit, numba.jit
+
+    def caching(decorator):
+        def decorate(*args, **kwargs):
+            kwargs.setdefault("cache", True)
+            return decorator(*args, **kwargs)
+
+        return decorate
+
+    numba.njit, numba.jit = caching(plain[0]), caching(plain[1])
+    try:
+        import umap
+    finally:
+        numba.njit, numba.jit = plain
+    return umap
+
+
 def sample_positions(images: int, height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """One (y, x) per image, from `seed` alone: the same places at every checkpoint."""
     rng = np.random.default_rng(seed)
@@ -52,8 +84,7 @@ def umap_layout(acts: np.ndarray, n_neighbors: int = 20, min_dist: float = 0.01,
     """(N, C) -> (N, 2) with UMAP, cosine metric, seeded (single-threaded, so reproducible)."""
     import warnings
 
-    import umap
-
+    umap = import_umap()
     with warnings.catch_warnings():  # "n_jobs overridden to 1 by setting random_state": what we want
         warnings.filterwarnings("ignore", message=".*n_jobs value.*")
         reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(acts) - 1), min_dist=min_dist,
@@ -118,8 +149,7 @@ def aligned_layout(blocks: list[np.ndarray], n_neighbors: int = 20, min_dist: fl
     the next through the images they share (umap-learn's AlignedUMAP), normalized together."""
     import warnings
 
-    import umap
-
+    umap = import_umap()
     sizes = {len(b) for b in blocks}
     if len(sizes) != 1:
         raise ValueError(f"aligned layouts need the same images in every set; got sizes {sorted(sizes)}")

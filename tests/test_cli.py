@@ -82,7 +82,8 @@ def test_user_pt_checkpoints_are_probed(write_study, tmp_path):
         torch.save(build_model("resnet18", width=0.0625, small_input=True).state_dict(), folder / f"epoch_{epoch}.pt")
     data = tiny_study_dict(tmp_path / "store")
     data["runs"] = [{"name": "theirs", "path": str(folder)}]
-    assert main(["run", str(write_study(data))]) == 0
+    study = str(write_study(data))
+    assert main(["probe", study]) == 0 and main(["report", study]) == 0  # `run` adds every stage's default budget
     probe = MetricsTable(tmp_path / "store").read("probe")
     assert sorted(probe["epoch"].unique()) == [0, 1]
     assert (tmp_path / "store" / "figures" / "probe_accuracy.png").is_file()

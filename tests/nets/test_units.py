@@ -205,3 +205,10 @@ def test_forward_arguments_declared_once_reach_every_call():
     images = (IMAGES * 255).to(torch.uint8)
     rdm = ps.rdms(model, "features", images, torch.arange(12) % 2, device="cpu")
     assert rdm.n_rdm == 1 and rdm.dissimilarities.shape == (1, 66)
+
+
+def test_a_vit_given_images_of_another_size_is_refused_in_one_line():
+    """torchvision's ViT asserts its input size inside forward (raw, an AssertionError)."""
+    images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    with pytest.raises(UserError, match=r"cannot take 16x16 images .*Expected 32 but got another size"):
+        ps.rdms(tiny_vit(), "encoder.layers.encoder_layer_1", images, torch.arange(4) % 2, device="cpu")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -90,8 +91,8 @@ def layer_shape(model: nn.Module, layer: str, size: tuple[int, int], device: tor
     with engine_state(model, frozen=False), torch.no_grad():
         try:
             out = truncate(model, layer)(torch.zeros(1, 3, *size, device=device))[layer]
-        except RuntimeError as err:
-            reason = str(err).strip().splitlines()[0]
+        except (RuntimeError, AssertionError) as err:  # a shape mismatch, or the model's own check of its input
+            reason = re.sub(r"Proxy\(\w+\)", "another size", str(err).strip().splitlines()[0])  # a traced value
             raise UserError(f"{type(model).__name__} cannot take {size[0]}x{size[1]} images up to layer {layer!r}: "
                             f"{reason}. Use images of the size it was made for.") from None
     return tuple(out.shape)

@@ -4,8 +4,11 @@ that only loads a study should not pay seconds of imports for it."""
 from __future__ import annotations
 
 import inspect
+import re
 import subprocess
 import sys
+
+import pytest
 
 
 def _run(code: str) -> None:
@@ -63,3 +66,32 @@ def test_augment_arguments_are_lightlys():
 
     params = set(inspect.signature(SimCLRTransform.__init__).parameters) - {"self", "input_size", "normalize"}
     assert set(SIMCLR_AUGMENT_ARGS) == params
+
+
+@pytest.mark.parametrize("field, value, named", [
+    ("arch", "my-lab.nets:make", "package.module:function"),
+    ("checkpoints", "ckpt_{step}.pt", "exactly one of {epoch} or {epoch_index}"),
+    ("checkpoints", "ckpt_{epoch}_{epoch_index}.pt", "exactly one of"),
+    ("checkpoints", "ckpt_{epoc}.pt", "unknown placeholder {epoc}"),
+    ("checkpoints", "ckpt_{epoch}.npz", "must end with one of"),
+    ("checkpoints", "sub/ckpt_{epoch}.pt", "without '/'"),
+    ("layouts", {"blocks.3": "CHW"}, "NHWC"),
+], ids=["factory-name", "no-epoch", "two-epochs", "placeholder", "suffix", "folder", "layout"])
+def test_model_fields_are_checked_when_the_study_loads(tmp_path, field, value, named):
+    from protoscope.errors import UserError
+    from protoscope.study import parse_study
+
+    raw = {"name": "s", "store": str(tmp_path), "runs": [{"name": "r", "path": str(tmp_path), field: value}]}
+    with pytest.raises(UserError, match=re.escape(named)):
+        parse_study(raw, tmp_path / "study.yaml")
+
+
+def test_runs_trained_before_the_model_fields_existed_still_resume():
+    """run.yaml compares training_fields: new fields at their defaults add no key to it."""
+    from protoscope.specs import RunSpec
+
+    fields = RunSpec().training_fields()
+    assert not {"arch_options", "forward_kwargs", "head", "layouts", "checkpoints"} & set(fields)
+    assert "name" not in fields["optimizer"]
+    changed = RunSpec(arch_options={"dropout": 0.1}, optimizer={"name": "adamw"}).training_fields()
+    assert changed["arch_options"] == {"dropout": 0.1} and changed["optimizer"]["name"] == "adamw"

@@ -303,3 +303,15 @@ def test_moco_key_encoder_is_the_momentum_copy(tmp_path):
     moco = {f"module.encoder_q.{k}": v for k, v in query.items()} | {f"module.encoder_k.{k}": v for k, v in key.items()}
     torch.save({"epoch": 200, "arch": "resnet18", "state_dict": moco}, tmp_path / "checkpoint_0199.pth.tar")
     _assert_same_weights(load_into(_model_seeded(3), tmp_path / "checkpoint_0199.pth.tar"), query)
+
+
+def test_file_name_patterns_say_which_file_is_which_epoch(tmp_path):
+    from protoscope.nets.checkpoint_files import epoch_files
+
+    for name in ("ckpt_0.pt", "ckpt_1.pt", "ckpt_1.pt.bak", "notes.txt", "epoch=0-step=9.ckpt", "epoch_000.safetensors"):
+        (tmp_path / name).write_bytes(b"")
+    assert {e: p.name for e, p in epoch_files(tmp_path, "ckpt_{epoch_index}.pt").items()} == {1: "ckpt_0.pt", 2: "ckpt_1.pt"}
+    assert {e: p.name for e, p in epoch_files(tmp_path, "ckpt_{epoch}.pt").items()} == {0: "ckpt_0.pt", 1: "ckpt_1.pt"}
+    assert {e: p.name for e, p in epoch_files(tmp_path).items()} == {0: "epoch_000.safetensors", 1: "epoch=0-step=9.ckpt"}
+    assert {e: p.name for e, p in epoch_files(tmp_path, "epoch={epoch_index}-step={step}.ckpt").items()} == {
+        1: "epoch=0-step=9.ckpt"}

@@ -1,0 +1,116 @@
+"""Can a prototype be trusted? Scores that compare a unit's prototype with what the unit does on
+natural images (issue #28; the first three of its scores, for a model in memory).
+
+A prototype drives its unit, but an image can drive a unit by a path natural images never take
+(Geirhos et al. 2023), be made of frequencies no photograph has, or hold only at its exact pixels.
+Each score below is computed for all units of a layer at once, from the unit's value at the centre
+position (the engine's objective) and a set of natural probe images (the study's stimulus set):
+
+- `path_similarity`: for each earlier layer l, Spearman(ρ) between the prototype's per-channel mean
+  activation at l and the mean profile of the unit's top-k probe images, minus the same for k
+  random probe images. Chance is 0: near it, the prototype reaches the unit by another path.
+- `spectral_naturalness`: the distance of the prototype's radially averaged log-amplitude spectrum
+  from the probe images' mean spectrum, over the median distance of a probe image. 1 is as
+  natural as a typical probe image; larger is less natural.
+- `robustness`: the unit's value under small random shifts, scales and turns of the prototype (the
+  engine's `robust_forward`), over its value on the prototype as it is. 1: nothing lost.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..data.datasets import normalize
+from ..nets.layers import truncate
+from ..synth.objectives import centre_index
+
+
+def layer_profiles(model, layers: list[str], images: torch.Tensor, batch: int = 64) -> dict[str, torch.Tensor]:
+    """{layer: (N, units)} each unit's mean over positions, for float images in [0, 1] or uint8."""
+    net = truncate(model, layers)
+    parts: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            out = net(normalize(images[start:start + batch]))
+            for layer in layers:
+                a = out[layer].float()
+                parts[layer].append(a.mean(dim=(2, 3)) if a.ndim == 4 else a)
+    return {layer: torch.cat(chunks) for layer, chunks in parts.items()}
+
+
+def centre_values(model, layer: str, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """(N, units): every unit's value at the layer's centre position, as the engine scores it."""
+    net = truncate(model, layer)
+    values = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            a = net(normalize(images[start:start + batch]))[layer].float()
+            cy, cx = centre_index(a.shape[2], a.shape[3])
+            values.append(a[:, :, cy, cx])
+    return torch.cat(values)
+
+
+def spearman_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman correlation of each row of `a` with the same row of `b` (ties ranked by order)."""
+    ranks = [x.argsort(dim=1).argsort(dim=1).double() for x in (a, b)]
+    ra, rb = (r - r.mean(dim=1, keepdim=True) for r in ranks)
+    return (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1)).clamp_min(1e-12)
+
+
+def path_similarity(model, layer: str, units: list[int], prototypes: torch.Tensor, probe: torch.Tensor,
+                    earlier: list[str], k: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
+    """{earlier layer: (U,)} path similarity of each unit's prototype (row u of `prototypes`, float
+    (U, 3, S, S) in [0, 1]) against its top-`k` probe images (`probe`, (P, 3, S, S))."""
+    responses = centre_values(model, layer, probe)[:, units]  # (P, U)
+    top = responses.topk(k, dim=0).indices.T  # (U, k)
+    draws = torch.Generator().manual_seed(seed)
+    random = torch.stack([torch.randperm(len(probe), generator=draws)[:k] for _ in units])  # (U, k)
+    natural = layer_profiles(model, earlier, probe)
+    made = layer_profiles(model, earlier, prototypes)
+    return {l: spearman_rows(made[l], natural[l][top].mean(1)) - spearman_rows(made[l], natural[l][random].mean(1))
+            for l in earlier}
+
+
+def radial_log_spectrum(images: torch.Tensor) -> torch.Tensor:
+    """(N, R): the grey image's log-amplitude spectrum averaged over rings of equal frequency."""
+    grey = images.float().mean(1)
+    grey = grey - grey.mean(dim=(1, 2), keepdim=True)
+    amplitude = torch.fft.fftshift(torch.fft.fft2(grey).abs(), dim=(1, 2))
+    h, w = grey.shape[1:]
+    yy, xx = torch.meshgrid(torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")
+    ring = (yy.pow(2) + xx.pow(2)).sqrt().round().long().flatten()
+    rings = int(min(h, w) // 2)  # whole rings only: the corners are not a full circle
+    keep = (ring >= 1) & (ring <= rings)
+    logs = torch.log(amplitude.flatten(1)[:, keep] + 1e-6)
+    sums = torch.zeros(len(images), rings + 1).index_add_(1, ring[keep], logs)
+    counts = torch.zeros(rings + 1).index_add_(0, ring[keep], torch.ones(int(keep.sum())))
+    return (sums / counts.clamp_min(1))[:, 1:]
+
+
+def spectral_naturalness(prototypes: torch.Tensor, probe: torch.Tensor) -> torch.Tensor:
+    """(U,): each prototype's spectral distance from the probe images' mean, over a probe image's median."""
+    natural = radial_log_spectrum(probe)
+    mean = natural.mean(0)
+    typical = (natural - mean).pow(2).mean(1).sqrt().median()
+    return (radial_log_spectrum(prototypes) - mean).pow(2).mean(1).sqrt() / typical.clamp_min(1e-12)
+
+
+def robustness(model, layer: str, units: list[int], prototypes: torch.Tensor, draws: int = 8,
+               seed: int = 0) -> torch.Tensor:
+    """(U,): the mean of each unit's centre value over `draws` random small transforms of its
+    prototype, over its value on the prototype itself (NaN where that is not positive)."""
+    from ..synth.robust import robust_forward
+
+    net = truncate(model, layer)
+    index = torch.arange(len(units))
+
+    def centre(x: torch.Tensor) -> torch.Tensor:
+        a = net(normalize(x))[layer].float()
+        cy, cx = centre_index(a.shape[2], a.shape[3])
+        return a[index, torch.as_tensor(units), cy, cx]
+
+    moved = robust_forward(centre, seed=seed)
+    with torch.no_grad():
+        plain = centre(prototypes)
+        mean = torch.stack([moved(prototypes) for _ in range(draws)]).mean(0)
+    return torch.where(plain > 0, mean / plain.clamp_min(1e-12), torch.nan)

@@ -1,0 +1,125 @@
+"""Trust scores (`protoscope.analyze.trust`) on a net whose units are known by construction.
+
+`Planted`: random convolutions, except that stem channel 0 detects red (a hand-set 1x1 filter) and
+mid channel 0 reads it, so its preferred pattern is a red region; and top unit 0 has a hand-added
+bypass from the pixels that only a 2-px checkerboard at one phase opens (natural images never do:
+its ReLU threshold is above what they reach). The probe images are the built-in shapes (colour x
+form). Each test compares a case that must score well with one that must not, so a score replaced
+by a constant fails it.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from protoscope.analyze.trust import path_similarity, robustness, spectral_naturalness
+from protoscope.data.datasets import IMAGENET_MEAN, IMAGENET_STD, labelled
+from protoscope.specs import DataSpec
+
+SIZE = 32
+
+
+class Bypassed(nn.Module):
+    """The top layer: a convolution of `mid`, plus, for unit 0, a gated path straight from the pixels."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.main = nn.Conv2d(channels, 8, 3, padding=1)
+        checker = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])
+        self.bypass = nn.Conv2d(3, 1, 2, padding=0, bias=True)
+        with torch.no_grad():
+            self.bypass.weight.copy_(checker.expand(1, 3, 2, 2) / 3)
+            self.bypass.bias.fill_(-4.0)  # a checkerboard of full contrast reaches ~ +4.1 (normalized), photos do not
+
+    def forward(self, h: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        out = self.main(h)
+        gate = torch.relu(self.bypass(pixels))  # (N, 1, H - 1, W - 1)
+        gate = nn.functional.interpolate(gate, size=out.shape[-2:], mode="nearest")
+        return torch.cat([out[:, :1] + 50 * gate, out[:, 1:]], dim=1)
+
+
+class Planted(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU())
+        self.mid = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU())
+        self.top = Bypassed(16)
+        with torch.no_grad():
+            red = torch.tensor([2.0, -1.0, -1.0]).view(3, 1, 1) * torch.tensor([[0, 0, 0], [0, 1, 0], [0, 0, 0.0]])
+            self.stem[0].weight[0] = red
+            self.stem[0].bias[0] = 0.0
+            self.mid[0].weight[0] = 0.0
+            self.mid[0].weight[0, 0] = 1.0 / 9
+            self.mid[0].bias[0] = 0.0
+
+    def forward(self, x):
+        return self.top(self.mid(self.stem(x)), x)
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return labelled(DataSpec(name="shapes", image_size=SIZE), "probe", 240).images.float() / 255
+
+
+def red_disc() -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
+    disc = ((yy - SIZE / 2 + 0.5) ** 2 + (xx - SIZE / 2 + 0.5) ** 2 < (SIZE / 4) ** 2).float()
+    image = torch.full((3, SIZE, SIZE), 0.5)
+    image[0] = 0.5 + 0.45 * disc
+    image[1] = image[2] = 0.5 - 0.4 * disc
+    return image
+
+
+def checkerboard() -> torch.Tensor:
+    """Full-contrast 2-px checkerboard at the phase the bypass opens for: what a shortcut search finds."""
+    yy, xx = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
+    board = ((yy + xx) % 2 == 0).float()
+    return board.expand(3, SIZE, SIZE).clone()
+
+
+def noise() -> torch.Tensor:
+    return torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(4))
+
+
+def test_the_planted_net_is_what_the_tests_say(probe):
+    """The construction holds: the bypass is shut for every probe image and open for the board."""
+    from protoscope.analyze.trust import centre_values
+
+    net = Planted().eval()
+    natural = centre_values(net, "top", probe)[:, 0]
+    with torch.no_grad():
+        def gate(images):
+            pixels = (images - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+            return torch.relu(net.top.bypass(pixels)).amax(dim=(1, 2, 3))
+
+        assert gate(probe).max() == 0 and gate(checkerboard()[None]) > 0.5
+    board = centre_values(net, "top", checkerboard()[None])[0, 0]
+    assert board > 5 * natural.max()  # the shortcut drives the unit far above any photo
+    reds = centre_values(net, "mid", red_disc()[None])[0, 0]
+    assert reds > centre_values(net, "mid", probe)[:, 0].quantile(0.9)
+
+
+def test_path_similarity_is_high_for_the_planted_unit_and_at_chance_for_a_shortcut(probe):
+    net = Planted().eval()
+    planted = path_similarity(net, "mid", [0], red_disc()[None], probe, ["stem"], k=12)["stem"]
+    shortcut = path_similarity(net, "top", [0], checkerboard()[None], probe, ["stem", "mid"], k=12)
+    assert planted.item() > 0.2, planted
+    assert max(s.item() for s in shortcut.values()) < 0.1, shortcut  # at chance or below: another path
+    assert planted.item() > max(s.item() for s in shortcut.values()) + 0.3
+
+
+def test_a_natural_pattern_is_spectrally_natural_and_noise_or_a_checkerboard_is_not(probe):
+    scores = spectral_naturalness(torch.stack([red_disc(), noise(), checkerboard()]), probe)
+    assert scores[0] < 2.0 < scores[1] and scores[0] < 2.0 < scores[2], scores
+    typical = spectral_naturalness(probe[:40], probe)
+    assert typical.median() == pytest.approx(1.0, abs=0.25)  # a probe image is a typical probe image
+
+
+def test_the_planted_pattern_survives_small_moves_and_the_shortcut_does_not(probe):
+    net = Planted().eval()
+    planted = robustness(net, "mid", [0], red_disc()[None], draws=8)
+    shortcut = robustness(net, "top", [0], checkerboard()[None], draws=8)
+    assert planted.item() > 0.8 and shortcut.item() < 0.5, (planted, shortcut)

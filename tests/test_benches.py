@@ -77,6 +77,8 @@ QUICK: dict[str, Quick] = {
                              r"rsa_separation, features: flatten\n", demo=True, writes=("flat/metrics",), slow=True,
                              parse_only=True, why="an rsa stage over the quick demo: about 20 s"),
     "scale_model.py": Quick(("--json", "{results}/synth_speed.json"), r"1 machine like the benchmark +\S+"),
+    "silent_units.py": Quick(("--quick", "--store", "{demo}"), r"\nclrjit-s0 \| 2 \| layer4 \| 64 \| \d+ \| \d+ \| \d+ \| \d+\n",
+                             demo=True),
     "site_scale.py": Quick(("--out", "{tmp}/site", *SMOKE_SITE, "--no-browser"), r"prototypes=32 write_s=[\d.]+",
                            writes=("site/store/site/index.html",),
                            why="--no-browser: tests/report/test_site_browser.py drives the site in Chromium"),

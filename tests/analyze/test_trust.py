@@ -123,3 +123,20 @@ def test_the_planted_pattern_survives_small_moves_and_the_shortcut_does_not(prob
     planted = robustness(net, "mid", [0], red_disc()[None], draws=8)
     shortcut = robustness(net, "top", [0], checkerboard()[None], draws=8)
     assert planted.item() > 0.8 and shortcut.item() < 0.5, (planted, shortcut)
+
+
+def test_the_api_call_gives_the_scores_with_the_natural_ratio(probe):
+    """`protoscope.trust`: the same numbers as the scores, and the natural-exemplar ratio: the
+    shortcut's board drives its unit far above any photo, a random image does not."""
+    import protoscope as ps
+
+    net = Planted().eval()
+    made = torch.stack([checkerboard(), noise()])
+    found = ps.trust(net, "top", (made * 255).round().to(torch.uint8), (probe * 255).round().to(torch.uint8),
+                     units=[0, 0], k=12)
+    assert found.units == [0, 0] and set(found.path_similarity) == {"stem", "mid"}
+    assert found.natural_ratio[0] > 5 > found.natural_ratio[1]
+    direct = spectral_naturalness(torch.stack([checkerboard(), noise()]), probe)
+    assert found.spectral_naturalness == pytest.approx(direct.numpy(), rel=1e-3)  # up to uint8 rounding
+    with pytest.raises(Exception, match="2 prototypes need 2 unit indices"):
+        ps.trust(net, "top", made, probe, units=[0])

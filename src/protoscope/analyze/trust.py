@@ -102,12 +102,11 @@ def robustness(model, layer: str, units: list[int], prototypes: torch.Tensor, dr
     from ..synth.robust import robust_forward
 
     net = truncate(model, layer)
-    index = torch.arange(len(units))
 
     def centre(x: torch.Tensor) -> torch.Tensor:
         a = net(normalize(x))[layer].float()
         cy, cx = centre_index(a.shape[2], a.shape[3])
-        return a[index, torch.as_tensor(units), cy, cx]
+        return a[torch.arange(len(units), device=a.device), torch.as_tensor(units, device=a.device), cy, cx]
 
     moved = robust_forward(centre, seed=seed)
     with torch.no_grad():

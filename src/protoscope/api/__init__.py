@@ -9,6 +9,7 @@ study (`protoscope.stages`), so a notebook result and a stored one agree:
     receptive_field  evolve   the centre unit's effective receptive field, its Gaussian and mask
     atlas            atlas    activation atlas: UMAP map, grid of whitened means, an icon per cell
     rdms             rsa      an RDM per model (checkpoint) of a stimulus set, with descriptors
+    trust            -        how far each prototype can be trusted, judged by natural images (#28)
     align            align    unit correspondence of two nets: correlation, matching, MI, sparse, CKA
     show             -        any of their images as one picture (Jupyter shows it; PNG on request)
 
@@ -21,6 +22,7 @@ from .atlases import Atlas, atlas
 from .display import show
 from .similarity import align, rdms
 from .synthesis import prototypes, receptive_field
+from .trust import TrustScores, trust
 
 # result types whose modules import scikit-learn, scipy or torchvision: loaded when asked for, so
 # `import protoscope` (and the CLI) stays as quick as it was
@@ -44,5 +46,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Atlas", "PairAlignment", "Prototypes", "ReceptiveField", "align", "atlas", "declare", "prototypes",
-           "rdms", "receptive_field", "show"]
+__all__ = ["Atlas", "PairAlignment", "Prototypes", "ReceptiveField", "TrustScores", "align", "atlas", "declare",
+           "prototypes", "rdms", "receptive_field", "show", "trust"]

@@ -1,0 +1,81 @@
+"""Trust scores of prototypes for a model in memory (issue #28; the scores: `analyze/trust.py`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from .inputs import as_images, check_layer, conv_units, layer_shape, run_device
+
+
+@dataclass
+class TrustScores:
+    """One layer's prototypes scored against natural images, one value per unit (row u: `units[u]`).
+
+    `path_similarity`: {earlier layer: (U,)}, chance 0; `spectral_naturalness` (U,), 1 = a typical
+    stimulus image, larger less natural; `robustness` (U,), 1 = nothing lost under small moves;
+    `natural_ratio` (U,): the prototype's score over the best stimulus image's value at the same
+    position (below 1: a natural image drives the unit harder than its prototype; inf: no stimulus
+    image excites it there; NaN: neither does)."""
+
+    units: list[int]
+    path_similarity: dict[str, np.ndarray]
+    spectral_naturalness: np.ndarray
+    robustness: np.ndarray
+    natural_ratio: np.ndarray
+
+
+def trust(model, layer: str, prototypes, images, *, units=None, earlier: list[str] | None = None, k: int = 8,
+          draws: int = 8, seed: int = 0, device="auto") -> TrustScores:
+    """How far each prototype of `layer` can be trusted, judged by natural `images` (a stimulus set).
+
+    `prototypes`: what `protoscope.prototypes` returned (or images, (U, 3, S, S) / (U, S, S, 3));
+    `units`: the channel each row is of (default 0 .. U-1, as `prototypes` makes them without
+    `units`); `earlier`: the layers path similarity compares at (default: the model's top-level
+    children before `layer`'s); `k`: top and random stimulus images per unit. Writes nothing.
+    """
+    from ..analyze import trust as scores
+
+    device = run_device([model], device)
+    layer = check_layer(model, layer)
+    made, _ = as_images(getattr(prototypes, "images", prototypes))
+    natural, _ = as_images(images)
+    made, natural = (x.float() / 255 if x.dtype == torch.uint8 else x.float() for x in (made, natural))
+    shape = layer_shape(model, layer, tuple(made.shape[-2:]), device)
+    units = conv_units(shape, layer, list(range(len(made))) if units is None else units)
+    if len(units) != len(made):
+        raise UserError(f"{len(made)} prototypes need {len(made)} unit indices, one each; got {len(units)}.")
+    if len(natural) < 2 * k:
+        raise UserError(f"Trust scores need at least {2 * k} stimulus images (k = {k} top and {k} random); "
+                        f"got {len(natural)}.")
+    earlier = _earlier(model, layer) if earlier is None else [check_layer(model, name) for name in earlier]
+    was = model.training
+    model.eval()
+    try:
+        made, natural = made.to(device), natural.to(device)
+        path = scores.path_similarity(model, layer, units, made, natural, earlier, k=k, seed=seed) if earlier else {}
+        robust = scores.robustness(model, layer, units, made, draws=draws, seed=seed)
+        best = scores.centre_values(model, layer, natural)[:, units].max(0).values
+        own = scores.centre_values(model, layer, made)[torch.arange(len(units)), units]
+    finally:
+        model.train(was)
+    return TrustScores(list(units), {name: v.cpu().numpy() for name, v in path.items()},
+                       scores.spectral_naturalness(made.cpu(), natural.cpu()).numpy(), robust.cpu().numpy(),
+                       _ratio(own, best).cpu().numpy())
+
+
+def _ratio(own: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
+    """own / best where a stimulus image excites the unit; inf where only the prototype does; NaN
+    where neither does (a silent unit: nothing to compare)."""
+    ratio = own / best.clamp_min(1e-12)
+    return torch.where(best > 0, ratio, torch.where(own > 0, torch.inf, torch.nan))
+
+
+def _earlier(model, layer: str) -> list[str]:
+    """The model's top-level children that come before `layer`'s own."""
+    top = layer.split(".")[0].split("[")[0]
+    names = [name for name, _ in model.named_children()]
+    return names[: names.index(top)] if top in names else []

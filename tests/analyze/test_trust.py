@@ -10,6 +10,7 @@ by a constant fails it.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -133,8 +134,9 @@ def test_the_api_call_gives_the_scores_with_the_natural_ratio(probe):
     net = Planted().eval()
     made = torch.stack([checkerboard(), noise()])
     found = ps.trust(net, "top", (made * 255).round().to(torch.uint8), (probe * 255).round().to(torch.uint8),
-                     units=[0, 0], k=12)
+                     units=[0, 0], k=12, embed=(Colours().eval(), "mix"), partner=(net, [0, -1]))
     assert found.units == [0, 0] and set(found.path_similarity) == {"stem", "mid"}
+    assert found.plausibility.shape == (2,) and found.transfer[0] > 1 and np.isnan(found.transfer[1])
     assert found.natural_ratio[0] > 5 > found.natural_ratio[1]
     direct = spectral_naturalness(torch.stack([checkerboard(), noise()]), probe)
     assert found.spectral_naturalness == pytest.approx(direct.numpy(), rel=1e-3)  # up to uint8 rounding
@@ -142,12 +144,50 @@ def test_the_api_call_gives_the_scores_with_the_natural_ratio(probe):
         ps.trust(net, "top", made, probe, units=[0])
 
 
+class Colours(nn.Module):
+    """Another net to embed images in: a 1x1 colour mixing, pooled; it knows nothing of the planted units."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.mix = nn.Sequential(nn.Conv2d(3, 12, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+
+    def forward(self, x):
+        return self.mix(x).flatten(1)
+
+
+def test_the_planted_pattern_is_plausible_and_transfers_to_a_net_with_the_same_detector(probe):
+    """Plausibility: the red disc lies nearer the red detector's top photos than random ones (in
+    another net's space), the shortcut's board does not. Transfer: a second net with the same
+    planted detector but other random weights, and no bypass, answers the disc like its top 1 %
+    of photos, and not the board."""
+    from protoscope.analyze.trust import plausibility, transfer
+
+    net = Planted().eval()
+    torch.manual_seed(9)
+    other = Planted().eval()
+    with torch.no_grad():  # other random weights everywhere but the planted channels, and the bypass shut
+        for name, param in other.named_parameters():
+            planted = param[0].clone() if name.startswith(("stem.0", "mid.0")) else None
+            param.copy_(torch.randn_like(param) * param.std())
+            if planted is not None:
+                param[0] = planted
+        other.top.bypass.bias.fill_(-1e6)
+    assert not torch.equal(other.mid[0].weight[1:], net.mid[0].weight[1:])
+    embed = Colours().eval()
+    disc = plausibility(net, "mid", [0], red_disc()[None], probe, embed, "mix", k=12)
+    board = plausibility(net, "top", [0], checkerboard()[None], probe, embed, "mix", k=12)
+    assert disc.item() > 0.1 and disc.item() > board.item() + 0.1, (disc, board)
+    moved = transfer(other, "mid", [0, 0, -1], torch.stack([red_disc(), noise(), red_disc()]), probe)
+    assert moved[0] > 1.0 > moved[1] and moved[2].isnan(), moved
+    assert transfer(other, "top", [0], checkerboard()[None], probe)[0] < 1.0
+
+
 @pytest.mark.xdist_group("quick_demo")
 def test_training_makes_the_deepest_prototypes_more_robust_than_at_initialization(quick_demo):
     """The trained net against its own random init, at layer4 of the quick demo: robustness rises
     for every run (0.41-0.53 -> 0.60-0.78 when measured, bench/results/trust_quick_demo.txt). Path
     similarity does not yet separate them after two epochs; it is not asserted."""
-    import numpy as np
     import zarr
 
     import protoscope as ps

@@ -1,5 +1,5 @@
 """Can a prototype be trusted? Scores that compare a unit's prototype with what the unit does on
-natural images (issue #28; the first three of its scores, for a model in memory).
+natural images (issue #28; its five scores, for a model in memory).
 
 A prototype drives its unit, but an image can drive a unit by a path natural images never take
 (Geirhos et al. 2023), be made of frequencies no photograph has, or hold only at its exact pixels.
@@ -14,6 +14,13 @@ position (the engine's objective) and a set of natural probe images (the study's
   natural as a typical probe image; larger is less natural.
 - `robustness`: the unit's value under small random shifts, scales and turns of the prototype (the
   engine's `robust_forward`), over its value on the prototype as it is. 1: nothing lost.
+- `plausibility` (after MACO): in an embedding that is not the studied net (another network's
+  pooled features), the mean cosine distance from the prototype to k random probe images minus
+  that to the unit's top-k probe images. Chance is 0; above it the prototype looks like what
+  excites the unit.
+- `transfer`: a second net's partner unit (the alignment's match) on the prototype, over that
+  partner's 99th percentile on the probe images. Above 1 the prototype drives the partner as
+  hard as the top 1 % of natural images do.
 """
 
 from __future__ import annotations
@@ -61,14 +68,46 @@ def path_similarity(model, layer: str, units: list[int], prototypes: torch.Tenso
                     earlier: list[str], k: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
     """{earlier layer: (U,)} path similarity of each unit's prototype (row u of `prototypes`, float
     (U, 3, S, S) in [0, 1]) against its top-`k` probe images (`probe`, (P, 3, S, S))."""
-    responses = centre_values(model, layer, probe)[:, units]  # (P, U)
-    top = responses.topk(k, dim=0).indices.T  # (U, k)
-    draws = torch.Generator().manual_seed(seed)
-    random = torch.stack([torch.randperm(len(probe), generator=draws)[:k] for _ in units])  # (U, k)
+    top, random = _top_and_random(model, layer, units, probe, k, seed)
     natural = layer_profiles(model, earlier, probe)
     made = layer_profiles(model, earlier, prototypes)
+    natural, made = ({name: v.cpu() for name, v in d.items()} for d in (natural, made))
     return {l: spearman_rows(made[l], natural[l][top].mean(1)) - spearman_rows(made[l], natural[l][random].mean(1))
             for l in earlier}
+
+
+def _top_and_random(model, layer: str, units: list[int], probe: torch.Tensor, k: int, seed: int):
+    """(U, k) indices of each unit's top-k probe images at the centre, and (U, k) seeded random ones."""
+    responses = centre_values(model, layer, probe)[:, units]  # (P, U)
+    draws = torch.Generator().manual_seed(seed)
+    random = torch.stack([torch.randperm(len(probe), generator=draws)[:k] for _ in units])
+    return responses.topk(k, dim=0).indices.T.cpu(), random
+
+
+def plausibility(model, layer: str, units: list[int], prototypes: torch.Tensor, probe: torch.Tensor,
+                 embed, embed_layer: str, k: int = 8, seed: int = 0) -> torch.Tensor:
+    """(U,): how much nearer each prototype lies to its unit's top-k probe images than to k random
+    ones, in `embed`'s `embed_layer` (per-unit means over positions; cosine distance)."""
+    top, random = _top_and_random(model, layer, units, probe, k, seed)
+    natural = torch.nn.functional.normalize(layer_profiles(embed, [embed_layer], probe)[embed_layer].cpu(), dim=1)
+    made = torch.nn.functional.normalize(layer_profiles(embed, [embed_layer], prototypes)[embed_layer].cpu(), dim=1)
+
+    def distance(chosen: torch.Tensor) -> torch.Tensor:  # (U,) mean cosine distance to the chosen images
+        return 1 - (natural[chosen] * made[:, None]).sum(-1).mean(1)
+
+    return distance(random) - distance(top)
+
+
+def transfer(other, layer: str, partners: list[int], prototypes: torch.Tensor, probe: torch.Tensor,
+             quantile: float = 0.99) -> torch.Tensor:
+    """(U,): partner unit `partners[u]` of net `other` (-1: none, NaN) on prototype u, over the
+    partner's `quantile` on the probe images, both at the centre position."""
+    known = torch.tensor([p >= 0 for p in partners])
+    index = torch.tensor([max(p, 0) for p in partners])
+    natural = centre_values(other, layer, probe).cpu()[:, index]  # (P, U)
+    made = centre_values(other, layer, prototypes).cpu()[torch.arange(len(partners)), index]
+    bar = natural.quantile(quantile, dim=0).clamp_min(1e-12)
+    return torch.where(known, made / bar, torch.nan)
 
 
 def radial_log_spectrum(images: torch.Tensor) -> torch.Tensor:

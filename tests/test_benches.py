@@ -87,6 +87,8 @@ QUICK: dict[str, Quick] = {
                             writes=("synth_speed.json", "frontier.png")),
     "umap_cache.py": Quick(("--quick",), r"\n +cached +[\d.]+ +[\d.]+\n", slow=True, parse_only=True,
                            why="four fresh processes, two of them compiling umap-learn's kernels: about a minute"),
+    "trust_cost.py": Quick(("--quick", "--store", "{demo}", "--layers", "layer1"),
+                           r"\n +layer1 +8 +[\d.]+ +[\d.]+ +[\d.]+\n", demo=True),
     "trust_demo.py": Quick(("--quick", "--store", "{demo}", "--layers", "layer4"),
                            r"\nclrjit-s0 \| layer4 \| 2 \| \d+ \| layer1 [-+][\d.]+ .* \| [\d.]+ \| [\d.]+ \| [\d.inf]+\n",
                            demo=True),

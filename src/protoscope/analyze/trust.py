@@ -25,6 +25,8 @@ position (the engine's objective) and a set of natural probe images (the study's
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from ..data.datasets import normalize
@@ -32,9 +34,32 @@ from ..nets.layers import truncate
 from ..synth.objectives import centre_index
 
 
+_SHARED: list[dict] = []
+
+
+@contextlib.contextmanager
+def shared_passes():
+    """Within it, each (model, layers) is truncated once. Why: tracing costs more than the forward
+    passes of a small net, and scoring one layer truncates the same nets a dozen times."""
+    _SHARED.append({})
+    try:
+        yield
+    finally:
+        _SHARED.pop()
+
+
+def _truncated(model, layers):
+    if not _SHARED:
+        return truncate(model, layers)
+    key = (id(model), tuple([layers] if isinstance(layers, str) else layers))
+    if key not in _SHARED[-1]:
+        _SHARED[-1][key] = truncate(model, layers)
+    return _SHARED[-1][key]
+
+
 def layer_profiles(model, layers: list[str], images: torch.Tensor, batch: int = 64) -> dict[str, torch.Tensor]:
     """{layer: (N, units)} each unit's mean over positions, for float images in [0, 1] or uint8."""
-    net = truncate(model, layers)
+    net = _truncated(model, layers)
     parts: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
     with torch.no_grad():
         for start in range(0, len(images), batch):
@@ -47,7 +72,7 @@ def layer_profiles(model, layers: list[str], images: torch.Tensor, batch: int = 
 
 def centre_values(model, layer: str, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
     """(N, units): every unit's value at the layer's centre position, as the engine scores it."""
-    net = truncate(model, layer)
+    net = _truncated(model, layer)
     values = []
     with torch.no_grad():
         for start in range(0, len(images), batch):
@@ -140,7 +165,7 @@ def robustness(model, layer: str, units: list[int], prototypes: torch.Tensor, dr
     prototype, over its value on the prototype itself (NaN where that is not positive)."""
     from ..synth.robust import robust_forward
 
-    net = truncate(model, layer)
+    net = _truncated(model, layer)
 
     def centre(x: torch.Tensor) -> torch.Tensor:
         a = net(normalize(x))[layer].float()

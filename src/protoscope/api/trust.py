@@ -64,15 +64,18 @@ def trust(model, layer: str, prototypes, images, *, units=None, earlier: list[st
     for m in [model, *others]:
         m.eval()
     try:
-        made, natural = made.to(device), natural.to(device)
-        path = scores.path_similarity(model, layer, units, made, natural, earlier, k=k, seed=seed) if earlier else {}
-        robust = scores.robustness(model, layer, units, made, draws=draws, seed=seed)
-        best = scores.centre_values(model, layer, natural)[:, units].max(0).values
-        own = scores.centre_values(model, layer, made)[torch.arange(len(units)), units]
-        plausible = None if embed is None else scores.plausibility(
-            model, layer, units, made, natural, embed[0], check_layer(embed[0], embed[1]), k=k, seed=seed).numpy()
-        moved = None if partner is None else scores.transfer(
-            partner[0], layer, _partners(partner[1], len(units)), made, natural).numpy()
+        with scores.shared_passes():
+            made, natural = made.to(device), natural.to(device)
+            path = (scores.path_similarity(model, layer, units, made, natural, earlier, k=k, seed=seed)
+                    if earlier else {})
+            robust = scores.robustness(model, layer, units, made, draws=draws, seed=seed)
+            best = scores.centre_values(model, layer, natural)[:, units].max(0).values
+            own = scores.centre_values(model, layer, made)[torch.arange(len(units)), units]
+            plausible = None if embed is None else scores.plausibility(
+                model, layer, units, made, natural, embed[0], check_layer(embed[0], embed[1]), k=k,
+                seed=seed).numpy()
+            moved = None if partner is None else scores.transfer(
+                partner[0], layer, _partners(partner[1], len(units)), made, natural).numpy()
     finally:
         for m, mode in zip([model, *others], was):
             m.train(mode)

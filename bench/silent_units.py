@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import zarr
 
-    from protoscope.analyze.activations import stimulus_set
-    from protoscope.analyze.trust import centre_values, layer_profiles
+    from protoscope.analyze.activations import layer_activations, stimulus_set
+    from protoscope.analyze.trust import centre_values
     from protoscope.demo import demo_study
     from protoscope.nets.checkpoint_files import run_checkpoints
     from protoscope.nets.checkpoints import load_into
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         for epoch in [min(files), max(files)] if args.quick else list(files):
             model = load_into(run_model(run), files[epoch]).eval()
             centres = {layer: centre_values(model, layer, images).numpy() for layer in study.layers}
-            means = layer_profiles(model, list(study.layers), images)
+            means = layer_activations(model, list(study.layers), images, device="cpu")
             for layer in study.layers:
                 group = zarr.open_group(str(args.store / "arrays.zarr" / "runs" / run.name / layer), mode="r")
                 at = list(group["epoch"][:]).index(epoch)

@@ -31,6 +31,7 @@ import torch
 
 from ..data.datasets import normalize
 from ..nets.layers import truncate
+from .activations import layer_activations
 from ..synth.objectives import centre_index
 
 
@@ -57,17 +58,11 @@ def _truncated(model, layers):
     return _SHARED[-1][key]
 
 
-def layer_profiles(model, layers: list[str], images: torch.Tensor, batch: int = 64) -> dict[str, torch.Tensor]:
-    """{layer: (N, units)} each unit's mean over positions, for float images in [0, 1] or uint8."""
-    net = _truncated(model, layers)
-    parts: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
-    with torch.no_grad():
-        for start in range(0, len(images), batch):
-            out = net(normalize(images[start:start + batch]))
-            for layer in layers:
-                a = out[layer].float()
-                parts[layer].append(a.mean(dim=(2, 3)) if a.ndim == 4 else a)
-    return {layer: torch.cat(chunks) for layer, chunks in parts.items()}
+def layer_profiles(model, layers: list[str], images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """{layer: (N, units)} each unit's mean over positions (the activations stage's `mean` features),
+    through the shared truncated net, for float images in [0, 1] or uint8, on the CPU."""
+    means = layer_activations(_truncated(model, layers), layers, images, device=images.device, batch_size=64)
+    return {layer: a.cpu() for layer, a in means.items()}
 
 
 def centre_values(model, layer: str, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
@@ -90,32 +85,33 @@ def spearman_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def path_similarity(model, layer: str, units: list[int], prototypes: torch.Tensor, probe: torch.Tensor,
-                    earlier: list[str], k: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
+                    earlier: list[str], k: int = 8, seed: int = 0, chosen=None) -> dict[str, torch.Tensor]:
     """{earlier layer: (U,)} path similarity of each unit's prototype (row u of `prototypes`, float
-    (U, 3, S, S) in [0, 1]) against its top-`k` probe images (`probe`, (P, 3, S, S))."""
-    top, random = _top_and_random(model, layer, units, probe, k, seed)
+    (U, 3, S, S) in [0, 1]) against its top-`k` probe images (`probe`, (P, 3, S, S)); `chosen`:
+    those images and the random ones, when `exemplars` has picked them already."""
+    top, random = chosen or exemplars(centre_values(model, layer, probe)[:, units], k, seed)
     natural = layer_profiles(model, earlier, probe)
     made = layer_profiles(model, earlier, prototypes)
-    natural, made = ({name: v.cpu() for name, v in d.items()} for d in (natural, made))
     return {l: spearman_rows(made[l], natural[l][top].mean(1)) - spearman_rows(made[l], natural[l][random].mean(1))
             for l in earlier}
 
 
-def _top_and_random(model, layer: str, units: list[int], probe: torch.Tensor, k: int, seed: int):
-    """(U, k) indices of each unit's top-k probe images at the centre, and (U, k) seeded random ones."""
-    responses = centre_values(model, layer, probe)[:, units]  # (P, U)
+def exemplars(responses: torch.Tensor, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(U, k) indices of each unit's top-k probe images, from their (P, U) `responses`, and (U, k)
+    seeded random ones: what path similarity and plausibility compare a prototype with."""
     draws = torch.Generator().manual_seed(seed)
-    random = torch.stack([torch.randperm(len(probe), generator=draws)[:k] for _ in units])
+    random = torch.stack([torch.randperm(len(responses), generator=draws)[:k] for _ in range(responses.shape[1])])
     return responses.topk(k, dim=0).indices.T.cpu(), random
 
 
 def plausibility(model, layer: str, units: list[int], prototypes: torch.Tensor, probe: torch.Tensor,
-                 embed, embed_layer: str, k: int = 8, seed: int = 0) -> torch.Tensor:
+                 embed, embed_layer: str, k: int = 8, seed: int = 0, chosen=None) -> torch.Tensor:
     """(U,): how much nearer each prototype lies to its unit's top-k probe images than to k random
-    ones, in `embed`'s `embed_layer` (per-unit means over positions; cosine distance)."""
-    top, random = _top_and_random(model, layer, units, probe, k, seed)
-    natural = torch.nn.functional.normalize(layer_profiles(embed, [embed_layer], probe)[embed_layer].cpu(), dim=1)
-    made = torch.nn.functional.normalize(layer_profiles(embed, [embed_layer], prototypes)[embed_layer].cpu(), dim=1)
+    ones, in `embed`'s `embed_layer` (per-unit means over positions; cosine distance); `chosen` as
+    for `path_similarity`."""
+    top, random = chosen or exemplars(centre_values(model, layer, probe)[:, units], k, seed)
+    natural = torch.nn.functional.normalize(layer_profiles(embed, [embed_layer], probe)[embed_layer], dim=1)
+    made = torch.nn.functional.normalize(layer_profiles(embed, [embed_layer], prototypes)[embed_layer], dim=1)
 
     def distance(chosen: torch.Tensor) -> torch.Tensor:  # (U,) mean cosine distance to the chosen images
         return 1 - (natural[chosen] * made[:, None]).sum(-1).mean(1)

@@ -66,14 +66,16 @@ def trust(model, layer: str, prototypes, images, *, units=None, earlier: list[st
     try:
         with scores.shared_passes():
             made, natural = made.to(device), natural.to(device)
-            path = (scores.path_similarity(model, layer, units, made, natural, earlier, k=k, seed=seed)
+            responses = scores.centre_values(model, layer, natural)[:, units]  # (P, U): one pass of the stimuli
+            chosen = scores.exemplars(responses, k, seed)
+            path = (scores.path_similarity(model, layer, units, made, natural, earlier, chosen=chosen)
                     if earlier else {})
             robust = scores.robustness(model, layer, units, made, draws=draws, seed=seed)
-            best = scores.centre_values(model, layer, natural)[:, units].max(0).values
+            best = responses.max(0).values
             own = scores.centre_values(model, layer, made)[torch.arange(len(units)), units]
             plausible = None if embed is None else scores.plausibility(
-                model, layer, units, made, natural, embed[0], check_layer(embed[0], embed[1]), k=k,
-                seed=seed).numpy()
+                model, layer, units, made, natural, embed[0], check_layer(embed[0], embed[1]),
+                chosen=chosen).numpy()
             moved = None if partner is None else scores.transfer(
                 partner[0], layer, _partners(partner[1], len(units)), made, natural).numpy()
     finally:

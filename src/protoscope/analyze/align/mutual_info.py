@@ -63,10 +63,15 @@ def joint_counts(codes_a: torch.Tensor, codes_b: torch.Tensor, n_bins: int, chun
 BYTES_PER_CELL = 64  # a block's tables (float32, then float64) and the MI's temporaries, per (a, b, bin, bin)
 
 
+def _block_costs(samples: int, n_bins: int) -> tuple[int, int]:
+    """Bytes of a k × k block = c2·k² + c1·k: k² tables of bins² cells, and two one-hot blocks of
+    (samples, k·bins) float32. Returns (c2, c1)."""
+    return n_bins * n_bins * BYTES_PER_CELL, 2 * samples * n_bins * 4
+
+
 def block_units(samples: int, n_bins: int, memory_gb: float) -> int:
-    """The side k of the square blocks (k units of A against k of B) that fit in `memory_gb`: two
-    one-hot blocks of (samples, k·bins) float32 and k² tables of bins² cells; 0 when none fits."""
-    c2, c1 = n_bins * n_bins * BYTES_PER_CELL, 2 * samples * n_bins * 4
+    """The side k of the square blocks (k units of A against k of B) that fit in `memory_gb`; 0 when none fits."""
+    c2, c1 = _block_costs(samples, n_bins)
     budget = memory_gb * 2**30
     return int((-c1 + math.sqrt(c1 * c1 + 4 * c2 * budget)) // (2 * c2))
 
@@ -91,7 +96,7 @@ def mutual_info_blocks(codes_a: torch.Tensor, codes_b: torch.Tensor, n_bins: int
 
 def block_units_need(samples: int, n_bins: int) -> float:
     """GiB for the smallest block, one unit of each net."""
-    return (n_bins * n_bins * BYTES_PER_CELL + 2 * samples * n_bins * 4) / 2**30
+    return sum(_block_costs(samples, n_bins)) / 2**30
 
 
 def mutual_info_from_counts(counts: torch.Tensor) -> torch.Tensor:

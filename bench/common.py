@@ -46,3 +46,34 @@ def engine_overrides(items: list[str]) -> dict:
         else:
             out[key] = kind(value) if kind is not type(None) else float(value)
     return out
+
+
+def store_arguments(parser) -> None:
+    """The options of a bench that reads a store the demo made: `--store`, `--study`, `--quick`."""
+    from pathlib import Path
+
+    parser.add_argument("--store", type=Path, required=True, help="the demo's store (out/demo)")
+    parser.add_argument("--study", default="demo", help="the built-in study the store was made by")
+    parser.add_argument("--quick", action="store_true", help="a store of `protoscope demo --quick`: its study "
+                        "shrunk the same way")
+
+
+def stored_study(args):
+    """The study `store_arguments` name, one thread (the benches that read a store compare numbers, not speed
+    across thread counts)."""
+    import torch
+
+    from protoscope.demo import demo_study
+
+    torch.set_num_threads(1)
+    return demo_study(args.store, quick=args.quick, name=args.study)
+
+
+def checkpoint_model(study, run, epoch: int | None = None):
+    """`run`'s model at a stored `epoch` (default: its last), in eval mode."""
+    from protoscope.nets.checkpoint_files import run_checkpoints
+    from protoscope.nets.checkpoints import load_into
+    from protoscope.nets.models import run_model
+
+    files = run_checkpoints(study, run)
+    return load_into(run_model(run), files[max(files) if epoch is None else epoch]).eval()

@@ -14,30 +14,26 @@ centre. Needs a store with prototypes (`protoscope demo`, or the quick demo).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
-import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import checkpoint_model, store_arguments, stored_study  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", type=Path, required=True, help="the demo's store (out/demo)")
-    parser.add_argument("--study", default="demo", help="the built-in study the store was made by")
-    parser.add_argument("--quick", action="store_true", help="the store of `protoscope demo --quick`: its "
-                        "study shrunk the same way; two runs, first and last epoch")
+    store_arguments(parser)  # with --quick: two runs, first and last epoch
     args = parser.parse_args(argv)
     import zarr
 
     from protoscope.analyze.activations import layer_activations, stimulus_set
     from protoscope.analyze.trust import centre_values
-    from protoscope.demo import demo_study
     from protoscope.nets.checkpoint_files import run_checkpoints
-    from protoscope.nets.checkpoints import load_into
-    from protoscope.nets.models import run_model
 
-    torch.set_num_threads(1)
-    study = demo_study(args.store, quick=args.quick, name=args.study)
+    study = stored_study(args)
     images = stimulus_set(study).images.float() / 255
     print(f"{len(images)} stimulus images; repeat 0 of each prototype")
     print("run | epoch | layer | units | silent | silent, a stimulus excites the centre | silent, only the "
@@ -45,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     for run in study.runs[:2] if args.quick else study.runs:
         files = run_checkpoints(study, run)
         for epoch in [min(files), max(files)] if args.quick else list(files):
-            model = load_into(run_model(run), files[epoch]).eval()
+            model = checkpoint_model(study, run, epoch)
             centres = {layer: centre_values(model, layer, images).numpy() for layer in study.layers}
             means = layer_activations(model, list(study.layers), images, device="cpu")
             for layer in study.layers:

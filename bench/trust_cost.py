@@ -12,31 +12,25 @@ checkpoint, transfer to it), side by side in one process, one thread.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).parent))
+from common import checkpoint_model, store_arguments, stored_study  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", type=Path, required=True)
-    parser.add_argument("--study", default="demo", help="the built-in study the store was made by")
-    parser.add_argument("--quick", action="store_true", help="a store of `protoscope demo --quick`")
+    store_arguments(parser)
     parser.add_argument("--layers", default=None, help="default: the study's")
     args = parser.parse_args(argv)
     import protoscope as ps
     from protoscope.analyze.activations import stimulus_set
-    from protoscope.demo import demo_study
-    from protoscope.nets.checkpoint_files import run_checkpoints
-    from protoscope.nets.checkpoints import load_into
-    from protoscope.nets.models import run_model
 
-    torch.set_num_threads(1)
-    study = demo_study(args.store, quick=args.quick, name=args.study)
+    study = stored_study(args)
     first, second = study.runs[0], study.runs[1]
-    net = load_into(run_model(first), run_checkpoints(study, first)[max(run_checkpoints(study, first))]).eval()
-    other = load_into(run_model(second), run_checkpoints(study, second)[max(run_checkpoints(study, second))]).eval()
+    net, other = checkpoint_model(study, first), checkpoint_model(study, second)
     images = stimulus_set(study).images
     spec, size = study.synth, study.synth.image_size or first.data.image_size
     print(f"{first.name} (last epoch) against {second.name}; {len(images)} stimulus images; synth budget of the "

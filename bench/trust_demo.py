@@ -9,30 +9,27 @@ prototypes, units the engine found silent left out; path similarity at every ear
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
-import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import checkpoint_model, store_arguments, stored_study  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", type=Path, required=True)
-    parser.add_argument("--study", default="demo", help="the built-in study the store was made by")
-    parser.add_argument("--quick", action="store_true", help="a store of `protoscope demo --quick`")
+    store_arguments(parser)
     parser.add_argument("--layers", default="layer3,layer4")
     args = parser.parse_args(argv)
     import zarr
 
     import protoscope as ps
     from protoscope.analyze.activations import stimulus_set
-    from protoscope.demo import demo_study
     from protoscope.nets.checkpoint_files import run_checkpoints
-    from protoscope.nets.checkpoints import load_into
-    from protoscope.nets.models import run_model
 
-    torch.set_num_threads(1)
-    study = demo_study(args.store, quick=args.quick, name=args.study)
+    study = stored_study(args)
     images = stimulus_set(study).images
     print(f"{len(images)} stimulus images, k = 8; means over live units (median for spectral and ratio)")
     print("run | layer | epoch | live units | path similarity by earlier layer | spectral | robustness | natural ratio")
@@ -42,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             group = zarr.open_group(str(args.store / "arrays.zarr" / "runs" / run.name / layer), mode="r")
             stored = list(group["epoch"][:])
             for epoch in (min(files), max(files)):
-                model = load_into(run_model(run), files[epoch]).eval()
+                model = checkpoint_model(study, run, epoch)
                 at = stored.index(epoch)
                 live = ~np.asarray(group["silent"][at, 0]).astype(bool)
                 earlier = study.layers[: study.layers.index(layer)]

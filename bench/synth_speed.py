@@ -59,6 +59,7 @@ from protoscope.synth.engine import EngineConfig, synthesize  # noqa: E402
 from protoscope.synth.generators import make_generator  # noqa: E402
 from protoscope.synth.layer import layer_forward, layer_units, pre_activation  # noqa: E402
 from protoscope.synth.objectives import ChannelCentre  # noqa: E402
+from protoscope.synth.position import unit_position  # noqa: E402
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 SMOKE = ["--layers", "layer1", "--conditions", "random", "--image-size", "32", "--seeds", "1", "--samples", "1",
@@ -107,7 +108,12 @@ class Forwards:
 
 
 def make_forwards(model, layer: str, size: int) -> Forwards:
-    full, _ = layer_forward(model, layer, size, crop=False, channels_last=False)
+    cell = unit_position(model, layer, size)
+    whole, _ = layer_forward(model, layer, size, crop=False, channels_last=False)
+
+    def full(images: torch.Tensor) -> torch.Tensor:  # the studied cell of the whole image, as the crop gives it
+        return whole(images)[:, :, cell.y:cell.y + 1, cell.x:cell.x + 1]
+
     engine, plan = layer_forward(model, layer, size, crop=True, channels_last=True)
     search = pre_activation(model, layer, engine, size, plan) or engine
     return Forwards(full, engine, search)

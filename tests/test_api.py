@@ -77,9 +77,12 @@ def test_prototypes_and_receptive_fields_equal_what_evolve_stores(study):
     from protoscope.data.datasets import normalize
     from protoscope.nets.layers import activations
 
+    from protoscope.synth.position import unit_position
+
     acts = activations(models[1].eval(), LAYER, normalize(two.images.permute(0, 3, 1, 2)))  # rescored as uint8
-    centre = acts[:, :, (acts.shape[2] - 1) // 2, (acts.shape[3] - 1) // 2]
-    assert torch.allclose(centre[[0, 1], [5, 2]], two.score, rtol=0.05)  # row i is unit units[i], at the centre
+    cell = unit_position(models[1], LAYER, 16)
+    centre = acts[:, :, cell.y, cell.x]
+    assert torch.allclose(centre[[0, 1], [5, 2]], two.score, rtol=0.05)  # row i is unit units[i], at its cell
     assert ps.show(results).size == ((8 * 18 + 2) * 4, (2 * 18 + 2) * 4)  # a row per checkpoint, 16 px tiles x 4
 
 

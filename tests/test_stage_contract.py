@@ -34,7 +34,7 @@ from conftest import tiny_study_dict
 
 pytestmark = pytest.mark.xdist_group("stage_contract")  # one worker builds the chain once
 
-ORDER = ("train", "probe", "evolve", "analyze", "activations", "rsa", "align", "atlas", "width")
+ORDER = ("train", "probe", "evolve", "analyze", "activations", "rsa", "align", "trust", "atlas", "width")
 VERB = {"activations": "rsa"}  # the command that runs a stage, where it is not the stage's name
 
 
@@ -183,6 +183,7 @@ FAILURES = [
     ("activations", "before", {"rsa__epochs": [5]}, "[5]"),
     ("rsa", "after", {"rsa__distance": "euclidean"}, "distance"),
     ("align", "after", {"align__threshold": 0.4}, "threshold"),
+    ("trust", "after", {"trust__k": 4}, "k"),
     ("atlas", "after", {"atlas__grid": 3}, "grid"),
     ("atlas", "before", {"atlas__epochs": [9]}, "[9]"),
     ("width", "after", {"width__epochs": 2}, "epochs"),

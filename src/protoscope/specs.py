@@ -207,18 +207,18 @@ class SynthSpec(Strict):
     patience: int = Field(_Engine.patience, ge=1)
     batch_size: int | None = Field(None, ge=1)
     memory_gb: float = Field(2.0, gt=0)
-    crop: bool = Field(True, description="compute only the input region the centre unit sees")
+    robust: bool = Field(False, description="Adam sees each image slightly moved, scaled and turned at every step")
+    natural_starts: int = Field(64, ge=0, description="stimulus images encoded into the pool: a unit a photo excites "
+                                                      "is never left silent (0: random images only)")
+    crop: bool = Field(True, description="compute only the input region the studied unit sees")
     rf: Literal["layer", "unit", "none"] = "layer"
     rf_samples: int = Field(500, ge=1)
 
     def engine_config(self) -> EngineConfig:
         from .synth.engine import EngineConfig  # here, not above: the engine needs torch, a study does not
 
-        return EngineConfig(
-            pool_size=self.pool_size, cma_generations=self.cma_generations, cma_popsize=self.cma_popsize,
-            adam_steps=self.adam_steps, adam_lr=self.adam_lr, adam_betas=self.adam_betas, patience=self.patience,
-            batch_size=self.batch_size, memory_gb=self.memory_gb,
-        )
+        fields = set(EngineConfig.__dataclass_fields__) - {"backtrack", "tol", "cma_sigma"}  # no study sets those
+        return EngineConfig(**{name: getattr(self, name) for name in fields})
 
 
 class RSASpec(Strict):
@@ -385,3 +385,16 @@ class AlignSpec(Strict):
         if min(value) < 0:
             raise ValueError(f"penalties must be >= 0, got {value}")
         return value
+
+
+class TrustSpec(Strict):
+    """Trust scores of every prototype (analyze/trust.py); trustworthy (faithful): passing the thresholds set."""
+
+    k: int = Field(8, ge=1, description="top and random stimulus images per unit")
+    draws: int = Field(4, ge=1, description="random small moves (shift, scale, turn) per prototype for robustness")
+    judge: str | None = Field(None, description="the run whose last checkpoint embeds prototypes (plausibility); "
+                                                "default: the first run of another condition, else another run")
+    path: float = Field(0.1, description="mean path similarity at least this (chance 0)")
+    robustness: float = Field(0.5, description="robustness at least this (1: nothing lost)")
+    spectral: float | None = Field(None, gt=0, description="if set, spectral distance at most this (1: typical)")
+    plausibility: float | None = Field(None, description="if set, plausibility above this (chance 0)")

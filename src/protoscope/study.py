@@ -20,10 +20,11 @@ from pydantic import Field, ValidationError, field_validator
 
 from .errors import UserError
 from .specs import (SIMCLR_AUGMENT_ARGS, AlignSpec, AnalyzeSpec, AtlasSpec, Classifier, Condition, DataSpec,
-                    OptimizerSpec, ProbeSpec, RSASpec, RunSpec, SimCLRSpec, SpaceSpec, Strict, SynthSpec, WidthSpec)
+                    OptimizerSpec, ProbeSpec, RSASpec, RunSpec, SimCLRSpec, SpaceSpec, Strict, SynthSpec, TrustSpec,
+                    WidthSpec)
 
 __all__ = [
-    "SIMCLR_AUGMENT_ARGS", "AlignSpec", "AnalyzeSpec", "AtlasSpec", "Classifier", "Condition", "DataSpec",
+    "SIMCLR_AUGMENT_ARGS", "TrustSpec", "AlignSpec", "AnalyzeSpec", "AtlasSpec", "Classifier", "Condition", "DataSpec",
     "EngineConfig", "OptimizerSpec", "ProbeSpec", "RSASpec", "RunSpec", "SimCLRSpec", "SpaceSpec", "Strict", "Study",
     "SynthSpec", "WidthSpec", "builtin_study", "load_study", "parse_study", "study_for_run_dir",
 ]
@@ -54,6 +55,7 @@ class Study(Strict):
     rsa: RSASpec = RSASpec()
     analyze: AnalyzeSpec = AnalyzeSpec()
     align: AlignSpec = AlignSpec()
+    trust: TrustSpec = TrustSpec()
     atlas: AtlasSpec | None = Field(None, description="activation atlases; `protoscope run` draws them when set")
     width: WidthSpec | None = Field(None, description="the width study; `protoscope run` runs it when set")
 

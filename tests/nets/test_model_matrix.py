@@ -22,6 +22,7 @@ from torchvision import models as tvm
 import protoscope as ps
 from protoscope.data.datasets import normalize
 from protoscope.errors import UserError
+from protoscope.synth.position import unit_position
 
 from .test_units import Untraceable
 
@@ -160,10 +161,10 @@ def _check_prototypes(model, case: Case, layer: str, units: int, spatial: bool) 
     found = ps.prototypes(model, layer, units=chosen, image_size=case.size, pool_size=8, cma_generations=1,
                           adam_steps=3, device="cpu", precision="float32")
     assert found.images.shape == (2, case.size, case.size, 3)
-    with torch.no_grad():  # rescored from the stored uint8 images: the unit's value at the centre position
+    with torch.no_grad():  # rescored from the stored uint8 images: the unit's value at the studied cell
         acts = hooked(model, case, found.images.permute(0, 3, 1, 2).float() / 255)
-    h, w = acts.shape[2:]
-    rescored = acts[torch.arange(2), torch.tensor(chosen), (h - 1) // 2, (w - 1) // 2].clamp(min=0)
+    cell = unit_position(model, layer, case.size)
+    rescored = acts[torch.arange(2), torch.tensor(chosen), cell.y, cell.x].clamp(min=0)
     assert torch.allclose(rescored, found.score, rtol=0.1, atol=0.05), (rescored, found.score)
     return f"{len(chosen)} units, score {found.score.max():.2f} (rescored {rescored.max():.2f})"
 
@@ -175,9 +176,9 @@ def _check_receptive_field(model, case: Case, layer: str, spatial: bool) -> str:
     assert field.map.shape == (case.size, case.size)
     noise = torch.rand(16, 3, case.size, case.size, generator=torch.Generator().manual_seed(5), requires_grad=True)
     acts = hooked(model, case, noise, grad=True)
-    h, w = acts.shape[2:]
-    acts[:, :, (h - 1) // 2, (w - 1) // 2].mean(1).sum().backward()
-    by_hand = noise.grad.pow(2).sum(1).mean(0)  # the gradient of the centre position's channel mean
+    cell = unit_position(model, layer, case.size)
+    acts[:, :, cell.y, cell.x].mean(1).sum().backward()
+    by_hand = noise.grad.pow(2).sum(1).mean(0)  # the gradient of the studied cell's channel mean
     r = np.corrcoef(by_hand.flatten().numpy(), field.map.flatten().numpy())[0, 1]
     assert r > 0.6, r  # two estimates from different noise: close, not equal
     assert 0 < field.fit.sigma_major < 2 * case.size

@@ -129,9 +129,9 @@ def test_cropped_forward_equals_full_for_the_centre_unit(net, layer):
     cropped, plan = layer_forward(net, layer, 32, crop=True)
     assert plan is not None and plan.fraction < 1
     images = torch.rand(6, 3, 32, 32)
-    objective = ChannelCentre(range(4))
+    at_cell, in_crop = ChannelCentre(range(4), at=plan.full_centre), ChannelCentre(range(4))
     with torch.no_grad():
-        assert torch.allclose(objective.score_all(full(images)), objective.score_all(cropped(images)), atol=1e-5)
+        assert torch.allclose(at_cell.score_all(full(images)), in_crop.score_all(cropped(images)), atol=1e-5)
 
 
 def test_bf16_reaches_a_similar_activation(net):
@@ -279,3 +279,31 @@ def test_reported_scores_are_a_float32_forward_of_the_returned_latents(net):
     assert (bf16 - fp32).abs().max() > 1e-3  # a bf16 score would not pass the check above
     rendered = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
     assert (out.images.int() - rendered.int()).abs().max() <= 1  # the images are the latents' (up to rounding)
+
+
+def test_natural_starts_wake_a_unit_that_random_images_never_excite():
+    """Unit 0 needs a red centre far beyond what random images reach (t = 0.97); a natural image
+    with a red centre, encoded into the pool, wakes it. Without it the unit is reported silent."""
+    gen = PixelGenerator(size=4, latent_size=4)
+    model = _Thresholds([0.97, 0.0])
+    config = EngineConfig(pool_size=16, cma_generations=0, adam_steps=3, batch_size=64)
+    red = torch.zeros(2, 3, 4, 4)
+    red[:, 0] = 0.99
+    plain = synthesize(model, gen, ChannelCentre([0, 1]), seed=1, config=config)
+    started = synthesize(model, gen, ChannelCentre([0, 1]), seed=1, config=config, starts=gen.encode(red))
+    assert plain.silent.tolist() == [True, False] and plain.stats["silent_after_pool"] == 1
+    assert started.silent.tolist() == [False, False] and started.stats["silent_after_random_pool"] == 1
+    assert started.stats["silent_after_pool"] == 0 and started.score[0] > 0
+
+
+def test_a_robust_adam_phase_sees_moved_images(net):
+    """With `robust`, Adam climbs the unit's value under random small moves, so the path (and the
+    result) differ from the plain search; the final score is still the plain forward's."""
+    gen = FourierGenerator(size=32, cutoff=6)
+    forward, _ = layer_forward(net, "layer2", 32, crop=False)
+    plain = synthesize(forward, gen, ChannelCentre(range(4)), seed=0, config=FAST)
+    moved = synthesize(forward, gen, ChannelCentre(range(4)), seed=0, config=replace(FAST, robust=True))
+    assert not torch.equal(plain.latent, moved.latent)
+    with torch.no_grad():
+        again = ChannelCentre(range(4))(forward(moved.images.permute(0, 3, 1, 2).float() / 255))
+    assert torch.allclose(again, moved.score, rtol=0.05, atol=0.05)

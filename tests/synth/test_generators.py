@@ -246,7 +246,7 @@ def test_module_generator_maps_range_and_infers_size() -> None:
 def test_make_generator_by_name() -> None:
     assert isinstance(make_generator("fourier", size=32, cutoff=4), FourierGenerator)
     assert isinstance(make_generator("Pixel", size=32, latent_size=8), PixelGenerator)
-    assert set(GENERATORS) == {"fourier", "pixel", "deepsim-fc6"}
+    assert set(GENERATORS) == {"fourier", "maco", "pixel", "deepsim-fc6"}
 
 
 def test_make_generator_unknown_name_lists_valid_ones() -> None:
@@ -380,3 +380,61 @@ def test_key_spellings_in_the_wild_are_normalised() -> None:
     assert set(_normalise_keys({"defc7.1.weight": t, "deconv5.1.bias": t}, expected)) == expected
     odd = {"foo.weight": t}
     assert _normalise_keys(odd, expected) == odd
+
+
+# ---------------------------------------------------------------- maco and encoders
+
+
+def _photos(n: int = 32, size: int = 32) -> torch.Tensor:
+    from protoscope.data.datasets import labelled
+    from protoscope.specs import DataSpec
+
+    return labelled(DataSpec(name="shapes", image_size=size), "probe", n).images.float() / 255
+
+
+def test_maco_fixes_the_amplitude_and_searches_the_phase() -> None:
+    """Before its output curve, every rendering has exactly the photos' mean amplitude spectrum,
+    whatever the latent: the search can move the phase only. (On the kx = 0 and Nyquist columns,
+    whose coefficients pair with their own mirrors, `irfft2` keeps the Hermitian part: there the
+    amplitude is at most the photos'.)"""
+    from protoscope.synth.generators import MacoGenerator, magnitude_of
+
+    photos = _photos()
+    gen = MacoGenerator(32, images=photos)
+    assert torch.allclose(gen.magnitude, magnitude_of(photos))
+    for z in (gen.sample(4, _seeded(1)), 10 * torch.randn(4, gen.latent_dim, generator=_seeded(2))):
+        centred = torch.atanh((2 * gen(z) - 1).clamp(-0.999999, 0.999999)) / 2  # undo the output curve
+        decorrelated = torch.einsum("ij,njhw->nihw", torch.linalg.inv(gen.colour), centred)
+        amplitude = torch.fft.rfft2(decorrelated, norm="ortho").abs()
+        inside = (gen(z) > 1e-3).all() and (gen(z) < 1 - 1e-3).all()
+        assert inside  # the curve is invertible on these renderings
+        target = gen.magnitude.expand_as(amplitude)
+        torch.testing.assert_close(amplitude[..., 1:-1], target[..., 1:-1], rtol=1e-3, atol=1e-3)
+        assert (amplitude[..., [0, -1]] <= target[..., [0, -1]] * 1.001 + 1e-4).all()
+    a, b = gen(gen.sample(2, _seeded(3)))
+    assert (a - b).abs().mean() > 0.01  # other phases, another image
+    with pytest.raises(ValueError, match="amplitude spectrum"):
+        MacoGenerator(32)
+
+
+@pytest.mark.parametrize("name", ["fourier", "pixel", "maco"])
+def test_an_encoded_photo_renders_near_itself(name: str) -> None:
+    """`encode` inverts `render` as far as the prior allows: exactly (pixel), the low-pass part
+    (fourier, cutoff 12) or the layout at the mean amplitude (maco: only further than a random
+    latent's rendering)."""
+    photos = _photos(8)
+    gen = {"fourier": FourierGenerator(32, cutoff=12), "pixel": PixelGenerator(32),
+           "maco": make_generator("maco", size=32, images=_photos(64))}[name]
+    error = (gen(gen.encode(photos)) - photos).abs().mean()
+    random = (gen(gen.sample(8, _seeded(0))) - photos).abs().mean()
+    limit = {"pixel": 1e-4, "fourier": 0.02, "maco": 0.8 * random}[name]
+    assert error < limit, (name, error, random)
+
+
+def test_a_prior_without_an_encoder_refuses_natural_starts() -> None:
+    from protoscope.synth.layer import natural_starts
+
+    with pytest.raises(UserError, match="natural_starts: 0"):
+        natural_starts(ModuleGenerator(_Decoder(), latent_dim=10, output_range=(-1.0, 1.0)), _photos(2, 12), 2)
+    assert natural_starts(PixelGenerator(16), _photos(3), 0) is None
+    assert natural_starts(PixelGenerator(16), (_photos(3) * 255).to(torch.uint8), 2).shape == (2, 3 * 16 * 16)

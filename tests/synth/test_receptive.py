@@ -12,7 +12,7 @@ from torch import nn
 from protoscope.errors import UserError
 from protoscope.nets.layers import truncate
 from protoscope.nets.models import build_model
-from protoscope.synth.objectives import centre_index
+from protoscope.synth.position import unit_position
 from protoscope.synth.receptive import (
     GaussianFit,
     centre_activation,
@@ -52,16 +52,35 @@ FULL_PATH = {"stem": [(7, 2, 3), (3, 2, 1)], "layer1": _STAGE, "layer2": _DOWN_S
 NARROW_PATH = {"stem": [(3, 1, 1)], **{k: v for k, v in FULL_PATH.items() if k != "stem"}}
 
 
-def closed_form_box(path: list[tuple[int, int, int]], out_hw: tuple[int, int], size: int) -> tuple[int, int, int, int]:
+def _recursion(path: list[tuple[int, int, int]]) -> tuple[int, int, int]:
     """Standard recursion: size r += (k-1) j, jump j *= s, offset P += p j; unit c sees [c j - P, c j - P + r)."""
     r, j, p_total = 1, 1, 0
     for k, s, p in path:
         r += (k - 1) * j
         p_total += p * j
         j *= s
-    cy, cx = centre_index(*out_hw)
+    return r, j, p_total
+
+
+def closed_form_cell(path: list[tuple[int, int, int]], out_hw: tuple[int, int], size: int) -> tuple[int, int]:
+    """The cell whose field's centre, c j - P + (r - 1) / 2, is nearest the image centre (every
+    cell of the map tried; the lower index on a tie): the reference for `unit_position`."""
+    r, j, p_total = _recursion(path)
+    return tuple(min(range(n), key=lambda c: (abs(c * j - p_total + (r - 1) / 2 - (size - 1) / 2), c))
+                 for n in out_hw)
+
+
+def closed_form_box(path: list[tuple[int, int, int]], out_hw: tuple[int, int], size: int) -> tuple[int, int, int, int]:
+    """The box the studied cell (`closed_form_cell`) sees, clipped to the image."""
+    r, j, p_total = _recursion(path)
+    cy, cx = closed_form_cell(path, out_hw, size)
     y0, x0 = cy * j - p_total, cx * j - p_total
     return max(0, y0), min(size, y0 + r), max(0, x0), min(size, x0 + r)
+
+
+def studied(model: nn.Module, layer: str, size) -> tuple[int, int]:
+    found = unit_position(model, layer, size)
+    return found.y, found.x
 
 
 def resnet_path(paths: dict, layer: str) -> list[tuple[int, int, int]]:
@@ -95,10 +114,12 @@ def test_small_boxes_equal_closed_form() -> None:
     # 15 px, two 3x3 stride-1 convs: a 5x5 box around pixel 7.
     assert centre_input_box(two, "2", 15) == (5, 10, 5, 10)
     strided = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(4, 5, 3, padding=1))
-    # 16 px -> 8: unit 3 reads layer-1 units 2..4, which read pixels 3..9 (r = 3 + 2*2 = 7).
-    assert centre_input_box(strided, "2", 16) == (3, 10, 3, 10)
+    # 16 px -> 8: unit 4 (field centre 8, the nearest to 7.5) reads layer-1 units 3..5, which read
+    # pixels 5..11 (r = 3 + 2*2 = 7); the middle cell 3 would read 3..9 (centre 6).
+    assert centre_input_box(strided, "2", 16) == (5, 12, 5, 12)
+    assert centre_input_box(strided, "2", 16, position=(3, 3)) == (3, 10, 3, 10)
     pooled = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2, 1), nn.Conv2d(4, 5, 3, padding=1))
-    assert centre_input_box(pooled, "3", 16) == closed_form_box([(3, 1, 1), (3, 2, 1), (3, 1, 1)], (8, 8), 16) == (2, 11, 2, 11)
+    assert centre_input_box(pooled, "3", 16) == closed_form_box([(3, 1, 1), (3, 2, 1), (3, 1, 1)], (8, 8), 16) == (4, 13, 4, 13)
     # Non-square input: boxes per axis.
     assert centre_input_box(two, "2", (15, 9)) == (5, 10, 2, 7)
 
@@ -114,8 +135,9 @@ class _Shuffle(nn.Module):
 @pytest.mark.parametrize(
     "net,layer,size,expected",
     [
-        # channel shuffle (falls back to the full-width surrogate): 16 -> 8, unit 3 sees pixels 4..8
-        (lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), _Shuffle(), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2, padding=1)), "3", 16, (4, 9, 4, 9)),
+        # channel shuffle (falls back to the full-width surrogate): 16 -> 8, unit 4 (centre 8, the
+        # nearest to 7.5) sees pixels 6..10
+        (lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), _Shuffle(), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2, padding=1)), "3", 16, (6, 11, 6, 11)),
         # dilated max-pool: 32 -> 16, unit 7 pools layer-1 pixels 12..18 step 2, which see pixels 11..19, then the conv
         (lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(3, 2, 1, dilation=2), nn.Conv2d(4, 4, 3, padding=1)), "2", 32, (10, 21, 10, 21)),
     ],
@@ -127,7 +149,7 @@ def test_unusual_nets_boxes_and_crops(net, layer: str, size: int, expected) -> N
     t = truncate(model, layer)
     images = torch.randn(2, 3, size, size, requires_grad=True)
     acts = t(images)[layer]
-    cy, cx = centre_index(acts.shape[2], acts.shape[3])
+    cy, cx = studied(model, layer, size)
     (g,) = torch.autograd.grad(acts[:, :, cy, cx].sum(), images)
     support = torch.nonzero(g.abs().sum(dim=(0, 1)))
     assert support[:, 0].min() >= expected[0] and support[:, 0].max() < expected[1]
@@ -145,7 +167,7 @@ def test_box_contains_every_pixel_with_real_gradient(which: str, layer: str, req
     y0, y1, x0, x1 = centre_input_box(model, layer, size)
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(3), requires_grad=True)
     acts = truncate(model, layer)(x)[layer]
-    cy, cx = centre_index(acts.shape[2], acts.shape[3])
+    cy, cx = studied(model, layer, size)
     (g,) = torch.autograd.grad(acts[:, :, cy, cx].sum(), x)
     support = g.abs().sum(dim=(0, 1)) > 0
     assert support.any()
@@ -170,9 +192,9 @@ def _check_crop(model: nn.Module, layer: str, size: int, expect_crop: bool, path
     images = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(size))
     with torch.no_grad():
         acts = net(images)[layer]
-        cy, cx = centre_index(acts.shape[2], acts.shape[3])
+        cy, cx = studied(model, layer, size)
         ref = acts[:, :, cy, cx]
-        got = centre_activation(net, layer, images, plan)
+        got = centre_activation(net, layer, images, plan, position=(cy, cx))
     assert got.shape == ref.shape
     assert (got - ref).abs().max().item() <= 1e-5
     if plan is not None:
@@ -195,7 +217,9 @@ def test_crop_equals_full_narrow_resnet(narrow: nn.Module, size: int) -> None:
         _check_crop(narrow, layer, size, expect_crop=True, paths=NARROW_PATH)
 
 
-@pytest.mark.parametrize("size,layer2_crops", [(96, True), (95, True), (97, False)])
+# layer2's field is 99 px: the centred cell's fills a 95-97 px image, so no crop saves anything;
+# a layer2 crop exists only for an image large enough that the field leaves part of it out
+@pytest.mark.parametrize("size,layer2_crops", [(96, False), (95, False), (97, False), (128, True)])
 def test_crop_equals_full_torchvision_resnet(full: nn.Module, size: int, layer2_crops: bool) -> None:
     _check_crop(full, "layer1", size, expect_crop=True, paths=FULL_PATH)
     _check_crop(full, "layer2", size, expect_crop=layer2_crops, paths=FULL_PATH)
@@ -220,7 +244,7 @@ def test_crop_of_small_pooled_net_and_a_shifted_crop_would_be_wrong() -> None:
     images = torch.randn(4, 3, size, size)
     with torch.no_grad():
         acts = t(images)["5"]
-        ref = acts[:, :, (acts.shape[2] - 1) // 2, (acts.shape[3] - 1) // 2]
+        ref = acts[:, :, plan.full_centre[0], plan.full_centre[1]]
         assert (centre_activation(t, "5", images, plan) - ref).abs().max() <= 1e-5
         # The alignment matters: the same crop shifted by one pixel computes something else.
         shifted = t(images[:, :, plan.y0 + 1 : plan.y1 + 1, plan.x0 : plan.x1])["5"][:, :, plan.out_y, plan.out_x]
@@ -357,7 +381,7 @@ def _reference_unit_map(model, layer, size, n_samples, unit, seed, reduce) -> to
     for i in range(n_samples):
         x = noise[i : i + 1].clone().requires_grad_(True)
         acts = net((x - mean) / std)[layer]
-        cy, cx = centre_index(acts.shape[2], acts.shape[3])
+        cy, cx = studied(model, layer, size)
         (g,) = torch.autograd.grad(acts[0, unit, cy, cx], x)
         total += (g[0].pow(2).sum(0) if reduce == "square" else g[0].abs().mean(0)).double()
     return (total / n_samples).float()
@@ -426,3 +450,41 @@ def test_rf_map_errors(narrow: nn.Module) -> None:
         rf_map(narrow, "layer1", 24, n_samples=2, reduce="max")
     with pytest.raises(UserError, match="Unknown layer"):
         rf_map(narrow, "layer9", 24, n_samples=2)
+
+
+# --------------------------------------------------------------------------
+# The studied cell: the one whose receptive field is centred
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["narrow", "full"])
+@pytest.mark.parametrize("size", [32, 95, 96, 97])
+def test_studied_cell_equals_the_closed_form_nearest_field(which: str, size: int, request) -> None:
+    """Every cell of the map is a candidate in the closed form, only the middle ones in `unit_position`."""
+    model = request.getfixturevalue(which)
+    paths = NARROW_PATH if which == "narrow" else FULL_PATH
+    for layer in ("layer1", "layer2", "layer3", "layer4"):
+        out_hw = out_size(model, layer, size)
+        expected = closed_form_cell(resnet_path(paths, layer), out_hw, size)
+        found = unit_position(model, layer, size)
+        assert (found.y, found.x) == expected, (which, size, layer)
+        r, j, p_total = _recursion(resnet_path(paths, layer))
+        if found.located:
+            assert found.rf_centre[0] == expected[0] * j - p_total + (r - 1) / 2
+
+
+def test_the_middle_cell_is_not_centred_on_a_small_resnet(narrow: nn.Module) -> None:
+    """The issue #28 drift: on 32 px the middle cells of layer2-4 look at pixels 14, 12 and 8."""
+    for layer, middle in (("layer2", 14.0), ("layer3", 12.0), ("layer4", 8.0)):
+        found = unit_position(narrow, layer, 32)
+        assert found.centred and found.rf_centre == (16.0, 16.0), layer
+        r, j, p_total = _recursion(resnet_path(NARROW_PATH, layer))
+        cell = (out_size(narrow, layer, 32)[0] - 1) // 2
+        assert cell * j - p_total + (r - 1) / 2 == middle
+
+
+def test_a_patch_grid_with_no_centred_patch_is_said_so() -> None:
+    patches = nn.Conv2d(3, 4, 8, stride=8)  # 64 px -> 8x8 patches, centres 3.5 + 8 i: none at 31.5
+    found = unit_position(nn.Sequential(patches), "0", 64)
+    assert found.located and not found.centred and found.offset == (-4.0, -4.0)
+    assert "no position has its receptive field centred" in found.describe("0")

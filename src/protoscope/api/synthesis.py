@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..errors import UserError
 from ..synth.engine import EngineConfig, Prototypes
-from .inputs import (as_generator, as_models, check_layer, conv_units, engine_state, layer_shape, options,
+from .inputs import (as_generator, as_images, as_models, check_layer, conv_units, engine_state, layer_shape, options,
                      run_device)
 
 if TYPE_CHECKING:  # receptive.py pulls in torchvision's transforms: imported when first used
@@ -16,13 +16,13 @@ if TYPE_CHECKING:  # receptive.py pulls in torchvision's transforms: imported wh
 
 def prototypes(model, layer: str, units=None, *, image_size: int | None = None, generator="fourier",
                generator_options: dict | None = None, objective: str = "centre", crop: bool = True, seed: int = 0,
-               device="auto", precision: str = "auto", config: EngineConfig | None = None,
+               device="auto", precision: str = "auto", config: EngineConfig | None = None, natural=None,
                on_phase: Callable[[str, int], None] | None = None, **engine) -> Prototypes | list[Prototypes]:
     """An image that drives each unit (channel) of `layer` as hard as it can, all units in one batched run.
 
     The engine of `protoscope evolve`, run the same way (`synth/layer.py`): a shared pool of random
     latents, CMA-ES for units still silent, then batched Adam; the forward pass stops at `layer`,
-    sees only the input region of the centre unit (`crop`), and the search phases climb the
+    sees only the input region of the studied unit (`crop`), and the search phases climb the
     layer's pre-ReLU value, so units silent behind a ReLU still get a signal.
 
     - `model`: an `nn.Module`, or a list of them (checkpoints of one architecture): each gets the
@@ -31,9 +31,12 @@ def prototypes(model, layer: str, units=None, *, image_size: int | None = None, 
     - `image_size`: default the generator's (96 for a generator given by name);
     - `generator`: "fourier" (default), "pixel", "deepsim-fc6" (`generator_options`, e.g.
       `{"weights_path": ...}`), or your own `protoscope.synth.generators.Generator`;
-    - `objective`: "centre" (the channel at ((H-1)//2, (W-1)//2), the seed's) or "mean";
+    - `objective`: "centre" (the channel at the map cell whose receptive field is centred in the
+      image; `stats["position"]` says which, and whether any is) or "mean";
     - `device`: "auto" is wherever the model is; a model elsewhere is an error, never moved;
     - `precision`: "auto" (bf16 where the hardware does it natively), "bf16" or "float32";
+    - `natural`: natural images (a stimulus set) scored with the random pool, so no unit one of them
+      excites is left silent (the study's `synth.natural_starts`); the prior must encode images;
     - `**engine`: `EngineConfig` fields (`pool_size`, `cma_generations`, `adam_steps`, `adam_lr`,
       `patience`, `batch_size`, `memory_gb`, ...), or a whole `config=EngineConfig(...)`.
 
@@ -41,7 +44,7 @@ def prototypes(model, layer: str, units=None, *, image_size: int | None = None, 
     `silent` (U,), `stats`), or a list of them for a list of models. Writes nothing; `show()` draws them.
     """
     from ..runtime import use_bf16
-    from ..synth.layer import OBJECTIVES, layer_prototypes, prepare
+    from ..synth.layer import OBJECTIVES, layer_prototypes, natural_starts, prepare
 
     models, several = as_models(model, "prototypes", "evolve")
     device = run_device(models, device)
@@ -52,12 +55,17 @@ def prototypes(model, layer: str, units=None, *, image_size: int | None = None, 
     bf16 = use_bf16(device, precision)
     gen, size = as_generator(generator, generator_options, image_size, device)
     chosen = [conv_units(layer_shape(m, check_layer(m, layer), (size, size), device), layer, units) for m in models]
+    found = None if natural is None else as_images(natural)[0]
+    starts = None if found is None else natural_starts(gen, found, len(found))
     results = []
     for m, channels in zip(models, chosen):
         with engine_state(m):
             prepared = prepare(m, layer, size, objective, crop)
-            results.append(layer_prototypes(prepared, gen, channels, seed=seed, config=config, device=device,
-                                            bf16=bf16, on_phase=on_phase))
+            result = layer_prototypes(prepared, gen, channels, seed=seed, config=config, device=device,
+                                      bf16=bf16, on_phase=on_phase, starts=starts)
+            if prepared.position is not None:
+                result.stats["position"] = prepared.position.describe(layer)
+            results.append(result)
     return results if several else results[0]
 
 

@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
+from ..analyze.trust import TrustScores
 from ..errors import UserError
 from .inputs import as_images, check_layer, conv_units, layer_shape, run_device
 
 
-@dataclass
-class TrustScores:
-    """One layer's prototypes scored against natural images, one value per unit (row u: `units[u]`).
-
-    `path_similarity`: {earlier layer: (U,)}, chance 0; `spectral_naturalness` (U,), 1 = a typical
-    stimulus image, larger less natural; `robustness` (U,), 1 = nothing lost under small moves;
-    `natural_ratio` (U,): the prototype's score over the best stimulus image's value at the same
-    position (below 1: a natural image drives the unit harder than its prototype; inf: no stimulus
-    image excites it there; NaN: neither does). With `embed`, `plausibility` (U,), chance 0; with
-    `partner`, `transfer` (U,): above 1, the partner responds as to its top 1 % of natural images."""
-
-    units: list[int]
-    path_similarity: dict[str, np.ndarray]
-    spectral_naturalness: np.ndarray
-    robustness: np.ndarray
-    natural_ratio: np.ndarray
-    plausibility: np.ndarray | None = None
-    transfer: np.ndarray | None = None
-
-
 def trust(model, layer: str, prototypes, images, *, units=None, earlier: list[str] | None = None, k: int = 8,
-          draws: int = 8, seed: int = 0, embed: tuple | None = None, partner: tuple | None = None,
+          draws: int = 4, seed: int = 0, embed: tuple | None = None, partner: tuple | None = None,
           device="auto") -> TrustScores:
     """How far each prototype of `layer` can be trusted, judged by natural `images` (a stimulus set).
 
@@ -66,24 +45,15 @@ def trust(model, layer: str, prototypes, images, *, units=None, earlier: list[st
     try:
         with scores.shared_passes():
             made, natural = made.to(device), natural.to(device)
-            responses = scores.centre_values(model, layer, natural)[:, units]  # (P, U): one pass of the stimuli
-            chosen = scores.exemplars(responses, k, seed)
-            path = (scores.path_similarity(model, layer, units, made, natural, earlier, chosen=chosen)
-                    if earlier else {})
-            robust = scores.robustness(model, layer, units, made, draws=draws, seed=seed)
-            best = responses.max(0).values
-            own = scores.centre_values(model, layer, made)[torch.arange(len(units)), units]
-            plausible = None if embed is None else scores.plausibility(
-                model, layer, units, made, natural, embed[0], check_layer(embed[0], embed[1]),
-                chosen=chosen).numpy()
-            moved = None if partner is None else scores.transfer(
-                partner[0], layer, _partners(partner[1], len(units)), made, natural).numpy()
+            embedding = None if embed is None else (embed[0], check_layer(embed[0], embed[1]))
+            judge = scores.Judge(model, [*earlier, layer], natural, embed=embedding,
+                                 partner=None if partner is None else partner[0], partner_layers=[layer], k=k,
+                                 draws=draws, seed=seed)
+            partners = None if partner is None else _partners(partner[1], len(units))
+            return judge.score(layer, list(units), made, earlier, partners)
     finally:
         for m, mode in zip([model, *others], was):
             m.train(mode)
-    return TrustScores(list(units), {name: v.cpu().numpy() for name, v in path.items()},
-                       scores.spectral_naturalness(made.cpu(), natural.cpu()).numpy(), robust.cpu().numpy(),
-                       _ratio(own, best).cpu().numpy(), plausible, moved)
 
 
 def _partners(partners, n: int) -> list[int]:
@@ -91,13 +61,6 @@ def _partners(partners, n: int) -> list[int]:
     if len(found) != n:
         raise UserError(f"partner: {n} prototypes need {n} partner units (-1 for none), one each; got {len(found)}.")
     return found
-
-
-def _ratio(own: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
-    """own / best where a stimulus image excites the unit; inf where only the prototype does; NaN
-    where neither does (a silent unit: nothing to compare)."""
-    ratio = own / best.clamp_min(1e-12)
-    return torch.where(best > 0, ratio, torch.where(own > 0, torch.inf, torch.nan))
 
 
 def _earlier(model, layer: str) -> list[str]:

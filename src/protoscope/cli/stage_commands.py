@@ -38,6 +38,17 @@ def _show_alignment(s, result) -> None:
     print_paths(align_figures(s, metrics, s.store / "figures"))
 
 
+def _show_trust(s, metrics) -> None:
+    from ..report.trust import trust_figures, trust_table
+
+    rows = trust_table(metrics)
+    if not rows.empty:
+        print_table("Trust of the prototypes (means over live units; share: trustworthy)", rows.columns,
+                    ([f"{v:.2f}" if isinstance(v, float) else str(v) for v in row] for _, row in rows.iterrows()),
+                    left={"run", "layer", "epoch"})
+    print_paths(trust_figures(s, metrics, s.store / "figures"))
+
+
 def _show_atlases(s, result) -> None:
     from ..report.atlas import atlas_figures
 
@@ -107,6 +118,17 @@ stage_command("align", stages.align, _show_alignment, """Convergent learning: al
     Example: protoscope align study.yaml --run clrjit-s0   (only the pairs and tracks with this run)
     """)
 
+stage_command("trust", stages.trust, _show_trust, """Trust scores of every stored prototype, judged by the stimulus set: path similarity, spectral
+    naturalness, robustness, natural ratio, plausibility and transfer, and the share of prototypes
+    that pass the study's `trust:` thresholds.
+
+    One job per (run, epoch). Plausibility embeds the prototypes in another run's last checkpoint
+    (`trust.judge`); transfer reads the pair's stored alignment at that epoch (run `align` first).
+    Per-unit scores go to STORE/trust.zarr, means and shares to the metrics table.
+
+    Example: protoscope trust study.yaml --run clrjit-s0
+    """)
+
 stage_command("atlas", stages.atlas, _show_atlases, """Activation atlases over training: one UMAP map per (run, layer) shared by every epoch, a grid of
     whitened mean activations per epoch, and an icon drawn for every cell (all cells in one batched run).
 
@@ -126,7 +148,7 @@ stage_command("width", stages.width, _show_width_study, """The width study: nets
     Example: protoscope width study.yaml
     """, per_run=False)
 
-stage_command("run", stages.run, print_summary, """Run every stage of a study that is not yet stored (train, probe, evolve, analyze, rsa, align, report).
+stage_command("run", stages.run, print_summary, """Run every stage of a study that is not yet stored (train, probe, evolve, analyze, rsa, align, trust, report).
 
     Example: protoscope run study.yaml
 

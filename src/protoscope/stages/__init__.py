@@ -7,6 +7,7 @@
     activations        rsa (first)  the stimulus set's activations, stored once for every analysis
     rdms               rsa          RDMs over training and their trajectory metrics
     alignment          align        convergent learning between runs and over training
+    trust              trust        trust scores of every prototype against the stimulus set
     atlases            atlas        activation atlases over training
     width_study        width        nets of several widths, read linearly on a new task
 
@@ -20,10 +21,10 @@ from __future__ import annotations
 from .execution import Outcome, execute
 from .progress import JobLog, new_progress
 from .verbs import (align, analyze, atlas, draw_figures, evolve, export, final_table, probe, report, rsa, run,
-                    train, width)
+                    train, trust, width)
 
 MODULES = {"train": "training", "probe": "linear_probes", "evolve": "prototypes", "analyze": "prototype_metrics",
-           "activations": "activations", "rsa": "rdms", "align": "alignment", "atlas": "atlases",
+           "activations": "activations", "rsa": "rdms", "align": "alignment", "trust": "trust", "atlas": "atlases",
            "width": "width_study"}  # stage name -> its module
 
 
@@ -36,4 +37,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["JobLog", "MODULES", "Outcome", "STAGES", "align", "analyze", "atlas", "draw_figures", "evolve", "execute",
-           "export", "final_table", "new_progress", "probe", "report", "rsa", "run", "train", "width"]
+           "export", "final_table", "new_progress", "probe", "report", "rsa", "run", "train", "trust", "width"]

@@ -168,7 +168,7 @@ def _draw_epoch(model, layer: str, acts: np.ndarray, layout: np.ndarray, study, 
     from .prototypes import build_generator
 
     spec = atlas_spec(study)
-    return draw_cells(model, layer, acts, layout, spec, build_generator(study.synth, _icon_size(spec, run), device),
+    return draw_cells(model, layer, acts, layout, spec, build_generator(study.synth, _icon_size(spec, run), device, study),
                       device, seed)
 
 

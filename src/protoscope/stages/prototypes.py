@@ -17,14 +17,26 @@ from ..runtime import use_bf16
 from ..store import MetricsTable, layout
 from ..store.arrays import ArrayStore
 from ..synth.generators import Generator, sized_generator
-from ..synth.layer import layer_prototypes, layer_units, prepare
+from ..synth.layer import layer_prototypes, layer_units, natural_starts, prepare
+from ..synth.position import unit_position
 from ..synth.receptive import measure_receptive_field
 from .base import StudyStage, build, checkpoints
 
 
-def build_generator(spec, image_size: int, device: torch.device) -> Generator:
-    """The study's generator (`synth:`) at an image size, on a device."""
-    return sized_generator(spec.generator, image_size, spec.generator_options).to(device)
+def build_generator(spec, image_size: int, device: torch.device, study=None) -> Generator:
+    """The study's generator (`synth:`) at an image size, on a device. The maco prior's amplitude
+    spectrum is the study's stimulus images' unless its options give one."""
+    options = dict(spec.generator_options)
+    if spec.generator == "maco" and study is not None and not {"images", "magnitude"} & set(options):
+        options["images"] = _stimuli(study)
+    return sized_generator(spec.generator, image_size, options).to(device)
+
+
+def _stimuli(study) -> torch.Tensor:
+    """The study's stimulus images (`rsa.images` of its data): the natural images synthesis starts from."""
+    from ..analyze.activations import stimulus_set
+
+    return stimulus_set(study).images
 
 
 def evolve_epochs(study, run) -> dict:
@@ -51,7 +63,8 @@ class _Traced:
         self.size = spec.image_size or run.data.image_size
         self.model = build(run)
         self.layers = check_layers(self.model, study.layers)
-        self.generator = build_generator(spec, self.size, device)
+        self.generator = build_generator(spec, self.size, device, study)
+        self.starts = natural_starts(self.generator, _stimuli(study), spec.natural_starts)
         if epochs:
             load_into(self.model, next(iter(epochs.values())))
         self.units = layer_units(self.model.to(device), self.layers, self.size)
@@ -103,14 +116,17 @@ class EvolveStage(StudyStage):
             size = spec.image_size or run.data.image_size
             model = build(run)
             layers = check_layers(model, study.layers)
-            latent_dim = build_generator(spec, size, device).latent_dim
+            generator = build_generator(spec, size, device, study)
+            latent_dim = generator.latent_dim
+            natural_starts(generator, _stimuli(study)[:1], spec.natural_starts)  # no encoder: refused now
             if epochs:
                 load_into(model, next(iter(epochs.values())))
             units = layer_units(model.to(device), layers, size)
             for layer in layers:
                 store.ensure_layer(run.name, layer, epochs=list(epochs), repeats=spec.repeats, units=units[layer],
                                    image_size=size, latent_dim=latent_dim, steps=spec.adam_steps,
-                                   per_unit_rf=spec.rf == "unit", attrs=settings)
+                                   per_unit_rf=spec.rf == "unit", attrs=dict(settings, **_position(model, layer,
+                                                                                                   size, spec)))
 
     def _traced(self, study, run, device) -> _Traced:
         epochs = evolve_epochs(study, run)
@@ -135,7 +151,7 @@ class EvolveStage(StudyStage):
         bf16 = use_bf16(device, study.precision)
         for repeat in repeats:  # the engine as `protoscope.prototypes` runs it (synth/layer.py)
             result = layer_prototypes(prepared, traced.generator, units, seed=spec.seed + repeat,
-                                      config=spec.engine_config(), device=device, bf16=bf16,
+                                      config=spec.engine_config(), device=device, bf16=bf16, starts=traced.starts,
                                       on_phase=lambda phase, left, r=repeat: emit(f"r{r} {phase}", left=left, units=units))
             base = self.row(run, repeat=repeat, epoch=epoch, layer=layer)
             table.write("evolve", f"{run.name}/{layer}/epoch_{epoch:03d}_r{repeat}", [
@@ -147,6 +163,16 @@ class EvolveStage(StudyStage):
                             trace=result.trace.numpy(), silent=result.silent.numpy())
             emit(f"r{repeat} done", score=float(result.score.mean()))
         return {"repeats": len(repeats)}
+
+
+def _position(model, layer: str, size: int, spec) -> dict:
+    """The map cell a centre objective studies, stored with the layer (a store made at another cell
+    is refused as made with other settings) and said in words when no cell's field is centred."""
+    if spec.objective != "centre":
+        return {}
+    found = unit_position(model, layer, size)
+    return {"position": [found.y, found.x], "position_centred": found.centred,
+            "position_note": found.describe(layer)}
 
 
 def _write_rf(store: ArrayStore, spec, model, run_name: str, layer: str, epoch: int, size: int, device, plan) -> None:

@@ -71,6 +71,14 @@ def analyze(study, runs: list[str] | None = None, progress=None, executor=None) 
     return sum(s.get("spaces", 0) for s in outcome.finished.values())
 
 
+def trust(study, runs: list[str] | None = None, progress=None, executor=None) -> pd.DataFrame:
+    """Trust scores of every stored prototype against the stimulus set (path similarity, spectral
+    naturalness, robustness, natural ratio, plausibility, transfer) and the share that pass
+    `trust:`'s thresholds; returns the trust metrics."""
+    execute(_stage("trust"), study, executor, runs, progress)
+    return MetricsTable(study.store).read("trust")
+
+
 def atlas(study, runs: list[str] | None = None, progress=None, executor=None) -> int:
     """Activation atlases over training for the study's `atlas:` section (defaults when it has none):
     per (run, layer), one UMAP layout shared by every epoch, a grid of whitened mean activations and
@@ -147,6 +155,10 @@ def draw_figures(study, out: Path) -> list[Path]:
         from ..report.align import align_figures
 
         paths += align_figures(study, metrics, out)
+    if metrics["metric"].str.startswith("trust_").any():
+        from ..report.trust import trust_figures
+
+        paths += trust_figures(study, metrics, out)
     if layout.atlas(study).is_dir():
         from ..report.atlas import atlas_figures
 
@@ -159,7 +171,7 @@ def draw_figures(study, out: Path) -> list[Path]:
 def run(study, progress=None, executor=None) -> list[Path]:
     """Every stage of the study that is not yet stored, in order, each on `executor` (default: this
     process); then the figures."""
-    for stage in (train, probe, evolve, analyze, rsa, align):
+    for stage in (train, probe, evolve, analyze, rsa, align, trust):
         stage(study, progress=progress, executor=executor)
     if study.atlas is not None:
         atlas(study, progress=progress, executor=executor)

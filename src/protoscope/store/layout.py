@@ -13,6 +13,7 @@ ACTIVATIONS = "activations.zarr"  # the stimulus set's activations (store/activa
 UNIT_METRICS = "unit_metrics.zarr"  # per-unit prototype metrics (store/unit_metrics.py)
 EMBEDDINGS = "embeddings.zarr"  # prototypes embedded in model spaces (store/embeddings.py)
 ATLAS = "atlas.zarr"  # activation atlases (store/atlas.py)
+TRUST = "trust.zarr"  # trust scores of every prototype (store/trust.py)
 ALIGN = "align"  # netCDF results of convergent learning (store/alignment.py)
 RDMS = "rsa"  # rsatoolbox HDF5 RDMs (store/rdms.py)
 METRICS = "metrics"  # the tidy metrics table (store/metrics.py)
@@ -42,6 +43,10 @@ def embeddings(where) -> Path:
 
 def atlas(where) -> Path:
     return root(where) / ATLAS
+
+
+def trust(where) -> Path:
+    return root(where) / TRUST
 
 
 def alignment(where) -> Path:

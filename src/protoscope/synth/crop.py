@@ -11,8 +11,6 @@ Boxes are half-open ``(y0, y1, x0, x1)`` in input pixels: rows ``y0 .. y1 - 1``.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
@@ -24,7 +22,7 @@ from torch import Tensor, nn
 from ..errors import UserError
 from ..nets.layers import truncate
 from .objectives import centre_index
-from .surrogate import _positive_surrogate
+from .position import surrogate_net, unit_position
 
 __all__ = ["centre_input_box", "CropPlan", "crop_plan", "centre_activation"]
 
@@ -67,22 +65,23 @@ def _bbox(mask: Tensor) -> tuple[int, int, int, int]:
 
 
 class _Geometry:
-    """Everything the theoretical receptive field tells about one layer at one image size."""
+    """Everything the theoretical receptive field tells about one layer at one image size, for the
+    map cell `position` (default: `position.unit_position`'s, the one whose field is centred)."""
 
-    def __init__(self, model: nn.Module, layer: str, image_size, seed: int = 0):
+    @torch.enable_grad()
+    def __init__(self, model: nn.Module, layer: str, image_size, seed: int = 0,
+                 position: tuple[int, int] | None = None):
         h, w = _size2(image_size)
         self.layer, self.size = layer, (h, w)
-        try:  # one-channel surrogate: cheap; fails only on graphs that hard-code channel counts
-            with contextlib.redirect_stderr(io.StringIO()):  # torch.fx prints failing traces
-                out, x = self._build(model, layer, h, w, seed, collapse=True)
-        except UserError:
-            raise
-        except Exception:
-            out, x = self._build(model, layer, h, w, seed, collapse=False)
+        self.net, out, x = surrogate_net(model, layer, h, w, seed)
         self.out_size = (out.shape[2], out.shape[3])
-        cy, cx = centre_index(*self.out_size)
-        self.centre = (cy, cx)
+        if position is None:
+            found = unit_position(model, layer, (h, w))
+            position = (found.y, found.x)
+        cy, cx = self.centre = tuple(position)
         oh, ow = self.out_size
+        if not (0 <= cy < oh and 0 <= cx < ow):
+            raise UserError(f"Position {position} is outside layer {layer!r}'s {oh}x{ow} map.")
         positions = [(cy, cx)]
         neighbours = {}
         for key, (py, px) in {"up": (cy - 1, cx), "down": (cy + 1, cx), "left": (cy, cx - 1), "right": (cy, cx + 1)}.items():
@@ -97,13 +96,6 @@ class _Geometry:
             self._stride(self.box[0], self.box[1], h, boxes.get("up"), boxes.get("down"), axis=0),
             self._stride(self.box[2], self.box[3], w, boxes.get("left"), boxes.get("right"), axis=1),
         )
-
-    def _build(self, model, layer, h, w, seed, collapse):
-        gen = torch.Generator().manual_seed(seed)
-        self.surrogate = _positive_surrogate(model, gen, collapse=collapse)
-        self.net = truncate(self.surrogate, layer)
-        x = (0.5 + torch.rand(1, 3, h, w, generator=gen, dtype=torch.float64)).requires_grad_(True)
-        return _spatial(self.net(x)[layer], layer), x
 
     @staticmethod
     def _stride(start, stop, length, before, after, axis) -> int | None:
@@ -120,8 +112,10 @@ class _Geometry:
         return None
 
 
-def centre_input_box(model: nn.Module, layer: str, image_size: int | Sequence[int]) -> tuple[int, int, int, int]:
-    """The input pixels that can influence the centre unit of `layer`: ``(y0, y1, x0, x1)``, half-open.
+def centre_input_box(model: nn.Module, layer: str, image_size: int | Sequence[int],
+                     position: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
+    """The input pixels that can influence the studied unit of `layer` (at `position`, default
+    `unit_position`'s): ``(y0, y1, x0, x1)``, half-open.
 
     This is the support of the theoretical receptive field clipped to the
     image, computed exactly for any CNN as the support of the gradient of the
@@ -132,7 +126,7 @@ def centre_input_box(model: nn.Module, layer: str, image_size: int | Sequence[in
     Caveat: operations called functionally inside a custom ``forward``
     (``F.max_pool2d``, ``torch.clamp``) are not replaced in the surrogate.
     """
-    return _Geometry(model, layer, image_size).box
+    return _Geometry(model, layer, image_size, position=position).box
 
 
 @dataclass(frozen=True)
@@ -192,8 +186,10 @@ def _check_plan(net: nn.Module, layer: str, x: Tensor, plan: CropPlan, rtol: flo
     return bool(((got - ref).abs().max() <= rtol * scale).item())
 
 
-def crop_plan(model: nn.Module, layer: str, image_size: int | Sequence[int], verify: bool = True) -> CropPlan | None:
-    """A stride-aligned crop computing the centre unit of `layer` exactly; None if it would not save anything.
+def crop_plan(model: nn.Module, layer: str, image_size: int | Sequence[int], verify: bool = True,
+              position: tuple[int, int] | None = None) -> CropPlan | None:
+    """A stride-aligned crop computing the studied unit of `layer` (at `position`, default
+    `unit_position`'s) exactly; None if it would not save anything.
 
     An axis is cropped only where the receptive-field box leaves part of the
     image out and the total stride can be read off the geometry; the crop
@@ -205,7 +201,7 @@ def crop_plan(model: nn.Module, layer: str, image_size: int | Sequence[int], ver
     copy of the real network; if either check fails the function warns and
     returns None (evaluate the full image), never a wrong plan.
     """
-    geo = _Geometry(model, layer, image_size)
+    geo = _Geometry(model, layer, image_size, position=position)
     h, w = geo.size
     y0, y1, x0, x1 = geo.box
     cy, cx = geo.centre
@@ -239,8 +235,10 @@ def crop_plan(model: nn.Module, layer: str, image_size: int | Sequence[int], ver
     return plan
 
 
-def centre_activation(net: nn.Module, layer: str, images: Tensor, plan: CropPlan | None) -> Tensor:
-    """All channels of the full image's centre unit, ``(B, C)``; through the crop when `plan` is given.
+def centre_activation(net: nn.Module, layer: str, images: Tensor, plan: CropPlan | None,
+                      position: tuple[int, int] | None = None) -> Tensor:
+    """All channels of the full image's studied unit, ``(B, C)``: at the plan's position through the
+    crop when `plan` is given, else at `position` (default: the map's middle cell, `centre_index`).
 
     `net` is the truncated network (``truncate(model, layer)``) and `images`
     its (normalized) input at the full size the plan was made for.
@@ -249,7 +247,7 @@ def centre_activation(net: nn.Module, layer: str, images: Tensor, plan: CropPlan
         raise ValueError(f"images are {tuple(images.shape[-2:])} but the crop plan is for {tuple(plan.image_size)}")
     if plan is None:
         acts = _spatial(net(images)[layer], layer)
-        y, x = centre_index(acts.shape[2], acts.shape[3])
+        y, x = position or centre_index(acts.shape[2], acts.shape[3])
         return acts[:, :, y, x]
     acts = _spatial(net(plan.crop(images))[layer], layer)
     return acts[:, :, plan.out_y, plan.out_x]

@@ -75,6 +75,7 @@ class EngineConfig:
     tol: float = 1e-3  # relative improvement that counts
     batch_size: int | None = None  # images per forward pass; None: from memory_gb
     memory_gb: float = 2.0
+    robust: bool = False  # Adam sees each image slightly moved, scaled and turned (`robust.py`) at every step
 
 
 @dataclass
@@ -137,6 +138,8 @@ class _Run:
     batch: int  # images per forward pass
     rng: torch.Generator  # the one source of randomness
     report: Callable[[str, int], None]
+    adam_forward: Forward  # what Adam climbs: `forward`, behind random small moves when `config.robust`
+    starts: Tensor | None = None  # (N, D) latents of natural images, scored with the pool
 
     def scores(self, z: Tensor, rows: Tensor) -> Tensor:
         """Search scores of latents z, row j scored for unit rows[j]; no gradient, batched."""
@@ -186,6 +189,7 @@ def synthesize(
     on_phase: Callable[[str, int], None] | None = None,
     search_forward: Forward | None = None,
     on_step: Callable[[int, Tensor, Tensor], None] | None = None,
+    starts: Tensor | None = None,
 ) -> Prototypes:
     """Prototypes for the `objective.rows` units: row i of every batch is scored for unit i.
 
@@ -198,13 +202,19 @@ def synthesize(
     `on_step(k, best_z, best)` sees each unit's best latent after k Adam
     evaluations (k = 0: the search's result), so one run with a large budget
     also tells what every smaller budget would have returned (the steps never
-    depend on the budget); `bench/synth_speed.py` draws its frontier from it.
+    depend on the budget); `bench/synth_speed.py` draws its frontier from it. `starts`: latents
+    of natural images (`generator.encode`), scored with the random pool, so no unit that one of
+    them excites is left silent, and no prototype starts below the best of them.
     """
+    from .robust import robust_forward  # here: robust.py imports this module's Forward
+
     device = torch.device(device)
     rng = torch.Generator(device=device).manual_seed(int(seed))
     batch = pick_batch_size(config, forward, generator, device, bf16)
+    adam_forward = robust_forward(forward, seed=seed) if config.robust else forward
     run = _Run(forward, search_forward or forward, generator, objective, config, device, bf16, batch, rng,
-               on_phase or (lambda name, left: None))
+               on_phase or (lambda name, left: None), adam_forward,
+               None if starts is None else starts.to(device, torch.float32))
     state = _pool(run)
     _cma(run, state)
     _adam(run, state, on_step)
@@ -212,25 +222,33 @@ def synthesize(
 
 
 def _pool(run: _Run) -> _State:
-    """Phase 1: one shared pool of random images, every image scored for every unit."""
+    """Phase 1: one shared pool of random images (and natural ones, `run.starts`), every image
+    scored for every unit."""
     start = time.perf_counter()
     units, device, generator = run.objective.rows, run.device, run.generator
     state = _State(best=torch.full((units,), -math.inf, device=device),
                    best_z=torch.zeros(units, generator.latent_dim, device=device), stats={"batch_size": run.batch})
     with torch.no_grad():
         for part in _batches(run.config.pool_size, run.batch):
-            z = generator.sample(part.stop - part.start, generator=run.rng, device=device)
-            images = generator(z)
-            with autocast(device, run.bf16):
-                acts = run.search(images)
-            top, index = run.objective.score_all(acts).float().max(dim=0)
-            better = top > state.best
-            state.best = torch.where(better, top, state.best)
-            state.best_z[better] = z[index[better]]
+            _pool_batch(run, state, generator.sample(part.stop - part.start, generator=run.rng, device=device))
+        state.stats["silent_after_random_pool"] = int((state.best <= 0).sum())
+        if run.starts is not None:
+            for part in _batches(len(run.starts), run.batch):
+                _pool_batch(run, state, run.starts[part])
     state.stats["pool_seconds"] = time.perf_counter() - start
     state.stats["silent_after_pool"] = int((state.best <= 0).sum())
     run.report("pool", units)
     return state
+
+
+def _pool_batch(run: _Run, state: _State, z: Tensor) -> None:
+    """Score latents `z` for every unit; keep each unit's best."""
+    with autocast(run.device, run.bf16):
+        acts = run.search(run.generator(z))
+    top, index = run.objective.score_all(acts).float().max(dim=0)
+    better = top > state.best
+    state.best = torch.where(better, top, state.best)
+    state.best_z[better] = z[index[better]]
 
 
 def _cma(run: _Run, state: _State) -> None:
@@ -304,7 +322,7 @@ def _adam_gradients(run: _Run, z: Tensor, alive: Tensor) -> tuple[Tensor, Tensor
         zb = z[alive[part]].clone().requires_grad_(True)
         images = run.generator(zb)  # float32: generators are cheap, and FFTs gain nothing from bf16
         with autocast(run.device, run.bf16):
-            s = run.objective.select(alive[part])(run.forward(images)).float()
+            s = run.objective.select(alive[part])(run.adam_forward(images)).float()
         (grad[part],) = torch.autograd.grad(-s.sum(), zb)
         score[part] = s.detach()
     return grad, score

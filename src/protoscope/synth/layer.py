@@ -21,23 +21,25 @@ from ..nets.layers import truncate
 from .engine import EngineConfig, Forward, Prototypes, synthesize
 from .generators import Generator
 from .objectives import ChannelCentre, ChannelMean, Objective
+from .position import UnitPosition, unit_position
 from .receptive import crop_plan
 
 OBJECTIVES = ("centre", "mean")
 
 
-def make_objective(kind: str, units: int | Sequence[int]) -> Objective:
-    """The channel objective for `units` (a count: channels 0 .. units - 1, or a list of channels)."""
+def make_objective(kind: str, units: int | Sequence[int], at: tuple[int, int] | None = None) -> Objective:
+    """The channel objective for `units` (a count: channels 0 .. units - 1, or a list of channels);
+    a centre objective reads map cell `at` (default: the middle cell)."""
     units = range(units) if isinstance(units, int) else units
-    return (ChannelCentre if kind == "centre" else ChannelMean)(units)
+    return ChannelCentre(units, at) if kind == "centre" else ChannelMean(units)
 
 
 def layer_forward(model: nn.Module, layer: str, image_size: int, crop: bool, plan="auto",
-                  channels_last: bool = True) -> tuple[Forward, object]:
-    """images in [0, 1] -> the layer's activation; with `crop`, only the centre unit's input region.
+                  channels_last: bool = True, position: tuple[int, int] | None = None) -> tuple[Forward, object]:
+    """images in [0, 1] -> the layer's activation; with `crop`, only the studied unit's input region.
 
     The cropped forward returns a (B, C, 1, 1) activation holding exactly the
-    full image's centre unit, so a centre objective reads the same value.
+    full image's unit at `position` (default `unit_position`'s), so a centre objective reads the same value.
     `plan` may be passed in: it depends on the architecture only, not the weights.
     Images enter channels-last (NHWC), the layout oneDNN and cuDNN convolve
     fastest in bf16 (evolve puts the weights in it too); `channels_last=False`
@@ -45,7 +47,7 @@ def layer_forward(model: nn.Module, layer: str, image_size: int, crop: bool, pla
     """
     net = truncate(model, layer)
     if plan == "auto":
-        plan = crop_plan(model, layer, image_size) if crop else None
+        plan = crop_plan(model, layer, image_size, position=position) if crop else None
 
     layout = torch.channels_last if channels_last else torch.contiguous_format
 
@@ -117,7 +119,8 @@ def layer_units(model: nn.Module, layers: list[str], image_size: int) -> dict[st
 
 @dataclass(frozen=True)
 class PreparedLayer:
-    """A layer ready for the engine: `forward` (cropped when `plan` is set) and the pre-ReLU `search`."""
+    """A layer ready for the engine: `forward` (cropped when `plan` is set), the pre-ReLU `search`,
+    and `position`, the map cell a centre objective studies (`position.UnitPosition`; None for a mean)."""
 
     layer: str
     image_size: int
@@ -125,22 +128,55 @@ class PreparedLayer:
     forward: Forward
     plan: object  # receptive.CropPlan | None
     search: Forward | None
+    position: UnitPosition | None = None
+
+    @property
+    def objective_cell(self) -> tuple[int, int] | None:
+        """Where the objective reads the forward's output: the crop's single cell, else the position."""
+        if self.position is None or self.plan is not None:
+            return None
+        return self.position.y, self.position.x
 
 
 def prepare(model: nn.Module, layer: str, image_size: int, objective: str = "centre",
             crop: bool = True) -> PreparedLayer:
     """Trace `model` at `layer` for `image_size` images. The model should already be in the state
-    the engine runs it in (eval, frozen, channels-last: see `protoscope.api`): tracing keeps its modules."""
+    the engine runs it in (eval, frozen, channels-last: see `protoscope.api`): tracing keeps its modules.
+    A centre objective studies the cell whose receptive field is centred in the image (`unit_position`)."""
+    position = unit_position(model, layer, image_size) if objective == "centre" else None
     can_crop = crop and objective == "centre"  # a spatial mean needs the whole image
-    forward, plan = layer_forward(model, layer, image_size, can_crop)
-    # the search phases climb the centre unit's pre-activation (one position: relu(pre) is the score)
+    cell = None if position is None else (position.y, position.x)
+    forward, plan = layer_forward(model, layer, image_size, can_crop, position=cell)
+    # the search phases climb the unit's pre-activation (one position: relu(pre) is the score)
     search = pre_activation(model, layer, forward, image_size, plan) if objective == "centre" else None
-    return PreparedLayer(layer, image_size, objective, forward, plan, search)
+    return PreparedLayer(layer, image_size, objective, forward, plan, search, position)
 
 
 def layer_prototypes(prepared: PreparedLayer, generator: Generator, units: int | Sequence[int], *, seed: int,
                      config: EngineConfig, device: torch.device, bf16: bool,
-                     on_phase: Callable[[str, int], None] | None = None) -> Prototypes:
-    """The engine's prototypes for `units` (a count, or a list of channels) of a prepared layer."""
-    return synthesize(prepared.forward, generator, make_objective(prepared.objective, units), seed=seed,
-                      config=config, device=device, bf16=bf16, on_phase=on_phase, search_forward=prepared.search)
+                     on_phase: Callable[[str, int], None] | None = None,
+                     starts: torch.Tensor | None = None) -> Prototypes:
+    """The engine's prototypes for `units` (a count, or a list of channels) of a prepared layer;
+    `starts`: latents of natural images the pool also scores (`natural_starts`)."""
+    objective = make_objective(prepared.objective, units, prepared.objective_cell)
+    return synthesize(prepared.forward, generator, objective, seed=seed, config=config, device=device, bf16=bf16,
+                      on_phase=on_phase, search_forward=prepared.search, starts=starts)
+
+
+def natural_starts(generator: Generator, images: torch.Tensor, count: int) -> torch.Tensor | None:
+    """Latents of the first `count` of `images` (uint8 or [0, 1], any size: resized to the
+    generator's), or None for none; a prior without an encoder is refused in one line."""
+    from ..errors import UserError
+
+    if not count:
+        return None
+    x = images[:count].float()
+    x = x / 255 if images.dtype == torch.uint8 else x
+    size = generator.image_size
+    if x.shape[-2:] != (size, size):
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    try:
+        with torch.no_grad():
+            return generator.encode(x.clamp(0, 1).to(generator.device))
+    except NotImplementedError as err:
+        raise UserError(f"{err} (synth.natural_starts: 0 turns natural starts off)") from None

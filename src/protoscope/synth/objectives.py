@@ -162,20 +162,36 @@ class _UnitObjective(Objective):
 
 
 class ChannelCentre(_UnitObjective):
-    """Channel ``units[i]`` at the centre pixel ``((H-1)//2, (W-1)//2)``.
+    """Channel ``units[i]`` at one map cell: `at` = (y, x), or the middle cell ``((H-1)//2, (W-1)//2)``.
 
-    Why the centre: a unit at one position has a well-defined receptive field,
-    so its prototype is centred and comparable across training checkpoints.
-    For even H the "centre" is the upper-left of the four central pixels.
+    Why one cell: a unit at one position has a well-defined receptive field,
+    so its prototype is placed the same way at every training checkpoint.
+    The engine passes the cell whose receptive field is centred in the image
+    (`position.unit_position`); the middle cell is that only for some nets.
     """
 
-    def score(self, acts: Tensor) -> Tensor:
+    def __init__(self, units: Sequence[int] | Tensor, at: tuple[int, int] | None = None) -> None:
+        super().__init__(units)
+        self.at = None if at is None else (int(at[0]), int(at[1]))
+
+    def select(self, index: Sequence[int] | Tensor | slice) -> ChannelCentre:
+        return ChannelCentre(_select_rows(self.units, index), self.at)
+
+    def _cell(self, acts: Tensor) -> tuple[int, int]:
         self._need_4d(acts)
-        return gather_units(acts, self._units_on(acts.device), "centre")
+        if self.at is None:
+            return centre_index(acts.shape[2], acts.shape[3])
+        if not (0 <= self.at[0] < acts.shape[2] and 0 <= self.at[1] < acts.shape[3]):
+            raise ValueError(f"ChannelCentre: cell {self.at} is outside the {acts.shape[2]}x{acts.shape[3]} map")
+        return self.at
+
+    def score(self, acts: Tensor) -> Tensor:
+        y, x = self._cell(acts)
+        rows = torch.arange(acts.shape[0], device=acts.device)
+        return acts[rows, self._units_on(acts.device), y, x]
 
     def score_all(self, acts: Tensor) -> Tensor:
-        self._need_4d(acts)
-        y, x = centre_index(acts.shape[2], acts.shape[3])
+        y, x = self._cell(acts)
         return acts[:, :, y, x][:, self._units_on(acts.device)]
 
 

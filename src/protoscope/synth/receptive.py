@@ -1,6 +1,7 @@
-"""Receptive fields of a layer's centre unit: where in the image it looks, as `evolve` stores it.
+"""Receptive fields of a layer's studied unit: where in the image it looks, as `evolve` stores it.
 
-Prototypes are made for the spatial centre unit of each channel (`centre_index`)
+Prototypes are made for one cell of each channel, the one whose receptive field is centred
+in the image (`position.unit_position`),
 and compared after weighting by a receptive-field mask. This module measures the
 *effective* receptive field (:func:`rf_map`: how strongly each input pixel moves
 that unit, averaged over noise images) and bundles it with its Gaussian fit and
@@ -29,7 +30,8 @@ from ..errors import UserError
 from ..nets.layers import truncate
 from .crop import CropPlan, _size2, _spatial, centre_activation, centre_input_box, crop_plan
 from .gaussian import GaussianFit, fit_gaussian, gaussian_mask, rf_mask
-from .objectives import centre_index
+from .objectives import centre_index  # noqa: F401  (re-exported: its old import path)
+from .position import unit_position
 
 __all__ = [
     "rf_map",
@@ -169,22 +171,25 @@ def rf_map(
     h, w = _size2(image_size)
     model, device = _on_device(model, device)
     plan = _resolve_plan(model, layer, (h, w), plan)
+    cell = plan.full_centre if plan is not None else _cell(unit_position(model, layer, (h, w)))
     was_training = model.training
     try:
         net = truncate(model, layer)
         model.eval()
-        return _rf_map(net, layer, (h, w), n_samples, batch_size, units, generator, device, reduce, plan)
+        return _rf_map(net, layer, (h, w), n_samples, batch_size, units, generator, device, reduce, plan, cell)
     finally:
         model.train(was_training)
 
 
-def _centre_of(net: nn.Module, layer: str, x: Tensor, plan: CropPlan | None) -> Tensor:
-    """(b, C): every channel of the centre unit for a batch of [0, 1] images (or their crops)."""
+def _cell(position) -> tuple[int, int]:
+    return position.y, position.x
+
+
+def _centre_of(net: nn.Module, layer: str, x: Tensor, plan: CropPlan | None, cell: tuple[int, int]) -> Tensor:
+    """(b, C): every channel of the studied unit (at `cell` of the full map) for a batch of [0, 1]
+    images, or of their crops when `plan` is given."""
     acts = _spatial(net(_normalize(x))[layer], layer)
-    if plan is None:
-        py, px = centre_index(acts.shape[2], acts.shape[3])
-    else:
-        py, px = plan.out_y, plan.out_x
+    py, px = cell if plan is None else (plan.out_y, plan.out_x)
     return acts[:, :, py, px]
 
 
@@ -199,7 +204,7 @@ def _add_maps(total: Tensor, centre: Tensor, x: Tensor, unit_list: list[int] | N
         total[k] += _reduce(g, reduce).sum(0).double()
 
 
-def _rf_map(net, layer, size, n_samples, batch_size, units, generator, device, reduce, plan) -> Tensor:
+def _rf_map(net, layer, size, n_samples, batch_size, units, generator, device, reduce, plan, cell) -> Tensor:
     h, w = size
     if plan is None:
         sl = (slice(0, h), slice(0, w))
@@ -209,7 +214,7 @@ def _rf_map(net, layer, size, n_samples, batch_size, units, generator, device, r
     total: Tensor | None = None
     for noise in _noise_batches(n_samples, batch_size, (h, w), generator):
         x = noise[:, :, sl[0], sl[1]].to(device).requires_grad_(True)
-        centre = _centre_of(net, layer, x, plan)
+        centre = _centre_of(net, layer, x, plan, cell)
         if total is None:  # the channel count is known only after the first forward pass
             unit_list = _as_unit_list(units, centre.shape[1], layer)
             n_maps = 1 if unit_list is None else len(unit_list)

@@ -9,6 +9,7 @@ drives, so every prior implements the small contract of `base.Generator`
 One prior per module:
 
 * `fourier.FourierGenerator` – decorrelated colour, 1/f-scaled, low-pass Fourier image;
+* `maco.MacoGenerator` – the phase of a Fourier image whose amplitude is natural images' (MACO);
 * `pixel.PixelGenerator` – a (possibly low-resolution, upsampled) pixel image;
 * `deepsim.DeePSimFC6` – the DeePSim/"upconv" fc6 GAN used by XDream (local weights);
 * `module.ModuleGenerator` – any user ``nn.Module`` from latents to images;
@@ -23,6 +24,7 @@ from __future__ import annotations
 from .base import Generator
 from .deepsim import _DEEPSIM_HELP, _DEEPSIM_RGB_MEAN, DeePSimFC6, _DeePSimFC6Net, _normalise_keys
 from .fourier import _COLOR_CORRELATION_SVD_SQRT, FourierGenerator, _colour_matrix
+from .maco import MacoGenerator, magnitude_of
 from .module import ModuleGenerator
 from .pixel import PixelGenerator
 from .registry import GENERATORS, make_generator, sized_generator

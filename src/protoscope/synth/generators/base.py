@@ -53,6 +53,12 @@ class Generator(nn.Module):
         z = torch.randn(n, self.latent_dim, generator=generator, device=draw_on)
         return (z * self.init_std).to(target)
 
+    def encode(self, images: Tensor) -> Tensor:
+        """Latents whose rendering is as near `images` ([n, 3, S, S] in [0, 1]) as the prior allows:
+        the engine starts from natural images with them. A prior that cannot invert says so."""
+        raise NotImplementedError(f"The {type(self).__name__} prior cannot start from natural images "
+                                  "(it has no encoder); use fourier, maco or pixel.")
+
     def check_latent(self, z: Tensor) -> None:
         """Raise a clear ValueError unless ``z`` is ``[n, latent_dim]``."""
         if not isinstance(z, Tensor):

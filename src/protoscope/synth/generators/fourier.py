@@ -139,6 +139,16 @@ class FourierGenerator(Generator):
         rgb = torch.einsum("ij,njhw->nihw", self.colour.to(pixels.dtype), pixels)
         return torch.sigmoid(rgb)
 
+    def encode(self, images: Tensor) -> Tensor:
+        """The latent of the image's low-pass part: the inverse of `render` on the kept coefficients
+        (the sigmoid and colour basis undone, then the coefficients over their weights)."""
+        m, n = self.n_coeffs, len(images)
+        logits = torch.logit(images.float().clamp(1e-3, 1 - 1e-3))
+        pixels = torch.einsum("ij,njhw->nihw", torch.linalg.inv(self.colour.float()), logits)
+        spec = torch.fft.rfft2(pixels, norm="forward").reshape(n, 3, -1)[..., self.index]
+        w = self.weight.float()
+        return torch.cat([spec.real / w, spec.imag[..., 1:] / w[1:]], dim=-1).reshape(n, -1)
+
     def extra_repr(self) -> str:
         return (
             super().extra_repr()

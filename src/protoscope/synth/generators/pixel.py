@@ -39,5 +39,12 @@ class PixelGenerator(Generator):
             img = F.interpolate(img, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         return torch.sigmoid(img)
 
+    def encode(self, images: Tensor) -> Tensor:
+        """The pre-sigmoid image, area-downsampled to the latent size."""
+        x = images.float().clamp(1e-3, 1 - 1e-3)
+        if self.latent_size != self.image_size:
+            x = F.interpolate(x, size=(self.latent_size, self.latent_size), mode="area")
+        return torch.logit(x).reshape(len(images), -1)
+
     def extra_repr(self) -> str:
         return super().extra_repr() + f", latent_size={self.latent_size}"

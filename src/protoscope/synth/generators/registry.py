@@ -10,17 +10,19 @@ from protoscope.errors import UserError, did_you_mean
 from .base import Generator
 from .deepsim import DeePSimFC6
 from .fourier import FourierGenerator
+from .maco import MacoGenerator
 from .pixel import PixelGenerator
 
 GENERATORS: dict[str, type[Generator]] = {
     "fourier": FourierGenerator,
+    "maco": MacoGenerator,
     "pixel": PixelGenerator,
     "deepsim-fc6": DeePSimFC6,
 }
 
 
 def make_generator(name: str, **kwargs: Any) -> Generator:
-    """Build a generator by name (``fourier``, ``pixel``, ``deepsim-fc6``).
+    """Build a generator by name (``fourier``, ``maco``, ``pixel``, ``deepsim-fc6``).
 
     Unknown names and unknown options are :class:`UserError` listing the
     valid choices, since both usually come straight from a config or the CLI.

@@ -18,7 +18,7 @@ over earlier layers and units), spectral distance (median), robustness (mean), p
 natural ratio (median), share trustworthy, seconds per unit. Spectral distance is near 1 for maco by
 construction (its amplitude is fixed to the stimulus spectrum): judge maco by the other scores.
 
-    python bench/priors.py --store out/demo > bench/results/priors_demo.txt
+    python bench/priors.py --store out/demo --plot bench/results/priors_demo.png > bench/results/priors_demo.txt
     python bench/priors.py --quick --store STORE                 # the quick demo's store
     python bench/priors.py --study digits --store out/digits > bench/results/priors_digits.txt
 """
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     store_arguments(parser)
     parser.add_argument("--layers", default=None, help="default: the study's")
     parser.add_argument("--options", default=",".join(OPTIONS), help=f"some of {', '.join(OPTIONS)}")
+    parser.add_argument("--plot", type=Path, default=None, help="draw the frontier (activation against share "
+                        "trustworthy, per layer) to this PNG")
     args = parser.parse_args(argv)
     from protoscope.analyze import trust as scores
     from protoscope.analyze.activations import stimulus_set
@@ -64,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
           f"checkpoint; the {args.study} study's synth budget; one thread")
     print("layer | option | activation | path | spectral | robustness | plausibility | natural ratio | "
           "trustworthy | s/unit")
+    rows = []
     with scores.shared_passes():
-        judge = scores.Judge(net, layers, images, embed=(judge_net, study.layers[-1]), k=study.trust.k,
+        needed = study.layers[: max(study.layers.index(layer) for layer in layers) + 1]  # and the earlier ones
+        judge = scores.Judge(net, needed, images, embed=(judge_net, study.layers[-1]), k=study.trust.k,
                              draws=study.trust.draws, seed=study.synth.seed)
         for layer in layers:
             for option in args.options.split(","):
@@ -73,11 +77,37 @@ def main(argv: list[str] | None = None) -> int:
                 found = judge.score(layer, list(range(len(made.score))), made.images.permute(0, 3, 1, 2).float() / 255,
                                     study.layers[: study.layers.index(layer)])
                 ok = scores.trustworthy(found, thresholds(study.trust))
-                print(f"{layer} | {option} | {made.score.mean():.3f} | {np.nanmean(found.path_mean):+.3f} | "
+                rows.append((layer, option, float(made.score.mean()), float(ok.mean()), seconds / len(made.score)))
+                path = f"{np.nanmean(found.path_mean):+.3f}" if found.path_similarity else "n/a"
+                print(f"{layer} | {option} | {made.score.mean():.3f} | {path} | "
                       f"{np.median(found.spectral_naturalness):.2f} | {np.nanmean(found.robustness):.2f} | "
                       f"{np.nanmean(found.plausibility):+.4f} | {np.nanmedian(found.natural_ratio):.2f} | "
                       f"{ok.mean():.2f} | {seconds / len(made.score):.3f}")
+    if args.plot:
+        _plot(rows, layers, args.plot)
     return 0
+
+
+def _plot(rows: list[tuple], layers: list[str], path: Path) -> None:
+    """Per layer, each option's mean activation against its share of trustworthy prototypes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(layers), figsize=(3.4 * len(layers), 3.2), squeeze=False)
+    for ax, layer in zip(axes[0], layers):
+        for k, (_, option, activation, share, _) in enumerate(r for r in rows if r[0] == layer):
+            ax.scatter(activation, share, color=f"C{k}", label=option)
+            ax.annotate(option, (activation, share), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_title(layer)
+        ax.set_xlabel("activation (mean over units)")
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("share trustworthy")
+    fig.suptitle("Image priors: activation against trust (bench/priors.py)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def _prototypes(study, net, layer: str, option: str, images):

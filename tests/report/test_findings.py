@@ -22,6 +22,9 @@ def _rows():
         for epoch, (r1, r2) in enumerate(((0.5, 0.2), (0.95, 0.5), (0.97, 0.92), (0.99, 0.95), (1.0, 1.0))):
             rows += [dict(run=run, condition=condition, epoch=epoch, layer="layer1", metric="rsa_vs_final_pearson", value=r1),
                      dict(run=run, condition=condition, epoch=epoch, layer="layer2", metric="rsa_vs_final_pearson", value=r2)]
+        share = (0.1, 0.5 if run == "c0" else 0.3) if condition == "clrjit" else (0.1, 0.2)
+        rows += [dict(run=run, condition=condition, epoch=e, layer="layer2", repeat=r, metric="trust_share", value=v)
+                 for e, v in zip((0, 4), share) for r in (0, 1)]
         cosine, mse = ((0.30, 0.45), (0.02, 0.01)) if condition == "clrjit" else ((0.30, 0.30), (0.02, 0.02))
         rows += [dict(run=run, condition=condition, epoch=e, layer="layer2", space="pixel", metric=m, value=v[i])
                  for i, e in enumerate((0, 4)) for m, v in (("diversity_cosine", cosine), ("diversity_mse", mse))]
@@ -47,6 +50,8 @@ def test_each_finding_has_the_margin_it_should():
     assert margin["prototypes: layer2 diversity grows under clrjit"] == pytest.approx(0.5)  # cosine, not mse
     assert table.loc["prototypes: layer2 diversity grows under clrjit", "value"] == "+50% (mse -50%)"
     assert margin["prototypes: layer2 diversity grows more under clrjit than keepclr"] == pytest.approx(0.5)
+    assert margin["trust: layer2 prototypes become trustworthy with training (clrjit)"] == pytest.approx(0.4 - 0.1)
+    assert margin["trust: layer2 share trustworthy at the last epoch, clrjit > keepclr"] == pytest.approx(0.4 - 0.2)
     width = "width (conv): new task rises with width at flat original accuracy (within 0.05)"
     assert margin[width] == pytest.approx(0.2) and table.loc[width, "holds"]
 

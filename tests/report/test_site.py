@@ -76,6 +76,27 @@ def test_unit_data_matches_the_store(demo):
         assert units["identity_epoch"] == track["identity_epoch"].values.tolist()
 
 
+def test_unit_data_carries_the_stored_trust_scores_and_the_overview_their_share(demo):
+    import zarr
+
+    from protoscope.store import MetricsTable
+
+    out, site, index = demo
+    run, layer = _entry(index, "keepclr-s0", "layer4")
+    units = read_script(site / "data" / run["id"] / layer["id"] / "units.js")
+    trust = zarr.open_group(str(out / "trust.zarr" / "keepclr-s0" / "layer4"), mode="r")
+    for name in ("path_similarity", "robustness", "trustworthy"):
+        stored = np.nanmean(np.asarray(trust[name][:]), axis=1)  # mean over repeats: (epoch, unit)
+        shown = np.array(units["trust"][name], dtype=float)
+        np.testing.assert_allclose(shown, stored, rtol=2e-3, atol=1e-3)
+    table = next(t for t in index["tables"] if t["title"] == "Share of trustworthy prototypes")
+    share = MetricsTable(out).read("trust")
+    share = share[(share["metric"] == "trust_share") & (share["layer"] == "layer4") & (share["condition"] == "keepclr")]
+    row = next(r for r in table["rows"] if r[:2] == ["layer4", "keepclr"])
+    last = share[share["epoch"] == share["epoch"].max()]["value"].mean()
+    assert row[-1] == pytest.approx(last, abs=1e-4)
+
+
 def test_matched_units_are_the_alignment_s_partners_both_ways(demo):
     out, site, index = demo
     epoch_folder = next((out / "align").glob("epoch_*"))
@@ -169,3 +190,15 @@ def test_the_probe_sheet_holds_the_images_the_activations_were_computed_on(demo)
     assert probe["count"] == len(images) == len(probe["labels"])
     for k in (0, 17, len(images) - 1):
         assert np.array_equal(cell(site / "img" / "stimuli.png", k, probe["columns"], probe["cell"]), images[k])
+
+
+def test_the_rf_square_holds_the_mask_and_is_left_out_when_the_field_fills_the_image():
+    from protoscope.report.site.build import rf_box
+
+    yy, xx = np.indices((32, 32))
+    blob = np.exp(-((yy - 16) ** 2 + (xx - 15) ** 2) / (2 * 2.0 ** 2))
+    y0, y1, x0, x1 = rf_box([blob], 32)
+    assert y1 - y0 == x1 - x0 and y0 <= 16 - 4 and y1 > 16 + 4 and x0 <= 15 - 4 and x1 > 15 + 4
+    assert (y1 - y0) < 16  # a small field: a small square
+    wide = np.exp(-((yy - 16) ** 2 + (xx - 16) ** 2) / (2 * 12.0 ** 2))
+    assert rf_box([wide], 32) is None and rf_box([], 32) is None

@@ -107,6 +107,16 @@ def test_layer_view_slider_sort_and_click(demo, open_page):
     shown = [int(u) for u in page.locator("#unit-grid a").evaluate_all("nodes => nodes.map(n => n.dataset.unit)")]
     assert shown == list(np.argsort(-score, kind="stable"))  # highest score first
     shot(page, "layer_view")
+    page.select_option("#sort-select", "robust")  # by trust: the stored robustness, mean over repeats
+    import zarr
+
+    robust = np.nanmean(np.asarray(zarr.open_group(str(out / "trust.zarr" / "clrjit-s0" / "layer3"), mode="r")
+                                   ["robustness"][1]), axis=0)
+    by_trust = [int(u) for u in page.locator("#unit-grid a").evaluate_all("nodes => nodes.map(n => n.dataset.unit)")]
+    known = [u for u in by_trust if np.isfinite(robust[u])]
+    assert known == by_trust[: len(known)]  # units without a score (silent) last
+    assert np.all(np.diff(robust[known]) <= 1e-3)  # highest first (as rounded for the page)
+    page.select_option("#sort-select", "score")
     page.locator("#unit-grid a").nth(0).click()
     page.wait_for_selector("#unit-panels .proto")
     assert page.evaluate("location.hash") == f"#/unit/clrjit-s0/layer3/{shown[0]}/1"
@@ -119,6 +129,8 @@ def test_unit_page_from_a_stable_link_and_its_epoch_slider(demo, open_page):
     acts = read_activations(out, "clrjit-s0", "layer2")
     page = open_page(site, "#/unit/clrjit-s0/layer2/3/2")
     page.wait_for_selector("#top-images .top-image")
+    assert page.locator("#trust-panel .trust-chart polyline").count() == 3  # path, robustness, trustworthy
+    assert page.inner_text("#trust-values").startswith("epoch 2: ")
     shot(page, "unit_epoch2")
     protos = page.locator(".proto").evaluate_all(
         "nodes => nodes.map(n => [n.dataset.src, Number(n.dataset.unit), Number(n.dataset.repeat), Number(n.dataset.masked)])")
@@ -199,3 +211,25 @@ def test_a_run_name_with_markup_renders_as_text(tmp_path, open_page):
     assert page.locator("script:not([src])").count() == 1  # index.html's own start call
     assert page.locator("img[src='x'], b").count() == 0
     shot(page, "markup_name")
+
+
+def test_a_prototype_is_shown_where_its_unit_looks_with_the_full_canvas_one_click_away(demo, open_page):
+    """layer1's receptive field is a few pixels of the 32 px image: its square is the default view,
+    enlarged; "full canvas" shows the whole image. layer4 sees all of it: no square, no toggle."""
+    from protoscope.report.site.build import rf_box
+
+    out, site, index = demo
+    run = next(r for r in index["runs"] if r["name"] == "clrjit-s0")
+    layer1 = next(layer for layer in run["layers"] if layer["name"] == "layer1")
+    store = ArrayStore(out / "arrays.zarr")
+    masks = [store.read_rf("clrjit-s0", "layer1", e)["rf_mask"] for e in layer1["rf"]]
+    assert layer1["rf_box"] == rf_box(masks, 32) and layer1["rf_box"][1] - layer1["rf_box"][0] < 24
+    page = open_page(site, "#/layer/clrjit-s0/layer1/2/unit")
+    page.wait_for_selector("#unit-grid a")
+    assert page.eval_on_selector("#unit-grid a:first-child .sprite", "n => n.dataset.view") == "rf"
+    page.locator("#full-canvas").check()
+    assert page.eval_on_selector("#unit-grid a:first-child .sprite", "n => n.dataset.view") == "full"
+    page = open_page(site, "#/layer/clrjit-s0/layer4/2/unit")
+    page.wait_for_selector("#unit-grid a")
+    assert page.locator("#full-canvas").count() == 0
+    assert page.eval_on_selector("#unit-grid a:first-child .sprite", "n => n.dataset.view") == "full"

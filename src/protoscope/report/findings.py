@@ -152,7 +152,25 @@ def width_findings(metrics: pd.DataFrame, flat: float = 0.05) -> list[dict]:
     return rows
 
 
+def trust_findings(metrics: pd.DataFrame, layers: list[str]) -> list[dict]:
+    """Not the seed's (issue #28): the deepest layer's share of trustworthy prototypes grows with
+    training under clrjit, and ends higher under clrjit than under keepclr (means over runs and repeats)."""
+    part = metrics[(metrics["metric"] == "trust_share") & (metrics["layer"] == layers[-1])]
+    if part.empty:
+        return []
+    first = part[part["epoch"] == part["epoch"].min()].groupby("condition")["value"].mean()
+    last = _last(part).groupby("condition")["value"].mean()
+    rows = []
+    if "clrjit" in last:
+        rows.append(_row(f"trust: {layers[-1]} prototypes become trustworthy with training (clrjit)",
+                         f"{first['clrjit']:.2f} → {last['clrjit']:.2f}", last["clrjit"] - first["clrjit"]))
+    if {"clrjit", "keepclr"} <= set(last.index):
+        rows.append(_row(f"trust: {layers[-1]} share trustworthy at the last epoch, clrjit > keepclr",
+                         f"{last['clrjit']:.2f} vs {last['keepclr']:.2f}", last["clrjit"] - last["keepclr"]))
+    return rows
+
+
 def findings(metrics: pd.DataFrame, layers: list[str]) -> pd.DataFrame:
     rows = (probe_findings(metrics) + rsa_findings(metrics, layers) + prototype_findings(metrics, layers)
-            + alignment_findings(metrics) + width_findings(metrics))
+            + trust_findings(metrics, layers) + alignment_findings(metrics) + width_findings(metrics))
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -14,6 +14,7 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from .figures import save
+from .rf_view import seen
 
 
 def grid_image(images: np.ndarray, ncols: int | None = None, pad: int = 2) -> torch.Tensor:
@@ -125,7 +126,8 @@ def strip_units(study, run: str, layer: str, stack: np.ndarray, count: int) -> t
 
 def prototype_figures(study, out: Path, strip_units_count: int | None = None) -> list[Path]:
     """Per layer: a grid per condition at the last epoch (Figure 2), and development strips (Figure 4) of
-    the first run of each condition — the study's chosen units, or those whose prototype changes most."""
+    the first run of each condition — the study's chosen units, or those whose prototype changes most.
+    Each prototype is cut to the square its unit sees (`rf_view`), when that is not most of the image."""
     from ..store.arrays import ArrayStore
 
     count = strip_units_count or study.analyze.strip_units
@@ -145,11 +147,13 @@ def prototype_figures(study, out: Path, strip_units_count: int | None = None) ->
             if not done:
                 continue
             epoch = max(e for e, r in done if r == 0) if any(r == 0 for _, r in done) else max(done)[0]
-            panels[f"{run.condition} ({run.name}, epoch {epoch})"] = store.read_job(run.name, layer, epoch, 0)["prototype"]
+            masks = [store.read_rf(run.name, layer, e)["rf_mask"] for e in sorted(store.done_rf(run.name, layer))]
+            panels[f"{run.condition} ({run.name}, epoch {epoch})"] = seen(
+                store.read_job(run.name, layer, epoch, 0)["prototype"], masks)
             epochs = sorted(e for e, r in done if r == 0)
             if len(epochs) >= 2:
                 jobs = [store.read_job(run.name, layer, e, 0) for e in epochs]
-                stack = np.stack([j["prototype"] for j in jobs])
+                stack = np.stack([seen(j["prototype"], masks) for j in jobs])
                 scores = np.stack([j["score"] for j in jobs])
                 units, picked = strip_units(study, run.name, layer, stack, count)
                 strips[f"{run.condition} ({run.name})"] = (stack[:, units], epochs, units, scores[:, units])

@@ -32,6 +32,7 @@ from ...atomic import write_text
 from ...store import MetricsTable
 from . import sprites, units
 from .sprites import Manifest, fingerprint
+from ..rf_view import rf_box
 from .tables import headline_tables
 
 ASSETS = Path(__file__).parent / "assets"
@@ -134,6 +135,7 @@ def _layer_sprites(arrays: units.LayerArrays, site: Path, where: str, manifest: 
     cell = sprites.cell_size(size)
     rf_done = np.asarray(group["rf_done"][:]) if "rf_done" in group else np.zeros(len(epochs), bool)
     per_unit = "rf_mask_unit" in group
+    masks = [np.asarray(group["rf_mask"][e]) for e in np.flatnonzero(rf_done)]
     for e, epoch in enumerate(epochs):
         mask = None
         if rf_done[e]:
@@ -151,7 +153,8 @@ def _layer_sprites(arrays: units.LayerArrays, site: Path, where: str, manifest: 
             manifest.record(f"{block}_m.png", stamp)
     return {"units": n_units, "image_size": size, "cell": cell, "columns": sprites.columns(n_units),
             "epochs": epochs, "repeats": int(done.shape[1]), "done": done.tolist(),
-            "rf": [epoch for epoch, d in zip(epochs, rf_done) if d], "per_unit_rf": per_unit}
+            "rf": [epoch for epoch, d in zip(epochs, rf_done) if d], "per_unit_rf": per_unit,
+            "rf_box": rf_box(masks, size)}
 
 
 def _mask_image(mask: np.ndarray, site: Path, relative: str, cell: int, manifest: Manifest) -> None:

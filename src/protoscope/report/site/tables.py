@@ -67,6 +67,19 @@ def cka_table(metrics: pd.DataFrame) -> dict | None:
     return _table("CKA between runs, same layer", wide.reset_index().rename(columns={"run": "pair"}))
 
 
+def trust_table(metrics: pd.DataFrame) -> dict | None:
+    """Per layer and condition, the share of trustworthy prototypes at every epoch: the epoch from
+    which a layer's visualizations are faithful."""
+    part = metrics[metrics["metric"] == "trust_share"]
+    if part.empty:
+        return None
+    wide = part.pivot_table(index=["layer", "condition"], columns="epoch", values="value", aggfunc="mean")
+    wide.columns = [f"epoch {e}" for e in wide.columns]
+    return _table("Share of trustworthy prototypes", wide.reset_index(),
+                  "mean over runs and repeats of the share of live units whose prototype passes `trust:`'s thresholds "
+                  "(path similarity and robustness; README: Can a prototype be trusted?)")
+
+
 def findings_table(metrics: pd.DataFrame, layers: list[str]) -> dict | None:
     from ..findings import findings
 
@@ -78,6 +91,6 @@ def findings_table(metrics: pd.DataFrame, layers: list[str]) -> dict | None:
 
 
 def headline_tables(metrics: pd.DataFrame, layers: list[str]) -> list[dict]:
-    tables = (findings_table(metrics, layers), probe_table(metrics), diversity_table(metrics),
+    tables = (findings_table(metrics, layers), probe_table(metrics), trust_table(metrics), diversity_table(metrics),
               matching_table(metrics), cka_table(metrics))
     return [t for t in tables if t is not None]

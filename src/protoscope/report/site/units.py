@@ -72,7 +72,26 @@ def layer_data(store: Path, run: str, layer: str, arrays: LayerArrays, partners:
     track = _track(store, run, layer)
     if track is not None:
         data["identity_epoch"] = track
+    trust = _trust(store, run, layer)
+    if trust is not None:
+        data["trust"] = trust
     return data
+
+
+TRUST_SCORES = ("path_similarity", "robustness", "natural_ratio", "plausibility", "spectral_naturalness",
+                "trustworthy")
+
+
+def _trust(store: Path, run: str, layer: str) -> dict | None:
+    """{score: (epoch, unit)} the mean over repeats of each trust score (trustworthy: the share of
+    repeats), on the prototype store's epochs; None when the trust stage has not run."""
+    group = open_group(store / "trust.zarr" / run / layer)
+    if group is None:
+        return None
+    with warnings.catch_warnings():  # a silent unit's scores are all NaN: mean NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {name: rounded(np.nanmean(np.asarray(group[name][:]), axis=1), 3) for name in TRUST_SCORES
+                if name in group}
 
 
 def _track(store: Path, run: str, layer: str) -> list[int] | None:

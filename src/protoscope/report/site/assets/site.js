@@ -78,21 +78,32 @@ window.protoscope = (() => {
   }
 
   // A sprite cell: unit `unit` of a sheet with `columns` columns of `cell`-px cells, shown at `size` px.
-  function sprite(src, unit, columns, cell, size, attrs) {
+  function sprite(src, unit, columns, cell, size, attrs, box) {
     const node = el("span", Object.assign({ class: "sprite" }, attrs || {}));
-    setSprite(node, src, unit, columns, cell, size);
+    setSprite(node, src, unit, columns, cell, size, box);
     return node;
   }
-  function setSprite(node, src, unit, columns, cell, size) {
-    const scale = size / cell, col = unit % columns, row = Math.floor(unit / columns);
+  // `box`: [y0, y1, x0, x1] in the cell's pixels: only that square is shown, enlarged to `size`
+  function setSprite(node, src, unit, columns, cell, size, box) {
+    const [y0, , x0] = box || [0, cell, 0], side = box ? box[1] - box[0] : cell;
+    const scale = size / side, col = unit % columns, row = Math.floor(unit / columns);
     Object.assign(node.style, {
       width: size + "px", height: size + "px", backgroundImage: `url("${src}")`,
       backgroundSize: `${columns * cell * scale}px auto`,
-      backgroundPosition: `${-col * size}px ${-row * size}px`,
+      backgroundPosition: `${-(col * cell + x0) * scale}px ${-(row * cell + y0) * scale}px`,
+      imageRendering: box ? "pixelated" : "",
     });
     node.dataset.src = src;
     node.dataset.unit = unit;
+    node.dataset.view = box ? "rf" : "full";
   }
+  // the part of a prototype its unit sees (the layer's receptive-field square), or the whole canvas
+  let fullCanvas = false;
+  const viewBox = (layer) => (fullCanvas || !layer.rf_box) ? null
+    : layer.rf_box.map((v) => Math.round(v * layer.cell / layer.image_size));
+  const canvasToggle = (redraw) => el("label", { title: "the whole image, not only the part the unit sees" },
+    el("input", { type: "checkbox", id: "full-canvas", checked: fullCanvas || null,
+      onchange: (ev) => { fullCanvas = ev.target.checked; redraw(); } }), "full canvas");
 
   // ------------------------------------------------------------------ routes
   // #/  |  #/layer/RUN/LAYER/EPOCH/SORT  |  #/unit/RUN/LAYER/UNIT/EPOCH  |  #/atlas/RUN/LAYER/EPOCH  |  #/figures
@@ -199,6 +210,8 @@ window.protoscope = (() => {
     }, -1],
     consistency: ["consistency (most consistent first)", (d, e) => d.consistency && d.metric_epochs ? d.consistency[d.metric_epochs.indexOf(d.epochs[e])] : null, 1],
     matched: ["matched correlation (high first)", (d) => { const p = Object.values(d.partners)[0]; return p ? p.corr : null; }, -1],
+    trust: ["trust: path similarity (high first)", (d, e) => d.trust && d.trust.path_similarity ? d.trust.path_similarity[e] : null, -1],
+    robust: ["trust: robustness (high first)", (d, e) => d.trust && d.trust.robustness ? d.trust.robustness[e] : null, -1],
   };
 
   async function layerView(main, [runName, layerName, epochText, sortName]) {
@@ -224,7 +237,7 @@ window.protoscope = (() => {
       });
       const src = sheet(run, layer, epoch, repeat, masked);
       grid.replaceChildren(...order.map((u) => el("a", { href: link("unit", run.name, layer.name, u, epoch), "data-unit": u },
-        sprite(src, u, layer.columns, layer.cell, size), `${u}` + (sort === "unit" ? "" : ` · ${fmt(values[u])}`))));
+        sprite(src, u, layer.columns, layer.cell, size, {}, viewBox(layer)), `${u}` + (sort === "unit" ? "" : ` · ${fmt(values[u])}`))));
       return src;
     };
     const update = () => { replaceHash(link("layer", run.name, layer.name, epoch, sort)); return draw(); };
@@ -236,6 +249,7 @@ window.protoscope = (() => {
       epochSlider(epochs, epoch, (value) => { const t = performance.now(); epoch = value; afterPaint(t, [update()]); }),
       el("label", {}, "repeat", select(Array.from({ length: layer.repeats }, (_, r) => [r, r]), 0, (v) => { repeat = Number(v); update(); })),
       el("label", {}, el("input", { type: "checkbox", id: "masked", onchange: (ev) => { masked = ev.target.checked; update(); } }), "masked"),
+      layer.rf_box ? canvasToggle(() => update()) : null,
       el("label", {}, "sort", select(Object.entries(SORTS).map(([k, [label]]) => [k, label]), sort,
         (v) => { sort = v; update(); }, { id: "sort-select" })));
     main.append(el("h1", {}, run.name, " · ", layer.name, ` · ${layer.units} units`), controls, grid);
@@ -263,6 +277,7 @@ window.protoscope = (() => {
           onchange: (ev) => goto(run.name, layer.name, ev.target.value) })),
         el("button", { type: "button", id: "prev-unit", onclick: () => goto(run.name, layer.name, Math.max(0, unit - 1)) }, "◀ unit"),
         el("button", { type: "button", id: "next-unit", onclick: () => goto(run.name, layer.name, Math.min(layer.units - 1, unit + 1)) }, "unit ▶"),
+        layer.rf_box ? canvasToggle(() => fill()) : null,
         epochSlider(epochs, epoch, (value) => {
           const t = performance.now();
           epoch = value;
@@ -275,7 +290,7 @@ window.protoscope = (() => {
       const perEpoch = await epochOf(run, layer, epoch).catch(() => null);
       const srcs = [];
       const panels = [prototypesPanel(run, layer, data, unit, epoch, e, srcs), maskPanel(run, layer, unit, epoch, srcs),
-        scorePanel(data, unit, epoch), tracePanel(perEpoch, unit), topPanel(layer, perEpoch, unit, srcs),
+        scorePanel(data, unit, epoch), trustPanel(data, unit, epoch, e), tracePanel(perEpoch, unit), topPanel(layer, perEpoch, unit, srcs),
         partnersPanel(layer, data, unit, epoch, srcs), identityPanel(data, unit)];
       body.replaceChildren(...panels.filter(Boolean));
       return srcs;
@@ -293,7 +308,7 @@ window.protoscope = (() => {
         const src = sheet(run, layer, epoch, r, masked);
         srcs.push(src);
         figures.push(el("figure", {}, sprite(src, unit, layer.columns, layer.cell, 144,
-          { class: "sprite proto", "data-repeat": r, "data-masked": masked ? 1 : 0 }),
+          { class: "sprite proto", "data-repeat": r, "data-masked": masked ? 1 : 0 }, viewBox(layer)),
           el("figcaption", {}, `repeat ${r}${masked ? ", masked" : ""}`)));
       }
     }
@@ -341,6 +356,24 @@ window.protoscope = (() => {
       lineChart(series, data.epochs, epoch, { xlabel: "epoch", cls: "score-chart" }), el("p", { class: "note" }, "one line per repeat"));
   }
 
+  function trustPanel(data, unit, epoch, e) {
+    if (!data.trust) return null;
+    const t = data.trust, at = (name) => (t[name] ? t[name][e][unit] : null);
+    const names = [["path_similarity", "path similarity"], ["robustness", "robustness"], ["trustworthy", "trustworthy"]]
+      .filter(([name]) => t[name]);
+    const series = names.map(([name]) => t[name].map((row) => row[unit]));
+    const ok = at("trustworthy");
+    const verdict = ok === null ? "no prototype (silent)" : ok >= 0.5 ? "trustworthy" : "not trustworthy";
+    return el("section", { class: "panel", id: "trust-panel" }, el("h2", {}, "Trust over training"),
+      lineChart(series, data.epochs, epoch, { xlabel: "epoch", cls: "trust-chart" }),
+      el("p", { class: "note" }, names.map(([, label], k) => `${["blue", "orange", "green"][k]}: ${label}`).join(" · ")),
+      el("p", { id: "trust-values" }, `epoch ${epoch}: ${verdict} · path ${fmt(at("path_similarity"))} · robustness `
+        + `${fmt(at("robustness"))} · natural ratio ${fmt(at("natural_ratio"))} · plausibility ${fmt(at("plausibility"))}`
+        + ` · spectral ${fmt(at("spectral_naturalness"))}`),
+      el("p", { class: "note" }, "path similarity: chance 0; robustness: 1 = nothing lost under small moves; natural "
+        + "ratio: the prototype over the best stimulus image at the same cell (README: Can a prototype be trusted?)"));
+  }
+
   function tracePanel(perEpoch, unit) {
     if (!perEpoch) return null;
     const series = perEpoch.trace.map((repeat) => repeat[unit]);
@@ -365,6 +398,7 @@ window.protoscope = (() => {
       y: height - 14 - count / most * (height - 18), height: count / most * (height - 18), fill: "#2a6fdb", "data-count": count })));
     const t = svgEl("text", { x: 0, y: height - 2 }); t.textContent = `${fmt(hist.lo)} … ${fmt(hist.hi)}`; svg.append(t);
     return el("section", { class: "panel" }, el("h2", {}, "Top stimulus images"), el("div", { class: "row", id: "top-images" }, images),
+      el("p", { class: "note" }, "ranked by the unit's mean over positions; the prototype drives one cell (its natural ratio compares the two there)"),
       el("h2", {}, "Activations over the stimulus set"), svg);
   }
 

@@ -10,7 +10,8 @@ first and last epochs), side by side in one process, one thread:
 
 Both reuse what they traced at the first epoch at the later ones, as the stages do in a worker.
 
-    python bench/trust_cost.py --store out/demo > bench/results/trust_cost_demo.txt
+    python bench/trust_cost.py --store out/demo --epochs 0,8,16 > bench/results/trust_cost_demo.txt
+    python bench/trust_cost.py --store out/demo --epochs 0,8,16 --default-budget > bench/results/trust_cost_demo_default_budget.txt
     python bench/trust_cost.py --quick --store STORE      # the quick demo's store
 """
 
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     store_arguments(parser)
     parser.add_argument("--epochs", default=None, help="comma-separated; default: the first run's first and last")
+    parser.add_argument("--default-budget", action="store_true", help="synthesis with the engine's default budget "
+                        "(64 Adam steps, a pool of 1024) instead of the study's")
     args = parser.parse_args(argv)
     import torch
 
@@ -45,11 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     epochs = [int(e) for e in args.epochs.split(",")] if args.epochs else [min(files), max(files)]
     images = stimulus_set(study).images
     spec, size = study.synth, study.synth.image_size or run.data.image_size
+    if args.default_budget:
+        from protoscope.specs import SynthSpec
+
+        default = SynthSpec()
+        spec = spec.model_copy(update={k: getattr(default, k) for k in ("pool_size", "cma_generations", "adam_steps",
+                                                                            "patience")})
     generator = build_generator(spec, size, torch.device("cpu"), study)
     starts = natural_starts(generator, images, spec.natural_starts)
     judge_net = checkpoint_model(study, judge)
     print(f"{run.name}: {len(study.layers)} layers x {spec.repeats} repeats per checkpoint; {len(images)} stimulus "
-          f"images; judged by {judge.name}, transfer to {partner.name}; one thread")
+          f"images; judged by {judge.name}, transfer to {partner.name}; one thread; synthesis budget: pool "
+          f"{spec.pool_size}, {spec.adam_steps} Adam steps, patience {spec.patience}")
     print("epoch | synthesis s | trust s | trust / synthesis   (the first epoch traces the nets for both)")
     net = checkpoint_model(study, run, epochs[0]).requires_grad_(False)
     other = checkpoint_model(study, partner, epochs[0])

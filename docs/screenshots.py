@@ -1,5 +1,6 @@
-"""Screenshots of the demo's report for the README: the overview, the layer view, a unit page at two
-epochs, the atlas. Debian's Chromium, headless, through Playwright.
+"""Screenshots of the demo's report for the README: the overview (with the share of trustworthy
+prototypes), the layer view (by rate of change, and by trust), a unit page at two epochs (with its
+trust panel), the atlas. Debian's Chromium, headless, through Playwright.
 
     .venv/bin/python docs/screenshots.py --site out/demo/site
     .venv/bin/python docs/screenshots.py --site out/vit-shapes/site \
@@ -17,8 +18,10 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "report"))
 VIEWS = {
     "overview": "#/",
     "layer_view": "#/layer/clrjit-s0/layer3/16/change",
-    "unit_epoch_1": "#/unit/clrjit-s0/layer3/5/1",
-    "unit_epoch_16": "#/unit/clrjit-s0/layer3/5/16",
+    "layer_view_trust": "#/layer/clrjit-s0/layer2/16/trust",
+    "unit_epoch_1": "#/unit/clrjit-s0/layer4/9/1",  # not trustworthy at epoch 1, trustworthy at 16
+    "unit_epoch_16": "#/unit/clrjit-s0/layer4/9/16",
+    "unit_layer1": "#/unit/clrjit-s0/layer1/3/16",  # the receptive-field square, enlarged
     "atlas": "#/atlas/clrjit-s0/layer3/16",
 }
 

@@ -103,7 +103,7 @@ class Forwards:
     """The network at one layer, as each method sees it."""
 
     full: object  # float32, NCHW, whole image: the baselines, and every rescoring
-    engine: object  # cropped to the centre unit's receptive field, channels-last
+    engine: object  # the studied cell, from the input region it sees, channels-last
     search: object  # the engine forward before the layer's last ReLU (or the engine forward)
 
 
@@ -114,8 +114,8 @@ def make_forwards(model, layer: str, size: int) -> Forwards:
     def full(images: torch.Tensor) -> torch.Tensor:  # the studied cell of the whole image, as the crop gives it
         return whole(images)[:, :, cell.y:cell.y + 1, cell.x:cell.x + 1]
 
-    engine, plan = layer_forward(model, layer, size, crop=True, channels_last=True)
-    search = pre_activation(model, layer, engine, size, plan) or engine
+    engine, plan = layer_forward(model, layer, size, crop=True, channels_last=True, position=(cell.y, cell.x))
+    search = pre_activation(model, layer, engine, size, plan, (cell.y, cell.x)) or engine
     return Forwards(full, engine, search)
 
 

@@ -55,6 +55,8 @@ QUICK: dict[str, Quick] = {
                              "--cells", "2", "--steps", "2"),
                             r"batched_speedup=[\d.]+ quality_ratio=[\d.]+", demo=True, slow=True),
     "compare_stores.py": Quick(("{demo}", "{demo}"), r"differences\(\S+, \S+\): 0\nleftovers\(\S+\): 0", demo=True),
+    "engine_profile.py": Quick(("--layers", "layer1", "--batches", "16", "--repeats", "1", "--top", "3"),
+                               r"\n16 \| [\d.]+ \| \d+ \| \d+ \| \d+ \| \d+\nper-unit step"),
     "engine_settings.py": Quick(("--layers", "layer1", "--budgets", "0,2", "--image-size", "32", "--units", "4",
                                  "--engine", "pool_size=32"),
                                 r"\+ patience 8 \(today's defaults\) +[-\d.]+ +[-\d.]+ +[\d.inf]+"),

@@ -197,6 +197,25 @@ def test_pre_activation_of_resnet_layers_and_of_a_layer_without_relu(net):
     assert pre_activation(net, "layer1.0.conv1", forward, 32, plan) is None  # no ReLU inside: no surrogate
 
 
+def test_a_cropped_forward_is_the_studied_cell_also_where_no_crop_saves_anything():
+    """torchvision's ResNet-18 layer3 at 96 px sees the whole image from its centred cell (3, 3): no
+    crop plan, and the forward still returns that cell, not the full map (whose middle cell, which
+    an objective would read, is (2, 2)); the pre-activation reads the same cell."""
+    from protoscope.synth.position import unit_position
+
+    model = build_model("resnet18").eval()
+    cell = unit_position(model, "layer3", 96)
+    forward, plan = layer_forward(model, "layer3", 96, crop=True)
+    full, _ = layer_forward(model, "layer3", 96, crop=False)
+    assert plan is None and (cell.y, cell.x) == (3, 3)
+    images = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    search = pre_activation(model, "layer3", forward, 96, plan, (cell.y, cell.x))
+    with torch.no_grad():
+        out, whole, pre = forward(images), full(images), search(images)
+    assert out.shape == (2, 256, 1, 1) and torch.allclose(out[:, :, 0, 0], whole[:, :, 3, 3], atol=1e-5)
+    assert torch.allclose(torch.relu(pre), out, atol=1e-5)
+
+
 class _Vector(Generator):
     """A 3-d latent drawn as a 1x1 RGB image; every pool sample is the same latent, so Adam's start is known."""
 

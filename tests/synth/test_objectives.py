@@ -186,3 +186,14 @@ def test_score_all_matches_scoring_each_image_for_each_row(make):
     for b in range(5):
         tiled = acts[b : b + 1].expand(obj.rows, -1, -1, -1)
         assert torch.allclose(everything[b], obj(tiled), atol=1e-6)
+
+
+def test_a_channel_centre_reads_the_cell_it_is_given():
+    acts = torch.randn(3, 5, 4, 4)
+    at = ChannelCentre([0, 4, 2], at=(2, 1))
+    assert torch.equal(at(acts), acts[torch.arange(3), torch.tensor([0, 4, 2]), 2, 1])
+    assert torch.equal(at.score_all(acts), acts[:, [0, 4, 2], 2, 1])
+    assert at.select([2]).at == (2, 1) and torch.equal(at.select([2])(acts[2:]), acts[2:, 2, 2, 1])
+    assert not torch.equal(at(acts), ChannelCentre([0, 4, 2])(acts))  # the middle cell is (1, 1)
+    with pytest.raises(ValueError, match="outside the 4x4 map"):
+        ChannelCentre([0, 1, 2], at=(4, 0))(acts)

@@ -235,13 +235,10 @@ def _cropped(model, layer: str, size: tuple[int, int]):
     from ..synth.layer import layer_forward
 
     cell = studied_cell(model, layer, size)
-    if size[0] != size[1]:
+    if size[0] != size[1]:  # crop plans are made for square images
         net = _truncated(model, layer)
         return lambda x: net(normalize(x))[layer][:, :, cell[0]:cell[0] + 1, cell[1]:cell[1] + 1]
-    forward, plan = layer_forward(model, layer, size[0], crop=True, channels_last=False, position=cell)
-    if plan is None:
-        return lambda x: forward(x)[:, :, cell[0]:cell[0] + 1, cell[1]:cell[1] + 1]
-    return forward
+    return layer_forward(model, layer, size[0], crop=True, channels_last=False, position=cell)[0]
 
 
 # --------------------------------------------------------------------------

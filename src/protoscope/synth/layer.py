@@ -36,16 +36,20 @@ def make_objective(kind: str, units: int | Sequence[int], at: tuple[int, int] | 
 
 def layer_forward(model: nn.Module, layer: str, image_size: int, crop: bool, plan="auto",
                   channels_last: bool = True, position: tuple[int, int] | None = None) -> tuple[Forward, object]:
-    """images in [0, 1] -> the layer's activation; with `crop`, only the studied unit's input region.
+    """images in [0, 1] -> the layer's activation; with `crop`, only the studied unit's cell.
 
-    The cropped forward returns a (B, C, 1, 1) activation holding exactly the
-    full image's unit at `position` (default `unit_position`'s), so a centre objective reads the same value.
-    `plan` may be passed in: it depends on the architecture only, not the weights.
-    Images enter channels-last (NHWC), the layout oneDNN and cuDNN convolve
-    fastest in bf16 (evolve puts the weights in it too); `channels_last=False`
+    With `crop` the forward returns a (B, C, 1, 1) activation holding exactly the full image's
+    unit at `position` (default `unit_position`'s), computed on the input region that cell sees
+    (`plan`), or read off the full map when no crop saves anything (`plan` None); a centre
+    objective reads the same value either way. `plan` may be passed in: it depends on the
+    architecture only, not the weights. Images enter channels-last (NHWC), the layout oneDNN and
+    cuDNN convolve fastest in bf16 (evolve puts the weights in it too); `channels_last=False`
     keeps the default NCHW layout.
     """
     net = truncate(model, layer)
+    if crop and position is None:
+        found = unit_position(model, layer, image_size)
+        position = (found.y, found.x)
     if plan == "auto":
         plan = crop_plan(model, layer, image_size, position=position) if crop else None
 
@@ -54,17 +58,19 @@ def layer_forward(model: nn.Module, layer: str, image_size: int, crop: bool, pla
     def prepared(x: torch.Tensor) -> torch.Tensor:
         return normalize(x).contiguous(memory_format=layout)
 
-    if plan is None:
+    if not crop:
         return (lambda x: net(prepared(x))[layer]), None
+    y, x0 = (plan.out_y, plan.out_x) if plan is not None else position
+    source = plan.crop if plan is not None else (lambda images: images)
 
-    def cropped(x: torch.Tensor) -> torch.Tensor:
-        acts = net(prepared(plan.crop(x)))[layer]
-        return acts[:, :, plan.out_y : plan.out_y + 1, plan.out_x : plan.out_x + 1]
+    def cell(x: torch.Tensor) -> torch.Tensor:
+        return net(prepared(source(x)))[layer][:, :, y:y + 1, x0:x0 + 1]
 
-    return cropped, plan
+    return cell, plan
 
 
-def pre_activation(model: nn.Module, layer: str, forward: Forward, image_size: int, plan=None) -> Forward | None:
+def pre_activation(model: nn.Module, layer: str, forward: Forward, image_size: int, plan=None,
+                   cell: tuple[int, int] | None = None) -> Forward | None:
     """`forward`'s view of the layer *before* its final ReLU, or None when the layer does not end in one.
 
     Why: behind a ReLU a silent unit scores 0 for every image, a flat landscape
@@ -73,7 +79,8 @@ def pre_activation(model: nn.Module, layer: str, forward: Forward, image_size: i
     Read with forward pre-hooks on the layer's `nn.ReLU` modules (the last call's
     input, copied before an in-place ReLU overwrites it); checked once against
     `forward` on random images, so an architecture where the last ReLU is not
-    the output gets None rather than a wrong surrogate.
+    the output gets None rather than a wrong surrogate. `plan` and `cell` as `forward` was made
+    with (`layer_forward`): the pre-activation is read at the same cell.
     """
     try:
         module = model.get_submodule(layer)
@@ -96,7 +103,9 @@ def pre_activation(model: nn.Module, layer: str, forward: Forward, image_size: i
             for handle in handles:
                 handle.remove()
         pre = last[0]
-        return pre if plan is None else pre[:, :, plan.out_y : plan.out_y + 1, plan.out_x : plan.out_x + 1]
+        if plan is not None:
+            return pre[:, :, plan.out_y : plan.out_y + 1, plan.out_x : plan.out_x + 1]
+        return pre if cell is None else pre[:, :, cell[0] : cell[0] + 1, cell[1] : cell[1] + 1]
 
     device = next(model.parameters(), torch.empty(0)).device
     with torch.no_grad():
@@ -119,7 +128,7 @@ def layer_units(model: nn.Module, layers: list[str], image_size: int) -> dict[st
 
 @dataclass(frozen=True)
 class PreparedLayer:
-    """A layer ready for the engine: `forward` (cropped when `plan` is set), the pre-ReLU `search`,
+    """A layer ready for the engine: `forward` (the studied cell only when `crop`), the pre-ReLU `search`,
     and `position`, the map cell a centre objective studies (`position.UnitPosition`; None for a mean)."""
 
     layer: str
@@ -129,11 +138,12 @@ class PreparedLayer:
     plan: object  # receptive.CropPlan | None
     search: Forward | None
     position: UnitPosition | None = None
+    crop: bool = False  # the forward returns the studied cell only
 
     @property
     def objective_cell(self) -> tuple[int, int] | None:
-        """Where the objective reads the forward's output: the crop's single cell, else the position."""
-        if self.position is None or self.plan is not None:
+        """Where the objective reads the forward's output: its single cell when cropped, else the position."""
+        if self.position is None or self.crop:
             return None
         return self.position.y, self.position.x
 
@@ -148,8 +158,9 @@ def prepare(model: nn.Module, layer: str, image_size: int, objective: str = "cen
     cell = None if position is None else (position.y, position.x)
     forward, plan = layer_forward(model, layer, image_size, can_crop, position=cell)
     # the search phases climb the unit's pre-activation (one position: relu(pre) is the score)
-    search = pre_activation(model, layer, forward, image_size, plan) if objective == "centre" else None
-    return PreparedLayer(layer, image_size, objective, forward, plan, search, position)
+    search = (pre_activation(model, layer, forward, image_size, plan, cell if can_crop else None)
+              if objective == "centre" else None)
+    return PreparedLayer(layer, image_size, objective, forward, plan, search, position, can_crop)
 
 
 def layer_prototypes(prepared: PreparedLayer, generator: Generator, units: int | Sequence[int], *, seed: int,

@@ -12,9 +12,11 @@ of the wrong size fails with a clear message instead of silently
 broadcasting.  The base class and that algebra live in `objective_algebra.py`
 (re-exported here); this module holds the objectives themselves.
 
-Spatial convention: "centre" is position ``((H - 1) // 2, (W - 1) // 2)``; for
-even ``H``/``W`` that is the upper-left of the four central pixels (the
-seed's convention for block outputs).
+Spatial convention: without a cell of its own (``ChannelCentre(units, at=...)``),
+"centre" is position ``((H - 1) // 2, (W - 1) // 2)``, the map's middle cell (for
+even ``H``/``W`` the upper-left of the four central pixels: the seed's
+convention). The engine passes the cell whose receptive field is centred in the
+image instead (`position.unit_position`).
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model("resnet18").eval().requires_grad_(False)
     generator = make_generator("pixel", size=args.size, latent_size=16)
     print(f"resnet18 (random init) at {args.size} px, pixel latent 16x16x3, float32, one thread; "
-          f"native bf16 here: {bf16_native('cpu')}")
+          f"native bf16 here: {bf16_native(torch.device('cpu'))}")
     for layer in args.layers.split(","):
         units = layer_units(model, [layer], args.size)[layer]
         model.to(memory_format=torch.channels_last)

@@ -57,7 +57,11 @@ def test_prototypes_and_receptive_fields_equal_what_evolve_stores(study):
     models = checkpoints(study, "a")
     before = [(p.requires_grad, p.is_contiguous()) for p in models[0].parameters()]
     models[0].train()
-    results = ps.prototypes(models, LAYER, image_size=16, seed=study.synth.seed, config=study.synth.engine_config())
+    from protoscope.analyze.activations import stimulus_set
+
+    natural = stimulus_set(study).images[: study.synth.natural_starts]  # what evolve starts from too
+    results = ps.prototypes(models, LAYER, image_size=16, seed=study.synth.seed, config=study.synth.engine_config(),
+                            natural=natural)
     fields = ps.receptive_field(models, LAYER, 16, per_unit=True, samples=SYNTH["rf_samples"], seed=study.synth.seed)
     for epoch, (result, rf) in enumerate(zip(results, fields)):
         stored, stored_rf = store.read_job("a", LAYER, epoch, 0), store.read_rf("a", LAYER, epoch)

@@ -88,7 +88,7 @@ def test_unit_data_carries_the_stored_trust_scores_and_the_overview_their_share(
     for name in ("path_similarity", "robustness", "trustworthy"):
         stored = np.nanmean(np.asarray(trust[name][:]), axis=1)  # mean over repeats: (epoch, unit)
         shown = np.array(units["trust"][name], dtype=float)
-        np.testing.assert_allclose(shown, stored, rtol=2e-3, atol=1e-3)
+        np.testing.assert_allclose(shown, stored, rtol=5e-3, atol=1e-3)  # the page keeps 3 significant digits
     table = next(t for t in index["tables"] if t["title"] == "Share of trustworthy prototypes")
     share = MetricsTable(out).read("trust")
     share = share[(share["metric"] == "trust_share") & (share["layer"] == "layer4") & (share["condition"] == "keepclr")]

@@ -42,6 +42,7 @@ from ..runtime import autocast
 from .cmaes import BatchedSepCMA, default_popsize
 from .generators import Generator
 from .objectives import Objective
+from .robust import robust_forward
 
 Forward = Callable[[Tensor], Tensor]  # images in [0, 1] -> the layer's activations
 
@@ -206,8 +207,6 @@ def synthesize(
     of natural images (`generator.encode`), scored with the random pool, so no unit that one of
     them excites is left silent, and no prototype starts below the best of them.
     """
-    from .robust import robust_forward  # here: robust.py imports this module's Forward
-
     device = torch.device(device)
     rng = torch.Generator(device=device).manual_seed(int(seed))
     batch = pick_batch_size(config, forward, generator, device, bf16)

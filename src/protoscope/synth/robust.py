@@ -10,11 +10,12 @@ call for the whole batch: it is one `affine_grid`, and every row still sees a di
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from .engine import Forward
+Forward = Callable[[torch.Tensor], torch.Tensor]  # images in [0, 1] -> a layer's activation (as engine.py's)
 
 
 def robust_forward(forward: Forward, seed: int = 0, pad: int = 2, jitter: int = 2,

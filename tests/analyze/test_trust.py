@@ -215,7 +215,7 @@ def test_every_stored_prototype_of_the_demo_has_its_trust_scores(quick_demo):
 @pytest.mark.xdist_group("quick_demo")
 def test_training_makes_the_deepest_prototypes_more_robust_than_at_initialization(quick_demo):
     """The trained net against its own random init, from the trust stage's store: layer4 robustness
-    rises for every run (bench/results/trust_quick_demo.txt has the numbers). Fails for a constant score."""
+    rises for every run (bench/results/trust_demo.txt has the full demo's numbers). Fails for a constant score."""
     from protoscope.demo import demo_study
 
     out = quick_demo[0]

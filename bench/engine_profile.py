@@ -11,6 +11,7 @@ sigmoid (the speed bench's generator). For each layer:
   step: which convolution kernels run, and how much goes to memory layout changes.
 
     python bench/engine_profile.py > bench/results/engine_profile_avx2.txt
+    python bench/engine_profile.py --compile --layers layer1,layer2,layer3,layer4 > bench/results/engine_compile_avx2.txt
     python bench/engine_profile.py --layers layer1 --batches 16,64 --repeats 2      # quick
 """
 
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per setting (median)")
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--top", type=int, default=8, help="profiler operators shown")
+    parser.add_argument("--compile", action="store_true", help="only: the step at batch 64, eager against "
+                        "torch.compile (its compile seconds apart)")
     args = parser.parse_args(argv)
     from protoscope.nets.models import build_model
     from protoscope.runtime import bf16_native
@@ -48,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         engine, plan = layer_forward(model, layer, args.size, crop=True, channels_last=True)
         full, _ = layer_forward(model, layer, args.size, crop=False, channels_last=False)
         crop = "none" if plan is None else f"{plan.y1 - plan.y0}x{plan.x1 - plan.x0} px of {args.size}"
+        if args.compile:
+            _compiled(layer, engine, generator, ChannelCentre(torch.arange(64) % units), args.repeats)
+            continue
         print(f"\n{layer}: {units} units; crop {crop}")
         print("batch | s/image step | generator % | forward % | backward % | images/s")
         for batch in [int(b) for b in args.batches.split(",")]:
@@ -63,6 +69,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nprofile, per-unit step ({layer}):")
         _profile(lambda: _step(full, generator, ChannelCentre([0], at=cell), 1), args.top)
     return 0
+
+
+def _compiled(layer: str, forward, generator, objective, repeats: int) -> None:
+    """Seconds per image of the step at batch 64, eager and under torch.compile (after compiling)."""
+    def step(z: torch.Tensor) -> torch.Tensor:
+        return objective(forward(generator(z))).sum()
+
+    def timed(run) -> float:
+        samples = []
+        for r in range(repeats + 1):
+            z = torch.randn(64, generator.latent_dim, generator=torch.Generator().manual_seed(r)).requires_grad_(True)
+            start = time.perf_counter()
+            run(z).backward()
+            if r:
+                samples.append(time.perf_counter() - start)
+        return float(torch.tensor(samples).median()) / 64
+
+    eager = timed(step)
+    start = time.perf_counter()
+    compiled = torch.compile(step)
+    z = torch.randn(64, generator.latent_dim).requires_grad_(True)
+    compiled(z).backward()
+    compile_s = time.perf_counter() - start
+    print(f"{layer}: eager {eager:.5f} s/image, compiled {timed(compiled):.5f} s/image (compiling took {compile_s:.0f} s)")
 
 
 def _step(forward, generator, objective, batch: int) -> None:

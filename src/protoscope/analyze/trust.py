@@ -199,11 +199,17 @@ def radial_log_spectrum(images: torch.Tensor) -> torch.Tensor:
     return (sums / counts.clamp_min(1))[:, 1:]
 
 
-def spectral_naturalness(prototypes: torch.Tensor, probe: torch.Tensor) -> torch.Tensor:
-    """(U,): each prototype's spectral distance from the probe images' mean, over a probe image's median."""
+def spectral_reference(probe: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the probe images' mean radial log spectrum, a probe image's median distance from it)."""
     natural = radial_log_spectrum(probe.cpu())
     mean = natural.mean(0)
-    typical = (natural - mean).pow(2).mean(1).sqrt().median()
+    return mean, (natural - mean).pow(2).mean(1).sqrt().median()
+
+
+def spectral_naturalness(prototypes: torch.Tensor, probe: torch.Tensor, reference=None) -> torch.Tensor:
+    """(U,): each prototype's spectral distance from the probe images' mean, over a probe image's
+    median; `reference`: `spectral_reference(probe)` when it is known already."""
+    mean, typical = reference if reference is not None else spectral_reference(probe)
     return (radial_log_spectrum(prototypes.cpu()) - mean).pow(2).mean(1).sqrt() / typical.clamp_min(1e-12)
 
 
@@ -317,6 +323,7 @@ class Judge:
                  partner=None, partner_layers: list[str] | None = None, k: int = 8, draws: int = 4, seed: int = 0):
         self.model, self.images, self.k, self.draws, self.seed = model, images, k, draws, seed
         self.natural = responses(model, layers, images)
+        self.spectrum = spectral_reference(images)
         self.partner = partner
         self.partner_natural = None if partner is None else responses(partner, partner_layers or layers, images)
         self.embed = embed
@@ -340,7 +347,7 @@ class Judge:
         if self.partner is not None and partners is not None:
             made_partner = responses(self.partner, [layer], prototypes).cells[layer]
             moved = transfer_from(made_partner, self.partner_natural.cells[layer], partners).numpy()
-        return TrustScores(list(units), path, spectral_naturalness(prototypes, self.images).numpy(),
+        return TrustScores(list(units), path, spectral_naturalness(prototypes, self.images, self.spectrum).numpy(),
                            robust.numpy(), natural_ratio(own, best).numpy(), plausible, moved)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .. import stages
 from .app import out, stage_command
-from .tables import print_paths, print_summary, print_table
+from .tables import print_frame, print_paths, print_summary, print_table
 
 
 def _show_checkpoints(s, result) -> None:
@@ -32,8 +32,7 @@ def _show_alignment(s, result) -> None:
     metrics = MetricsTable(s.store).read()
     rows = matching_table(metrics)
     if not rows.empty:
-        print_table("Matched correlation of units (mean over units; unpaired: below the threshold)", rows.columns,
-                    ([f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for _, row in rows.iterrows()),
+        print_frame("Matched correlation of units (mean over units; unpaired: below the threshold)", rows, 3,
                     left={"pair", "epoch", "layer"})
     print_paths(align_figures(s, metrics, s.store / "figures"))
 
@@ -43,8 +42,7 @@ def _show_trust(s, metrics) -> None:
 
     rows = trust_table(metrics)
     if not rows.empty:
-        print_table("Trust of the prototypes (means over live units; share: trustworthy)", rows.columns,
-                    ([f"{v:.2f}" if isinstance(v, float) else str(v) for v in row] for _, row in rows.iterrows()),
+        print_frame("Trust of the prototypes (means over live units; share: trustworthy)", rows, 2,
                     left={"run", "layer", "epoch"})
     print_paths(trust_figures(s, metrics, s.store / "figures"))
 

@@ -18,6 +18,12 @@ def print_table(title: str, columns, rows, left=frozenset()) -> None:
     out.print(table)
 
 
+def print_frame(title: str, frame, digits: int, left=frozenset()) -> None:
+    """A DataFrame as `print_table` prints it: floats with `digits` decimals, everything else as text."""
+    print_table(title, frame.columns, ([f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row]
+                                       for _, row in frame.iterrows()), left=left)
+
+
 def print_paths(paths) -> None:
     """One line per figure (PNG) a stage drew, and one for the site's index.html where it wrote one."""
     for path in paths:

@@ -52,10 +52,11 @@ def partners(study, run: str, other: str, layer: str, epoch: int) -> list[int] |
     for a, b in ((run, other), (other, run)):
         path = root / pair_name(a, b) / f"{layer}.nc"
         if path.is_file():
-            matched = read_result(path)["partner_bipartite"].values.astype(int)
+            pair = read_result(path)
+            matched = pair["partner_bipartite"].values.astype(int)
             if a == run:
                 return matched.tolist()
-            inverse = np.full(int(read_result(path).sizes["unit_b"]), -1)
+            inverse = np.full(int(pair.sizes["unit_b"]), -1)
             inverse[matched[matched >= 0]] = np.flatnonzero(matched >= 0)
             return inverse.tolist()
     return None
@@ -94,8 +95,7 @@ class TrustStage(StudyStage):
     def is_done(self, study, job) -> bool:
         run, epoch = job.key
         arrays, store = ArrayStore(layout.arrays(study)), TrustStore(layout.trust(study))
-        return all(store.is_done(run, layer, epoch) for layer in _layers(study, arrays, run)
-                   if any(e == epoch for e, _ in arrays.done_jobs(run, layer)))
+        return all(store.is_done(run, layer, epoch) for layer in _layers(study, arrays, run, epoch))
 
     def run(self, study, job, device, emit) -> dict:
         from ..analyze import trust as scores
@@ -105,8 +105,7 @@ class TrustStage(StudyStage):
         name, epoch = job.key
         run, spec = study.run(name), study.trust
         arrays, store, table = ArrayStore(layout.arrays(study)), TrustStore(layout.trust(study)), MetricsTable(study.store)
-        layers = [layer for layer in _layers(study, arrays, name)
-                  if any(e == epoch for e, _ in arrays.done_jobs(name, layer))]
+        layers = _layers(study, arrays, name, epoch)
         self.record_settings(study)
         images = stimulus_set(study).images.to(device)
         model = self._model(run, checkpoints(study, run)[epoch], device)
@@ -202,8 +201,13 @@ def _summary(key: str, values: np.ndarray) -> float:
     return float(np.median(finite) if key in ("spectral_naturalness", "natural_ratio", "transfer") else finite.mean())
 
 
-def _layers(study, arrays: ArrayStore, run: str) -> list[str]:
-    return [layer for layer in study.layers if run in arrays.runs() and arrays.has_layer(run, layer)]
+def _layers(study, arrays: ArrayStore, run: str, epoch: int | None = None) -> list[str]:
+    """The studied layers with stored prototypes of `run`; with `epoch`, those with a finished job there."""
+    if run not in arrays.runs():
+        return []
+    stored = [layer for layer in study.layers if arrays.has_layer(run, layer)]
+    return stored if epoch is None else [layer for layer in stored
+                                         if any(e == epoch for e, _ in arrays.done_jobs(run, layer))]
 
 
 STAGE = TrustStage()

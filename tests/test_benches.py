@@ -55,6 +55,9 @@ QUICK: dict[str, Quick] = {
                              "--cells", "2", "--steps", "2"),
                             r"batched_speedup=[\d.]+ quality_ratio=[\d.]+", demo=True, slow=True),
     "compare_stores.py": Quick(("{demo}", "{demo}"), r"differences\(\S+, \S+\): 0\nleftovers\(\S+\): 0", demo=True),
+    "engine_ideas.py": Quick(("--layers", "layer1", "--batches", "16", "--repeats", "1", "--units", "2", "--steps", "8",
+                              "--rules", "adam,rprop,coarse-to-fine"),
+                             r"\nlayer1 \| coarse-to-fine +\| +[\d.]+ \| +[\dinf]+ \| [\d.]+\n"),
     "engine_profile.py": Quick(("--layers", "layer1", "--batches", "16", "--repeats", "1", "--top", "3"),
                                r"\n16 \| [\d.]+ \| \d+ \| \d+ \| \d+ \| \d+\nper-unit step"),
     "engine_settings.py": Quick(("--layers", "layer1", "--budgets", "0,2", "--image-size", "32", "--units", "4",
@@ -97,6 +100,8 @@ QUICK: dict[str, Quick] = {
                            r"\n2 \| [\d.]+ \| [\d.]+ \| [\d.]+\n", demo=True, slow=True),
     "trust_demo.py": Quick(("--quick", "--store", "{demo}"),
                            r"\ntrust stage: 9 \(run, epoch\) jobs, [\d.]+ s median per job", demo=True),
+    "watch_cost.py": Quick(("--quick", "--store", "{demo}", "--epoch", "1"), r"checkpoint to page: [\d.]+ s, \d+ %",
+                           demo=True, slow=True),
     "train_recipe.py": Quick(("--quick", "--epochs", "1", "--conditions", "clrjit", "--set", "data.epoch_size=64",
                               "--out", "{tmp}/recipe"), r"train seconds per run: \d+", writes=("recipe/runs",)),
     "train_step.py": Quick(("--batches", "2", "--steps", "1", "--warm-up", "0", "--batch-size", "16"),
@@ -234,3 +239,25 @@ def test_the_import_check_sees_private_and_missing_names(tmp_path):
     assert "atlas_jobs, which does not exist" in problems[1]
     assert "private protoscope._nothing" in problems[2]
     assert "has no no_such_name" in problems[3]
+
+
+def test_the_gpu_run_is_one_command_that_waits_for_the_gpu(isolated, monkeypatch, capsys):
+    """`make bench-gpu` is `synth_speed.py --gpu`: refused in one line where there is no GPU, and, run
+    against a fake CUDA device (here on the CPU), every clock read waits for the GPU's queue and the
+    table the README quotes is written, the seed paper's rate beside it."""
+    import torch
+
+    module = load("synth_speed.py")
+    args = module.parse_args(["--gpu"])
+    assert args.device == "cuda" and args.quick
+    if not torch.cuda.is_available():
+        assert module.main(["--gpu", "--smoke"]) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err
+    waits = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *device: waits.append(device))
+    assert module.main(["--gpu", "--smoke", "--device", "cpu", "--out", str(isolated)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\nall +[\d.inf-]+ +[\d.]+ +[\d.]+\n", out), out[-2000:]
+    assert "the seed paper: 3.4 prototypes/s" in out
+    assert len(waits) >= 6  # per-unit: a start and a read per budget; engine: a start and its snapshots

@@ -18,14 +18,15 @@ from __future__ import annotations
 import importlib
 
 _HOMES = {
-    "stages": None, "UserError": ".errors", "open_store": ".store", "Study": ".study", "load_study": ".study",
+    "stages": None, "UserError": ".errors", "Checkpointer": ".train.checkpointer",
+    "lightning_callback": ".train.checkpointer", "open_store": ".store", "Study": ".study", "load_study": ".study",
     **{name: ".api" for name in ("prototypes", "receptive_field", "atlas", "rdms", "align", "show", "declare", "trust")},
     **{name: ".stages" for name in ("train", "probe", "evolve", "analyze", "rsa", "width", "report", "export", "run")},
 }
 
 __version__ = "0.1.0"
 __all__ = [
-    "Study", "UserError", "load_study", "open_store", "stages",
+    "Study", "UserError", "load_study", "open_store", "stages", "Checkpointer", "lightning_callback",
     "prototypes", "receptive_field", "atlas", "rdms", "align", "show", "declare", "trust",
     "train", "probe", "evolve", "analyze", "rsa", "width", "report", "export", "run",
     "__version__",

@@ -217,7 +217,7 @@ class SynthSpec(Strict):
     def engine_config(self) -> EngineConfig:
         from .synth.engine import EngineConfig  # here, not above: the engine needs torch, a study does not
 
-        fields = set(EngineConfig.__dataclass_fields__) - {"backtrack", "tol", "cma_sigma"}  # no study sets those
+        fields = set(EngineConfig.__dataclass_fields__) - {"backtrack", "tol", "cma_sigma", "cpu_batch_size"}  # no study sets those
         return EngineConfig(**{name: getattr(self, name) for name in fields})
 
 

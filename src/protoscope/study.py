@@ -44,6 +44,7 @@ class Study(Strict):
     """A whole study file, validated: what every stage takes."""
 
     name: str
+    question: str | None = Field(None, description="what the study asks, in a sentence (the site's overview shows it)")
     store: Path
     device: str = "auto"
     precision: Literal["auto", "bf16", "float32"] = "auto"

@@ -202,3 +202,35 @@ def test_the_rf_square_holds_the_mask_and_is_left_out_when_the_field_fills_the_i
     assert (y1 - y0) < 16  # a small field: a small square
     wide = np.exp(-((yy - 16) ** 2 + (xx - 16) ** 2) / (2 * 12.0 ** 2))
     assert rf_box([wide], 32) is None and rf_box([], 32) is None
+
+
+def test_wide_figures_are_scaled_for_the_site_and_copied_once(tmp_path):
+    """The site's copy of a figure wider than WEB_WIDTH is scaled down (the store keeps the full one);
+    an unchanged figure is not copied again, a redrawn one is."""
+    import os
+
+    from PIL import Image
+
+    from protoscope.report.site.build import WEB_WIDTH, SiteResult, _figures
+
+    figures = tmp_path / "store" / "figures"
+    figures.mkdir(parents=True)
+    Image.new("RGB", (3 * WEB_WIDTH, 900), "white").save(figures / "development_layer4.png")
+    Image.new("RGB", (400, 300), "white").save(figures / "probe_accuracy.png")
+    site = tmp_path / "site"
+    result = SiteResult(site)
+    assert _figures(tmp_path / "store", site, result) == ["development_layer4.png", "probe_accuracy.png"]
+    assert result.written == 2
+    assert Image.open(site / "figures" / "development_layer4.png").size == (WEB_WIDTH, 300)
+    assert Image.open(site / "figures" / "probe_accuracy.png").size == (400, 300)
+    noise = np.random.default_rng(0).integers(0, 255, (1300, 1300, 4), dtype=np.uint8)  # a heavy matrix figure
+    Image.fromarray(noise, "RGBA").save(figures / "rsa_rdms_run.png")
+    assert (figures / "rsa_rdms_run.png").stat().st_size > 1_000_000
+    _figures(tmp_path / "store", site, SiteResult(site))
+    assert Image.open(site / "figures" / "rsa_rdms_run.png").width == 1000
+    again = SiteResult(site)
+    _figures(tmp_path / "store", site, again)
+    assert again.written == 0
+    os.utime(figures / "probe_accuracy.png", ns=(1, 2))  # redrawn (another modification time)
+    _figures(tmp_path / "store", site, again)
+    assert again.written == 1

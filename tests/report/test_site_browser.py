@@ -101,7 +101,16 @@ def test_layer_view_slider_sort_and_click(demo, open_page):
     page.keyboard.press("ArrowLeft")
     assert page.inner_text("#epoch-label") == "epoch 1"
     assert _shown_unit(page, "#unit-grid a:first-child .sprite")[0] == f"img/{run_id}/{layer_id}/e1_r0.png"
-    assert page.evaluate("location.hash") == "#/layer/clrjit-s0/layer3/1/unit"
+    assert page.evaluate("location.hash") == "#/layer/clrjit-s0/layer3/1/unit/0/plain"
+    page.select_option("#repeat-select", "1")
+    page.check("#masked")
+    assert page.evaluate("location.hash") == "#/layer/clrjit-s0/layer3/1/unit/1/masked"
+    page.reload()  # repeat and masked live in the address: a reload (or Back) keeps them
+    page.wait_for_selector("#unit-grid a")
+    assert page.input_value("#repeat-select") == "1" and page.is_checked("#masked")
+    assert _shown_unit(page, "#unit-grid a:first-child .sprite")[0] == f"img/{run_id}/{layer_id}/e1_r1_m.png"
+    page.select_option("#repeat-select", "0")
+    page.uncheck("#masked")
     page.select_option("#sort-select", "score")
     score = store.read_job("clrjit-s0", "layer3", 1, 0)["score"]
     shown = [int(u) for u in page.locator("#unit-grid a").evaluate_all("nodes => nodes.map(n => n.dataset.unit)")]
@@ -233,3 +242,39 @@ def test_a_prototype_is_shown_where_its_unit_looks_with_the_full_canvas_one_clic
     page.wait_for_selector("#unit-grid a")
     assert page.locator("#full-canvas").count() == 0
     assert page.eval_on_selector("#unit-grid a:first-child .sprite", "n => n.dataset.view") == "full"
+
+
+def test_a_bad_address_says_what_is_missing(demo, open_page):
+    """A run, layer or unit that does not exist is named as such, never shown as another one."""
+    out, site, index = demo
+    run = next(r for r in index["runs"] if r["layers"])
+    units, layer, name = run["layers"][0]["units"], run["layers"][0]["name"], run["name"]
+    for route, words in (("#/unit/nosuchrun/layer9/999/77", "No run named “nosuchrun”"),
+                         (f"#/unit/{name}/layer9/3/1", "has no layer “layer9”"),
+                         (f"#/unit/{name}/{layer}/{units + 136}/1", f"has {units} units"),
+                         (f"#/unit/{name}/{layer}/abc", "no unit “abc”"),
+                         ("#/layer/nosuchrun", "No run named")):
+        page = open_page(site, route)
+        page.wait_for_selector("#not-found")
+        assert words in page.inner_text("#not-found"), route
+        assert page.evaluate("location.hash") == route  # the address is left as it was asked
+        assert page.query_selector("#unit-panels") is None and page.query_selector("#unit-grid") is None
+
+
+def test_at_phone_width_nothing_runs_off_the_screen(demo, browser):
+    """At 390 px the slider row wraps (its label and play button stay on screen), tables scroll inside
+    themselves and atlas images shrink: the page never scrolls sideways."""
+    out, site, index = demo
+    run = next(r for r in index["runs"] if r["layers"])
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    for route in ("", f"#/unit/{run['name']}/{run['layers'][0]['name']}/0", f"#/layer/{run['name']}", "#/atlas"):
+        page.goto((site / "index.html").as_uri() + route)
+        page.wait_for_function("window.protoscope && window.protoscope.index !== null")
+        page.wait_for_timeout(300)
+        wide = page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= 390, f"{route or 'overview'}: the page is {wide} px wide at a 390 px screen"
+        if page.query_selector("#epoch-slider"):
+            right = page.evaluate("Math.max(...[...document.querySelectorAll('.slider > *')].map((n) => "
+                                  "n.getBoundingClientRect().right))")
+            assert right <= 390, f"{route}: the slider row ends at {right} px"
+    page.close()

@@ -148,9 +148,11 @@ def test_batch_size_follows_the_memory_budget(net):
     gen = FourierGenerator(size=32, cutoff=6)
     per_image = activation_bytes_per_image(forward, gen, torch.device("cpu"), False)
     assert per_image > 3 * 32 * 32 * 4  # at least the input image is kept for backward
-    small = pick_batch_size(EngineConfig(memory_gb=0.01), forward, gen, torch.device("cpu"), False)
-    large = pick_batch_size(EngineConfig(memory_gb=1.0), forward, gen, torch.device("cpu"), False)
+    cpu = torch.device("cpu")
+    small = pick_batch_size(EngineConfig(memory_gb=0.01), forward, gen, cpu, False)
+    large = pick_batch_size(EngineConfig(memory_gb=1.0, cpu_batch_size=4096), forward, gen, cpu, False)
     assert small < large
+    assert pick_batch_size(EngineConfig(memory_gb=1.0), forward, gen, cpu, False) == EngineConfig().cpu_batch_size
 
 
 class _Unreachable(nn.Module):

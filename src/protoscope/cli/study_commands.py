@@ -135,6 +135,29 @@ def serve(study: StudyArg, store: StoreOpt = None,
 
 
 @app.command()
+def watch(study: StudyArg, store: StoreOpt = None, device: DeviceOpt = None, executor: ExecutorOpt = None,
+          ray_address: RayAddressOpt = None,
+          poll: float = typer.Option(5.0, "--poll", min=0.1, help="Seconds between looks at the run folders."),
+          site: bool = typer.Option(True, "--site/--no-site", help="Draw the figures and site after each new epoch.")) -> None:
+    """Follow the study's runs while they train: probes and prototypes of each checkpoint as soon as it
+    is completely written, every other stage once all runs have finished. Ctrl-C stops; the next
+    watch (or run) goes on from there.
+
+    Example: protoscope train study.yaml   (in one shell)   protoscope watch study.yaml   (in another)
+    """
+    s = load(study, store, device)
+
+    def said(states, done_now) -> None:
+        seen = ", ".join(f"{name} {len(st.complete)}/{len(st.planned)}" for name, st in states.items())
+        out.print(f"checkpoints complete: {seen}" + (f"; {done_now} jobs done" if done_now else ""), soft_wrap=True)
+
+    import functools
+
+    result = run_stage(functools.partial(stages.watch, poll=poll, site=site, on_round=said), s, executor, ray_address)
+    out.print(f"watched {len(result)} runs to the end; store [bold]{s.store}[/]")
+
+
+@app.command()
 def layers(study: StudyArg, run: Optional[str] = typer.Option(None, "--run", "-r", help="Which run's architecture.")) -> None:
     """List the layer addresses of a study's architecture (what `layers:` may name).
 

@@ -66,7 +66,7 @@ def rsa_findings(metrics: pd.DataFrame, layers: list[str]) -> list[dict]:
         order = [epochs[layer] for layer in layers]
         steps = np.diff(order)
         rows.append(_row("RSA: layers settle early to deep (clrjit, RDM r ≥ 0.9 with its last)",
-                         " ".join(f"{layer}@{e:g}" for layer, e in epochs.items()),
+                         " ".join(f"{layer}@{round(e, 1):g}" for layer, e in epochs.items()),
                          float(steps.min()) + 0.5 if len(steps) else 0.0))
     return rows
 

@@ -11,7 +11,7 @@
     atlases            atlas        activation atlases over training
     width_study        width        nets of several widths, read linearly on a new task
 
-`verbs` holds the function of each CLI command (`protoscope.stages.<verb>(study)`), `execute` runs
+`watch` follows runs while they train (`protoscope watch`). `verbs` holds the function of each CLI command (`protoscope.stages.<verb>(study)`), `execute` runs
 any stage, and `STAGES` maps each stage's name to it (imported on first use, so the CLI starts
 without torch).
 """
@@ -22,6 +22,7 @@ from .execution import Outcome, execute
 from .progress import JobLog, new_progress
 from .verbs import (align, analyze, atlas, draw_figures, evolve, export, final_table, probe, report, rsa, run,
                     train, trust, width)
+from .watch import watch
 
 MODULES = {"train": "training", "probe": "linear_probes", "evolve": "prototypes", "analyze": "prototype_metrics",
            "activations": "activations", "rsa": "rdms", "align": "alignment", "trust": "trust", "atlas": "atlases",
@@ -37,4 +38,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["JobLog", "MODULES", "Outcome", "STAGES", "align", "analyze", "atlas", "draw_figures", "evolve", "execute",
-           "export", "final_table", "new_progress", "probe", "report", "rsa", "run", "train", "trust", "width"]
+           "export", "final_table", "new_progress", "probe", "report", "rsa", "run", "train", "trust", "watch", "width"]

@@ -8,6 +8,8 @@ message for a run that has none), its model (one per-process cache), the stage's
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Callable
 
@@ -28,13 +30,47 @@ def no_checkpoints(study, run) -> str:
 
 
 def checkpoints(study, run) -> dict[int, Path]:
-    """{epoch: file} of a run; a run without any is refused."""
+    """{epoch: file} of a run; a run without any is refused. While `watch` plans (`planned_epochs`),
+    every epoch the run will have, each at the file it will be written to."""
     from ..nets.checkpoint_files import run_checkpoints
 
     files = run_checkpoints(study, run)
     if not files:
         raise UserError(no_checkpoints(study, run))
+    if _WATCHING.get():
+        from ..nets.checkpoints import checkpoint_name
+
+        return {e: files.get(e, study.run_dir(run) / checkpoint_name(e)) for e in planned_epochs(study, run)}
     return files
+
+
+_WATCHING: ContextVar[bool] = ContextVar("watching", default=False)
+
+
+@contextmanager
+def watching():
+    """Plan stages over the epochs runs will have, not those they have: arrays are made for the whole
+    run, so a store filled while training has the shape it has when made after it (`watch.py`)."""
+    token = _WATCHING.set(True)
+    try:
+        yield
+    finally:
+        _WATCHING.reset(token)
+
+
+def planned_epochs(study, run) -> list[int]:
+    """The epochs a run will have: 0 … `epochs` for a run this study trains; for a run folder, the
+    plan its writer left (`protoscope.Checkpointer`'s `training.plan`), or it is refused."""
+    from ..train.checkpointer import read_plan
+
+    if run.path is None:
+        return list(range(run.epochs + 1))
+    plan = read_plan(study.run_dir(run))
+    if plan is None:
+        raise UserError(f"Run {run.name!r}: watching {study.run_dir(run)} needs the epochs it will have; save them "
+                        "with protoscope.Checkpointer(folder, model, epochs=N) or protoscope.lightning_callback, "
+                        "or run the stages after training.")
+    return plan
 
 
 def checkpoints_at(study, run, wanted: list[int] | None, field: str) -> dict[int, Path]:

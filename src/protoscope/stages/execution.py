@@ -8,6 +8,7 @@ bars here, so no stage keeps a callback signature of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..executors import LocalExecutor
 from ..jobs import Event, Job, Stage
@@ -29,16 +30,17 @@ class Outcome:
 
 
 def execute(stage: Stage, study, executor=None, runs: list[str] | None = None, progress=None,
-            device=None) -> Outcome:
+            device=None, only: Callable[[Job], bool] | None = None) -> Outcome:
     """Plan the stage's jobs, skip the stored ones, prepare the store once, and run the rest.
 
     `executor` defaults to the in-process `LocalExecutor`; `progress` is a rich Progress (or None)
-    that gets one bar per job group.
+    that gets one bar per job group. `only` keeps the planned jobs it accepts (`watch`: those
+    whose checkpoint is complete).
     """
     executor = executor or LocalExecutor()
     # a wrong device before anything else (only its name, where the jobs run elsewhere)
     resolve_device(device if device is not None else study.device, here=not getattr(executor, "remote", False))
-    jobs = stage.plan(study, runs)
+    jobs = [job for job in stage.plan(study, runs) if only is None or only(job)]
     if jobs:
         stage.prepare(study, jobs)  # settings checked against the store, arrays created: before any job
     todo = [job for job in jobs if not stage.is_done(study, job)]

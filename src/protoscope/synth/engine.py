@@ -74,8 +74,9 @@ class EngineConfig:
     patience: int = 8  # Adam steps without improvement before a unit exits
     backtrack: bool = False  # a step that lowers a unit's score is halved, and so is its lr
     tol: float = 1e-3  # relative improvement that counts
-    batch_size: int | None = None  # images per forward pass; None: from memory_gb
+    batch_size: int | None = None  # images per forward pass; None: as many as memory_gb holds, up to cpu_batch_size
     memory_gb: float = 2.0
+    cpu_batch_size: int = 64  # on a CPU, larger batches cost more per image (bench/results/engine_profile_*.txt)
     robust: bool = False  # Adam sees each image slightly moved, scaled and turned (`robust.py`) at every step
 
 
@@ -109,11 +110,15 @@ def activation_bytes_per_image(forward: Forward, generator: Generator, device: t
 
 
 def pick_batch_size(config: EngineConfig, forward: Forward, generator: Generator, device: torch.device, bf16: bool) -> int:
+    """Images per pass: `config.batch_size`, else as many as `memory_gb` holds, and on a CPU at most
+    `cpu_batch_size`: there a step's time per image is flat from 16 to 128 images and grows beyond
+    (oneDNN's convolutions stop gaining from the batch), while a GPU wants all it can hold."""
     if config.batch_size:
         return config.batch_size
     per_image = activation_bytes_per_image(forward, generator, device, bf16)
     # 3x: saved activations, their gradients, and the forward's transients
-    return int(max(8, min(4096, config.memory_gb * 2**30 // (3 * per_image))))
+    fits = int(max(8, min(4096, config.memory_gb * 2**30 // (3 * per_image))))
+    return min(fits, config.cpu_batch_size) if device.type == "cpu" else fits
 
 
 def _batches(n: int, size: int):

@@ -19,6 +19,7 @@ from torch import nn
 from ..data.datasets import normalize
 from ..nets.layers import truncate
 from .engine import EngineConfig, Forward, Prototypes, synthesize
+from .fold import fold_batchnorm
 from .generators import Generator
 from .objectives import ChannelCentre, ChannelMean, Objective
 from .position import UnitPosition, unit_position
@@ -35,7 +36,8 @@ def make_objective(kind: str, units: int | Sequence[int], at: tuple[int, int] | 
 
 
 def layer_forward(model: nn.Module, layer: str, image_size: int, crop: bool, plan="auto",
-                  channels_last: bool = True, position: tuple[int, int] | None = None) -> tuple[Forward, object]:
+                  channels_last: bool = True, position: tuple[int, int] | None = None,
+                  fold: bool = False) -> tuple[Forward, object]:
     """images in [0, 1] -> the layer's activation; with `crop`, only the studied unit's cell.
 
     With `crop` the forward returns a (B, C, 1, 1) activation holding exactly the full image's
@@ -44,9 +46,12 @@ def layer_forward(model: nn.Module, layer: str, image_size: int, crop: bool, pla
     objective reads the same value either way. `plan` may be passed in: it depends on the
     architecture only, not the weights. Images enter channels-last (NHWC), the layout oneDNN and
     cuDNN convolve fastest in bf16 (evolve puts the weights in it too); `channels_last=False`
-    keeps the default NCHW layout.
+    keeps the default NCHW layout. `fold`: each conv → BatchNorm pair of the traced graph runs as
+    one convolution (`fold.py`; the engine's forward, equal up to float rounding in eval mode).
     """
     net = truncate(model, layer)
+    if fold and net.body is not None:
+        fold_batchnorm(net.body)
     if crop and position is None:
         found = unit_position(model, layer, image_size)
         position = (found.y, found.x)
@@ -156,7 +161,7 @@ def prepare(model: nn.Module, layer: str, image_size: int, objective: str = "cen
     position = unit_position(model, layer, image_size) if objective == "centre" else None
     can_crop = crop and objective == "centre"  # a spatial mean needs the whole image
     cell = None if position is None else (position.y, position.x)
-    forward, plan = layer_forward(model, layer, image_size, can_crop, position=cell)
+    forward, plan = layer_forward(model, layer, image_size, can_crop, position=cell, fold=True)
     # the search phases climb the unit's pre-activation (one position: relu(pre) is the score)
     search = (pre_activation(model, layer, forward, image_size, plan, cell if can_crop else None)
               if objective == "centre" else None)

@@ -70,7 +70,7 @@ def write_site(study, out: Path | None = None) -> SiteResult:
     for asset in sorted(ASSETS.iterdir()):
         write_if_changed(site, asset.name, asset.read_text(), result)
     ids = _ids(study, store)
-    index = {"study": study.name, "layers": ids["layers"], "runs": [], "atlases": []}
+    index = {"study": study.name, "question": study.question, "layers": ids["layers"], "runs": [], "atlases": []}
     probe = _stimulus_sheet(store, site, manifest)
     index["probe"] = probe
     names = [run.name for run in study.runs]
@@ -272,16 +272,43 @@ def _coverage(index: dict) -> dict:
             "rows": rows}
 
 
+WEB_WIDTH = 1600  # px: the site's copy of a wider figure is scaled down (the store keeps the full PNG and PDF)
+WEB_BYTES, HEAVY_WIDTH = 1_000_000, 1000  # a heavier figure (a matrix of noise-like cells) is scaled to this width
+
+
 def _figures(store: Path, site: Path, result: SiteResult) -> list[str]:
-    """Copy every PNG figure (and the atlas frames) into the site; only new or changed ones."""
+    """Every PNG figure into the site, wide ones scaled to `WEB_WIDTH`; only new or changed ones
+    (a copy carries its source's modification time)."""
     source = store / "figures"
     names = []
     for path in sorted(source.glob("*.png")) if source.is_dir() else []:
         target = site / "figures" / path.name
-        if not target.is_file() or target.stat().st_size != path.stat().st_size or \
-                target.stat().st_mtime_ns < path.stat().st_mtime_ns:
+        if not target.is_file() or target.stat().st_mtime_ns != path.stat().st_mtime_ns:
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
+            _web_copy(path, target)
             result.written += 1
         names.append(path.name)
     return names
+
+
+def _web_copy(path: Path, target: Path) -> None:
+    """`path` at most `WEB_WIDTH` wide (`HEAVY_WIDTH` when it weighs over `WEB_BYTES`), written
+    atomically, with the source's times."""
+    import os
+
+    from PIL import Image
+
+    from ...atomic import atomic_path
+
+    with Image.open(path) as image:
+        width = min(image.width, WEB_WIDTH if path.stat().st_size <= WEB_BYTES else HEAVY_WIDTH)
+        with atomic_path(target) as tmp:
+            if width == image.width:
+                shutil.copyfile(path, tmp)
+            else:
+                flat = Image.new("RGB", image.size, "white")
+                flat.paste(image, mask=image.getchannel("A") if image.mode == "RGBA" else None)
+                height = round(image.height * width / image.width)
+                flat.resize((width, height), Image.LANCZOS).save(tmp, format="PNG", optimize=True)
+    stat = path.stat()
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))

@@ -87,7 +87,7 @@ def findings_table(metrics: pd.DataFrame, layers: list[str]) -> dict | None:
     if frame.empty:
         return None
     frame["holds"] = frame["holds"].map(lambda h: "—" if h is None else ("yes" if h else "no"))
-    return _table("The seed's findings on this study", frame, "margin > 0: the finding holds (report/findings.py)")
+    return _table("The seed papers' findings, checked on this study", frame, "margin > 0: the finding holds (report/findings.py)")
 
 
 def headline_tables(metrics: pd.DataFrame, layers: list[str]) -> list[dict]:

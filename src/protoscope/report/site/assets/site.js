@@ -10,6 +10,7 @@ window.protoscope = (() => {
 
   // ------------------------------------------------------------------ loading
   function receive(key, data) {
+    if (key === "live") return onLive(data);
     cache[key] = data;
     (waiting[key] || []).forEach(([resolve]) => resolve(data));
     delete waiting[key];
@@ -41,9 +42,11 @@ window.protoscope = (() => {
     });
   }
 
-  const unitsOf = (run, layer) => load(`units/${run.id}/${layer.id}`, `data/${run.id}/${layer.id}/units.js`);
+  // while watched, a data file's address carries the generation, so no browser cache serves an old one
+  const fresh = () => live ? `?g=${live.generation}` : "";
+  const unitsOf = (run, layer) => load(`units/${run.id}/${layer.id}`, `data/${run.id}/${layer.id}/units.js${fresh()}`);
   const epochOf = (run, layer, epoch) =>
-    load(`epoch/${run.id}/${layer.id}/${epoch}`, `data/${run.id}/${layer.id}/e${epoch}.js`);
+    load(`epoch/${run.id}/${layer.id}/${epoch}`, `data/${run.id}/${layer.id}/e${epoch}.js${fresh()}`);
 
   // ------------------------------------------------------------------ DOM helpers (text only)
   function el(tag, attrs, ...children) {
@@ -65,8 +68,14 @@ window.protoscope = (() => {
     for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, String(value));
     return node;
   };
-  const fmt = (v, digits = 3) => (v === null || v === undefined || Number.isNaN(v)) ? "—"
-    : Number.isInteger(v) ? String(v) : String(parseFloat(Number(v).toPrecision(digits)));
+  // one format for every number: integers as they are, tiny or huge ones in e-notation, the rest to `digits`
+  const fmt = (v, digits = 3) => {
+    if (v === null || v === undefined || Number.isNaN(Number(v))) return "—";
+    const x = Number(v), size = Math.abs(x);
+    if (Number.isInteger(x) && size < 1e6) return String(x);
+    if (size !== 0 && (size < 1e-3 || size >= 1e6)) return x.toExponential(digits - 1);
+    return String(parseFloat(x.toPrecision(digits)));
+  };
 
   function table(spec) {
     return el("div", {},
@@ -134,7 +143,51 @@ window.protoscope = (() => {
       window.addEventListener("hashchange", render);
       document.addEventListener("keydown", onKey);
       render();
+      if (location.protocol.startsWith("http")) startLive();
     }, (error) => { document.getElementById("view").textContent = String(error); });
+  }
+
+  // ------------------------------------------------------------------ live, while `protoscope watch` runs
+  // Served over HTTP, the page asks for data/live.js every few seconds. A new generation means the
+  // site's data were written again: they are reloaded and the view drawn again, so the slider grows.
+  // Opened from disk, the page never asks, and stays as it is.
+  let live = null;
+
+  function startLive() {
+    const ask = () => {
+      const tag = document.createElement("script");
+      tag.src = `data/live.js?t=${Date.now()}`;
+      tag.onload = tag.onerror = () => tag.remove();
+      document.head.appendChild(tag);
+    };
+    ask();
+    setInterval(ask, 3000);
+    setInterval(showLive, 1000);
+  }
+
+  function onLive(data) {
+    const changed = live !== null && live.generation !== data.generation;
+    live = data;
+    showLive();
+    if (!changed) return;
+    for (const key of Object.keys(cache)) delete cache[key];
+    load("index", `data/index.js${fresh()}`).then((fresher) => { index = fresher; render(); });
+  }
+
+  function showLive() {
+    if (!live) return;
+    let banner = document.getElementById("live");
+    if (!banner) {
+      banner = el("div", { id: "live", role: "status" });
+      document.getElementById("top").after(banner);
+    }
+    const now = Date.now() / 1000;
+    const runs = Object.entries(live.runs).map(([name, r]) => r.finished ? `${name}: finished`
+      : `${name}: epoch ${r.latest ?? "—"} of ${r.last}` +
+        (r.written ? `, last checkpoint ${Math.max(0, Math.round(now - r.written))} s ago` : ""));
+    banner.replaceChildren(
+      el("strong", {}, live.finished ? "training finished" : "training"), " — ", runs.join(" · "),
+      live.waiting.length ? el("span", { class: "note" }, ` · after training: ${live.waiting.join(", ")}`) : null);
   }
 
   // The epoch slider: every stored epoch, arrows step it, a play button runs through it.
@@ -184,8 +237,20 @@ window.protoscope = (() => {
   }
 
   // ------------------------------------------------------------------ overview
+  const GLOSSARY = [
+    ["run", "one network trained from one seed under one condition; a checkpoint is stored after every epoch (epoch 0: before training)"],
+    ["condition", "how a run is trained; the built-in studies compare clrjit (SimCLR with colour jitter) and keepclr (without it)"],
+    ["seed", "the random seed of a run's initialization and data order"],
+    ["unit", "one channel of a layer (a feature of a token layer), studied at the map cell whose receptive field is centred"],
+    ["prototype", "an image synthesized to drive one unit as high as it can go: what the unit responds to"],
+    ["score", "the unit's activation for its prototype; silent: no image was found that drives it above 0"],
+    ["repeat", "an independent synthesis of the same unit from another random start; repeats that agree make a prototype more believable"],
+  ];
   function overview(main) {
     main.append(el("h1", {}, "Study ", index.study));
+    if (index.question) main.append(el("p", { class: "question", id: "study-question" }, index.question));
+    main.append(el("details", { id: "glossary" }, el("summary", {}, "What the words here mean"), el("dl", {}, GLOSSARY.map(([term, text]) =>
+      [el("dt", {}, term), el("dd", {}, text)]))));
     const runs = el("table", { id: "runs-table" }, el("thead", {}, el("tr", {}, ["run", "condition", "seed", "checkpoints", "layers"].map((c) => el("th", {}, c)))),
       el("tbody", {}, index.runs.map((run) => el("tr", { "data-run": run.name },
         el("td", { class: "run-name" }, run.name), el("td", {}, run.condition ?? "—"), el("td", {}, run.seed ?? "—"),
@@ -214,11 +279,12 @@ window.protoscope = (() => {
     robust: ["trust: robustness (high first)", (d, e) => d.trust && d.trust.robustness ? d.trust.robustness[e] : null, -1],
   };
 
-  async function layerView(main, [runName, layerName, epochText, sortName]) {
+  async function layerView(main, [runName, layerName, epochText, sortName, repeatText, maskedText]) {
     if (!index.runs.some((r) => r.layers.length)) { main.append(el("p", { class: "note" }, "No prototypes stored yet.")); return; }
     const run = findRun(runName), layer = findLayer(run, layerName), epochs = doneEpochs(layer);
+    if (badAddress(main, run, layer, runName, layerName)) return;
     let epoch = nearest(epochs, Number(epochText)), sort = SORTS[sortName] ? sortName : "unit";
-    let repeat = 0, masked = false;
+    let repeat = Math.max(0, Math.min(layer.repeats - 1, Number(repeatText) || 0)), masked = maskedText === "masked";
     const data = await unitsOf(run, layer);
     const grid = el("div", { class: "grid", id: "unit-grid" });
     const size = Math.max(48, Math.min(96, layer.cell * 2));
@@ -236,19 +302,27 @@ window.protoscope = (() => {
         return direction * (va - vb) || a - b;
       });
       const src = sheet(run, layer, epoch, repeat, masked);
-      grid.replaceChildren(...order.map((u) => el("a", { href: link("unit", run.name, layer.name, u, epoch), "data-unit": u },
-        sprite(src, u, layer.columns, layer.cell, size, {}, viewBox(layer)), `${u}` + (sort === "unit" ? "" : ` · ${fmt(values[u])}`))));
+      const silent = (data.silent && data.silent[e] && data.silent[e][repeat]) || [];
+      grid.replaceChildren(...order.map((u) => el("a", { href: link("unit", run.name, layer.name, u, epoch), "data-unit": u,
+        class: silent[u] ? "silent" : null, title: silent[u] ? "silent: no image found that drives this unit" : null },
+        sprite(src, u, layer.columns, layer.cell, size, {}, viewBox(layer)),
+        `${u}` + (silent[u] ? " · silent" : "") + (sort === "unit" ? "" : ` · ${fmt(values[u])}`))));
       return src;
     };
-    const update = () => { replaceHash(link("layer", run.name, layer.name, epoch, sort)); return draw(); };
+    const update = () => {
+      replaceHash(link("layer", run.name, layer.name, epoch, sort, repeat, masked ? "masked" : "plain"));
+      return draw();
+    };
     const controls = el("div", { class: "controls" },
       el("label", {}, "run", select(index.runs.filter((r) => r.layers.length).map((r) => [r.name, r.name]), run.name,
         (v) => { location.hash = link("layer", v, layer.name, epoch, sort); }, { id: "run-select" })),
       el("label", {}, "layer", select(run.layers.map((l) => [l.name, l.name]), layer.name,
         (v) => { location.hash = link("layer", run.name, v, epoch, sort); }, { id: "layer-select" })),
       epochSlider(epochs, epoch, (value) => { const t = performance.now(); epoch = value; afterPaint(t, [update()]); }),
-      el("label", {}, "repeat", select(Array.from({ length: layer.repeats }, (_, r) => [r, r]), 0, (v) => { repeat = Number(v); update(); })),
-      el("label", {}, el("input", { type: "checkbox", id: "masked", onchange: (ev) => { masked = ev.target.checked; update(); } }), "masked"),
+      el("label", {}, "repeat", select(Array.from({ length: layer.repeats }, (_, r) => [r, r]), repeat,
+        (v) => { repeat = Number(v); update(); }, { id: "repeat-select" })),
+      el("label", {}, el("input", { type: "checkbox", id: "masked", checked: masked,
+        onchange: (ev) => { masked = ev.target.checked; update(); } }), "masked"),
       layer.rf_box ? canvasToggle(() => update()) : null,
       el("label", {}, "sort", select(Object.entries(SORTS).map(([k, [label]]) => [k, label]), sort,
         (v) => { sort = v; update(); }, { id: "sort-select" })));
@@ -258,14 +332,34 @@ window.protoscope = (() => {
     timing.firstLayerPaint = performance.now() - started;
   }
 
+  // An address naming a run, layer or unit that does not exist says so, with a link to a valid page,
+  // instead of showing another one under the wrong address.
+  function badAddress(main, run, layer, runName, layerName, unitText, unit) {
+    const runs = index.runs.filter((r) => r.layers.length).map((r) => r.name);
+    let problem = null;
+    if (runName && run.name !== runName) problem = `No run named “${runName}” has prototypes; runs: ${runs.join(", ")}.`;
+    else if (layerName && layer.name !== layerName)
+      problem = `Run ${run.name} has no layer “${layerName}”; layers: ${run.layers.map((l) => l.name).join(", ")}.`;
+    else if (unitText !== undefined && unitText !== "" && !(Number.isInteger(Number(unitText)) && unit >= 0 && unit < layer.units))
+      problem = `Layer ${layer.name} has ${layer.units} units (0–${layer.units - 1}); there is no unit “${unitText}”.`;
+    if (problem === null) return false;
+    main.append(el("h1", {}, "Not found"), el("p", { class: "missing", id: "not-found" }, problem),
+      el("p", {}, el("a", { href: link("layer", run.name, layer.name) }, `the units of ${run.name} · ${layer.name}`)));
+    return true;
+  }
+
   // ------------------------------------------------------------------ unit page
   async function unitPage(main, [runName, layerName, unitText, epochText]) {
     const run = findRun(runName), layer = findLayer(run, layerName), epochs = doneEpochs(layer);
-    const unit = Math.max(0, Math.min(layer.units - 1, Number(unitText) || 0));
+    const unit = Number(unitText) || 0;
+    if (badAddress(main, run, layer, runName, layerName, unitText, unit)) return;
     let epoch = nearest(epochs, Number(epochText));
     const data = await unitsOf(run, layer);
     const body = el("div", { class: "panels", id: "unit-panels" });
-    const goto = (r, l, u) => { location.hash = link("unit", r, l, u, epoch); };
+    const goto = (r, l, u) => {  // another run or layer: the same unit where it has one, else its last
+      const target = index.runs.find((x) => x.name === r), to = target && target.layers.find((x) => x.name === l);
+      location.hash = link("unit", r, l, to ? Math.max(0, Math.min(to.units - 1, Number(u) || 0)) : u, epoch);
+    };
     main.append(
       el("h1", {}, el("a", { href: link("layer", run.name, layer.name, epoch, "unit") }, run.name, " · ", layer.name),
         ` · unit ${unit}`),
@@ -329,6 +423,9 @@ window.protoscope = (() => {
       el("p", { class: "note" }, layer.per_unit_rf ? "this unit's mask" : "the layer's mask (all units)"));
   }
 
+  const COLOURS = ["#2a6fdb", "#e07a1f", "#2e9e5b", "#9b51e0"];
+  const repeatNames = (n) => Array.from({ length: n }, (_, r) => `repeat ${r}`);
+
   function lineChart(series, xs, marker, options) {
     const width = 300, height = 140, pad = 28;
     const values = series.flat().filter((v) => v !== null && v !== undefined);
@@ -341,19 +438,27 @@ window.protoscope = (() => {
     const py = (y) => height - pad + 8 - (y - lo) / (hi - lo) * (height - pad - 8);
     series.forEach((ys, k) => {
       const points = ys.map((y, i) => (y === null || y === undefined) ? null : `${px(xs[i]).toFixed(1)},${py(y).toFixed(1)}`).filter(Boolean);
-      svg.append(svgEl("polyline", { points: points.join(" "), fill: "none", stroke: ["#2a6fdb", "#e07a1f", "#2e9e5b", "#9b51e0"][k % 4], "stroke-width": 1.5 }));
+      svg.append(svgEl("polyline", { points: points.join(" "), fill: "none", stroke: COLOURS[k % COLOURS.length], "stroke-width": 1.5 }));
     });
     if (marker !== null && marker !== undefined) svg.append(svgEl("line", { x1: px(marker), x2: px(marker), y1: 4, y2: height - pad + 8, stroke: "#999", "stroke-dasharray": "3 3" }));
-    const label = (text, x, y, anchor) => { const t = svgEl("text", { x, y, "text-anchor": anchor || "start" }); t.textContent = text; svg.append(t); };
+    const label = (text, x, y, anchor, attrs) => {
+      const t = svgEl("text", { x, y, "text-anchor": anchor || "start", ...(attrs || {}) });
+      t.textContent = text;
+      svg.append(t);
+    };
     label(fmt(hi), 2, 12); label(fmt(lo), 2, height - pad + 8);
     label(`${options.xlabel} ${x0}`, pad, height - 4); label(String(x1), width - 8, height - 4, "end");
-    return svg;
+    if (options.ylabel) label(options.ylabel, 10, (height - pad) / 2 + 8, "middle", { transform: `rotate(-90 10 ${(height - pad) / 2 + 8})`, class: "ylabel" });
+    if (!options.legend) return svg;
+    return el("div", {}, svg, el("p", { class: "legend" }, options.legend.map((name, k) =>
+      el("span", { style: { color: COLOURS[k % COLOURS.length], marginRight: "1em" } }, `— ${name}`))));
   }
 
   function scorePanel(data, unit, epoch) {
     const series = Array.from({ length: data.repeats }, (_, r) => data.score.map((row) => row[r][unit]));
     return el("section", { class: "panel" }, el("h2", {}, "Score over training"),
-      lineChart(series, data.epochs, epoch, { xlabel: "epoch", cls: "score-chart" }), el("p", { class: "note" }, "one line per repeat"));
+      lineChart(series, data.epochs, epoch, { xlabel: "epoch", ylabel: "activation", cls: "score-chart",
+        legend: repeatNames(data.repeats) }));
   }
 
   function trustPanel(data, unit, epoch, e) {
@@ -365,8 +470,8 @@ window.protoscope = (() => {
     const ok = at("trustworthy");
     const verdict = ok === null ? "no prototype (silent)" : ok >= 0.5 ? "trustworthy" : "not trustworthy";
     return el("section", { class: "panel", id: "trust-panel" }, el("h2", {}, "Trust over training"),
-      lineChart(series, data.epochs, epoch, { xlabel: "epoch", cls: "trust-chart" }),
-      el("p", { class: "note" }, names.map(([, label], k) => `${["blue", "orange", "green"][k]}: ${label}`).join(" · ")),
+      lineChart(series, data.epochs, epoch, { xlabel: "epoch", ylabel: "score", cls: "trust-chart",
+        legend: names.map(([, label]) => label) }),
       el("p", { id: "trust-values" }, `epoch ${epoch}: ${verdict} · path ${fmt(at("path_similarity"))} · robustness `
         + `${fmt(at("robustness"))} · natural ratio ${fmt(at("natural_ratio"))} · plausibility ${fmt(at("plausibility"))}`
         + ` · spectral ${fmt(at("spectral_naturalness"))}`),
@@ -378,8 +483,9 @@ window.protoscope = (() => {
     if (!perEpoch) return null;
     const series = perEpoch.trace.map((repeat) => repeat[unit]);
     return el("section", { class: "panel" }, el("h2", {}, "Optimization trace"),
-      lineChart(series, perEpoch.trace_steps, null, { xlabel: "step", cls: "trace-chart" }),
-      el("p", { class: "note" }, "score after each step (CMA-ES then Adam), one line per repeat"));
+      lineChart(series, perEpoch.trace_steps, null, { xlabel: "step", ylabel: "activation", cls: "trace-chart",
+        legend: repeatNames(series.length) }),
+      el("p", { class: "note" }, "score after each step (CMA-ES then Adam)"));
   }
 
   function topPanel(layer, perEpoch, unit, srcs) {
@@ -396,7 +502,10 @@ window.protoscope = (() => {
     const svg = svgEl("svg", { width, height, class: "histogram" });
     hist.counts.forEach((count, k) => svg.append(svgEl("rect", { x: k * width / hist.counts.length + 1, width: width / hist.counts.length - 2,
       y: height - 14 - count / most * (height - 18), height: count / most * (height - 18), fill: "#2a6fdb", "data-count": count })));
-    const t = svgEl("text", { x: 0, y: height - 2 }); t.textContent = `${fmt(hist.lo)} … ${fmt(hist.hi)}`; svg.append(t);
+    svg.append(svgEl("line", { x1: 0, x2: width, y1: height - 14, y2: height - 14, stroke: "#999" }));
+    const axis = (text, x, anchor) => { const t = svgEl("text", { x, y: height - 2, "text-anchor": anchor }); t.textContent = text; svg.append(t); };
+    axis(fmt(hist.lo), 0, "start"); axis("activation (mean over positions) →", width / 2, "middle"); axis(fmt(hist.hi), width, "end");
+    const top = svgEl("text", { x: 2, y: 10, class: "ylabel" }); top.textContent = `images (most: ${most})`; svg.append(top);
     return el("section", { class: "panel" }, el("h2", {}, "Top stimulus images"), el("div", { class: "row", id: "top-images" }, images),
       el("p", { class: "note" }, "ranked by the unit's mean over positions; the prototype drives one cell (its natural ratio compares the two there)"),
       el("h2", {}, "Activations over the stimulus set"), svg);
@@ -404,7 +513,11 @@ window.protoscope = (() => {
 
   function partnersPanel(layer, data, unit, epoch, srcs) {
     const entries = Object.entries(data.partners || {});
-    if (!entries.length) return null;
+    if (!entries.length) {
+      return el("section", { class: "panel", id: "partners-panel" }, el("h2", {}, "Partners in other runs"),
+        el("p", { class: "note" }, "no alignment of this run is stored (protoscope align pairs runs of one condition "
+          + "by seed; a run without a partner run has none)"));
+    }
     const rows = entries.map(([otherId, match]) => {
       const other = index.runs.find((r) => r.id === otherId);
       const partner = match.unit[unit];
@@ -425,7 +538,10 @@ window.protoscope = (() => {
   }
 
   function identityPanel(data, unit) {
-    if (!data.identity_epoch) return null;
+    if (!data.identity_epoch) {
+      return el("section", { class: "panel" }, el("h2", {}, "Identity"), el("p", { class: "note", id: "identity" },
+        "not tracked: the epoch a unit takes its final identity is measured for the runs in align.track"));
+    }
     const e = data.identity_epoch[unit];
     return el("section", { class: "panel" }, el("h2", {}, "Identity"),
       el("p", { id: "identity" }, e >= 0 ? `took its final identity at epoch ${e}` : "never settled (self-correlation with its final self stayed below the threshold)"));
@@ -448,7 +564,7 @@ window.protoscope = (() => {
       const entry = current.atlas.epochs.find((e) => e.epoch === epoch);
       image.src = `img/atlas/${current.atlas.run}/${current.atlas.layer}/e${epoch}.png`;
       const g = current.atlas.grid, most = Math.max(1, ...entry.counts), cell = 480 / g;
-      const svg = svgEl("svg", { width: 480, height: 480 });
+      const svg = svgEl("svg", { width: 480, height: 480, viewBox: "0 0 480 480", style: "max-width: 100%; height: auto" });
       entry.counts.forEach((count, c) => {
         const row = Math.floor(c / g), col = c % g;
         svg.append(svgEl("rect", { x: col * cell, y: (g - 1 - row) * cell, width: cell, height: cell, fill: `rgba(42,111,219,${count / most})` }));
@@ -469,11 +585,37 @@ window.protoscope = (() => {
   }
 
   // ------------------------------------------------------------------ figures
+  // what each figure shows, by the start of its file name: [section, caption]
+  const FIGURES = [
+    ["training_loss", "Training", "SimCLR loss over training, per run"],
+    ["probe_accuracy", "Training", "linear-probe test accuracy over training, per run and classifier"],
+    ["prototypes_", "Prototypes", "prototypes of the layer's units over training"],
+    ["development_", "Prototypes", "how the layer's prototypes develop, epoch by epoch"],
+    ["prototype_diversity", "Prototype metrics", "diversity: how different a layer's prototypes are from each other"],
+    ["prototype_change", "Prototype metrics", "rate of change: how far prototypes move between epochs"],
+    ["prototype_consistency", "Prototype metrics", "consistency: how alike two repeats of the same unit are"],
+    ["effective_dimensionality", "Prototype metrics", "effective dimensionality of each layer's activations over training"],
+    ["rsa_", "Representational geometry (RSA)", "RDMs of the stimulus set and how they change over training"],
+    ["align_", "Convergent learning", "alignment of units between runs and with a run's last epoch"],
+    ["trust_", "Trust", "how far the prototypes can be trusted, over training"],
+    ["atlas_", "Activation atlases", "activation atlases: a map of the stimulus set's activations"],
+    ["width_", "Width study", "how width changes what a linear read-out finds"],
+  ];
+
   function figuresView(main) {
     main.append(el("h1", {}, "Figures"));
-    if (!index.figures.length) main.append(el("p", { class: "note" }, "No figures drawn yet."));
-    main.append(el("div", { class: "gallery" }, index.figures.map((name) =>
-      el("figure", {}, el("img", { src: "figures/" + encodeURIComponent(name), alt: name, loading: "lazy" }), el("figcaption", {}, name)))));
+    if (!index.figures.length) { main.append(el("p", { class: "note" }, "No figures drawn yet.")); return; }
+    main.append(el("p", { class: "note" }, "Click a figure for its full size; STORE/figures keeps each at full resolution, and as PDF."));
+    const sections = new Map();
+    for (const name of index.figures) {
+      const [, section, caption] = FIGURES.find(([prefix]) => name.startsWith(prefix)) || [null, "Other", ""];
+      if (!sections.has(section)) sections.set(section, []);
+      sections.get(section).push(el("figure", {},
+        el("a", { href: "figures/" + encodeURIComponent(name), target: "_blank" },
+          el("img", { src: "figures/" + encodeURIComponent(name), alt: caption || name, loading: "lazy" })),
+        el("figcaption", {}, caption ? [el("strong", {}, caption), ` (${name})`] : name)));
+    }
+    for (const [section, figures] of sections) main.append(el("h2", {}, section), el("div", { class: "gallery" }, figures));
   }
 
   return { receive, load, start, timing, get index() { return index; } };

@@ -1,0 +1,106 @@
+"""Watching runs while they train: each complete checkpoint's results as soon as it appears.
+
+`protoscope watch STUDY.yaml` follows every run folder of the study (ours, while `protoscope
+train` writes it in another shell, or a user's folder written by `protoscope.Checkpointer` or the
+Lightning callback). Each round it looks for checkpoints that are complete (`nets/complete.py`:
+a file still being written is never read) and runs, for those epochs, the stages whose jobs belong
+to one checkpoint and read nothing later: the linear probes and the prototypes. Their arrays are
+made for every epoch the run will have (`base.watching`), so the store filled during training has
+the shape it would have had after it. The stages that read the whole series or the last epoch
+(prototype metrics, RSA, alignment, trust, atlases, the width study) run once, when every run has
+finished; then the store equals the one made after the fact (`tests/test_watch.py`). The figures
+and the site are drawn again after each round that added results.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from ..jobs import Job
+from .base import planned_epochs, watching
+
+# the stages watched live: verb -> (module, where a job's key holds its epoch)
+LIVE = {"probe": ("protoscope.stages.linear_probes", 1), "evolve": ("protoscope.stages.prototypes", 2)}
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What one look at a run folder found."""
+
+    planned: tuple[int, ...]  # the epochs it will have
+    complete: frozenset[int]  # those whose checkpoint is completely written
+    finished: bool  # nothing more will come
+    last_written: float | None = None  # when the newest complete checkpoint was written (Unix time)
+
+    @property
+    def ready(self) -> bool:
+        """Stages may plan this run: its first checkpoint (read when they prepare) is complete."""
+        return bool(self.planned) and self.planned[0] in self.complete
+
+
+def look(study, run) -> RunState:
+    """The run folder now: planned epochs, the complete ones, and whether training is over."""
+    from ..nets.checkpoint_files import run_checkpoints
+    from ..nets.complete import is_complete
+    from ..train.checkpointer import finished, read_plan
+
+    folder = study.run_dir(run)
+    files = run_checkpoints(study, run) if folder.is_dir() else {}
+    if run.path is not None and not files and read_plan(folder) is None:
+        return RunState((), frozenset(), False)  # its writer has not started yet
+    planned = tuple(planned_epochs(study, run))  # a folder with checkpoints but no plan is refused
+    complete = frozenset(e for e, path in files.items() if e in planned and is_complete(path))
+    done = set(planned) <= complete and (run.path is None or finished(folder))
+    last = max((files[e].stat().st_mtime for e in complete), default=None)
+    return RunState(planned, complete, done, last)
+
+
+def live_round(study, states: dict[str, RunState], progress=None, executor=None) -> int:
+    """The live stages' jobs at every complete epoch of the ready runs; returns the jobs done now."""
+    from importlib import import_module as stage_module
+
+    from . import execution
+
+    names = [name for name, state in states.items() if state.ready]
+    if not names:
+        return 0
+    done = 0
+    with watching():
+        for module, epoch_at in LIVE.values():
+            def complete(job: Job, at=epoch_at) -> bool:
+                return job.key[at] in states[job.key[0]].complete
+
+            outcome = execution.execute(stage_module(module).STAGE, study, executor, names, progress, only=complete)
+            done += outcome.done_now
+    return done
+
+
+def watch(study, progress=None, executor=None, poll: float = 5.0, site: bool = True,
+          sleep: Callable[[float], None] = time.sleep, on_round: Callable[[dict, int], None] | None = None) -> dict:
+    """Follow the study's runs until every one has finished, then run every stage; returns
+    {run: epochs seen complete}. `on_round(states, jobs done now)` is told after each look. With
+    `site`, the site is drawn again after each round that added results, and its live status
+    (`report/site/live.py`, read by a served page) after every round."""
+    from ..report.site.live import write_live
+    from .verbs import report, run
+
+    seen: dict[str, frozenset[int]] = {}
+    while True:
+        states = {spec.name: look(study, spec) for spec in study.runs}
+        fresh = any(state.complete - seen.get(name, frozenset()) for name, state in states.items())
+        done_now = live_round(study, states, progress, executor) if fresh else 0
+        seen = {name: state.complete for name, state in states.items()}
+        if on_round is not None:
+            on_round(states, done_now)
+        if all(state.finished for state in states.values()):
+            run(study, progress=progress, executor=executor)  # the whole-series stages, the figures, the site
+            if site:
+                write_live(study, states)
+            return {name: sorted(epochs) for name, epochs in seen.items()}
+        if done_now and site:
+            report(study)
+        if site:
+            write_live(study, states)
+        sleep(poll)

@@ -100,6 +100,8 @@ QUICK: dict[str, Quick] = {
                            r"\n2 \| [\d.]+ \| [\d.]+ \| [\d.]+\n", demo=True, slow=True),
     "trust_demo.py": Quick(("--quick", "--store", "{demo}"),
                            r"\ntrust stage: 9 \(run, epoch\) jobs, [\d.]+ s median per job", demo=True),
+    "watch_beside.py": Quick(("--epochs", "1"), r"slowdown_over_fair_share=[\d.]+", slow=True, parse_only=True,
+                             why="trains the quick demo's runs twice: minutes"),
     "watch_cost.py": Quick(("--quick", "--store", "{demo}", "--epoch", "1"), r"checkpoint to page: [\d.]+ s, \d+ %",
                            demo=True, slow=True),
     "train_recipe.py": Quick(("--quick", "--epochs", "1", "--conditions", "clrjit", "--set", "data.epoch_size=64",

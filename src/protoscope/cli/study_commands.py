@@ -145,11 +145,17 @@ def watch(study: StudyArg, store: StoreOpt = None, device: DeviceOpt = None, exe
 
     Example: protoscope train study.yaml   (in one shell)   protoscope watch study.yaml   (in another)
     """
-    s = load(study, store, device)
+    from ..stages.watch import yield_to_training
 
-    def said(states, done_now) -> None:
+    s = load(study, store, device)
+    yield_to_training()  # half the cores, below the training's priority (bench/watch_beside.py)
+    last = [""]
+
+    def said(states, done_now) -> None:  # a line when something changed, not every poll
         seen = ", ".join(f"{name} {len(st.complete)}/{len(st.planned)}" for name, st in states.items())
-        out.print(f"checkpoints complete: {seen}" + (f"; {done_now} jobs done" if done_now else ""), soft_wrap=True)
+        if seen != last[0] or done_now:
+            out.print(f"checkpoints complete: {seen}" + (f"; {done_now} jobs done" if done_now else ""), soft_wrap=True)
+        last[0] = seen
 
     import functools
 

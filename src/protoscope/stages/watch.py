@@ -77,12 +77,30 @@ def live_round(study, states: dict[str, RunState], progress=None, executor=None)
     return done
 
 
+def yield_to_training() -> int:
+    """Half the cores for the watch's own jobs, unless the user chose (OMP_NUM_THREADS), at a lower
+    priority than the training beside it: two processes that each spin a thread per core slow each
+    other down far more than their shares (`bench/watch_beside.py`). Returns the threads it uses."""
+    import os
+
+    import torch
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    try:
+        os.nice(10)  # and below the training's priority: where both want a core, training gets it
+    except OSError:
+        pass
+    return torch.get_num_threads()
+
+
 def watch(study, progress=None, executor=None, poll: float = 5.0, site: bool = True,
           sleep: Callable[[float], None] = time.sleep, on_round: Callable[[dict, int], None] | None = None) -> dict:
     """Follow the study's runs until every one has finished, then run every stage; returns
     {run: epochs seen complete}. `on_round(states, jobs done now)` is told after each look. With
     `site`, the site is drawn again after each round that added results, and its live status
-    (`report/site/live.py`, read by a served page) after every round."""
+    (`report/site/live.py`, read by a served page) after every round. `protoscope watch` first
+    calls `yield_to_training` (its own process; a library call leaves the caller's alone)."""
     from ..report.site.live import write_live
     from .verbs import report, run
 

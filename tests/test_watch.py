@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import tiny_study_dict
 from protoscope.errors import UserError
 from protoscope.study import load_study
 
@@ -19,25 +20,17 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def _study(store: Path, runs: list[dict] | None = None) -> dict:
-    """Small enough that training two runs and every stage take about a minute on one core."""
-    return {
-        "name": "watched", "store": str(store), "workers": 0, "layers": ["layer1"],
-        "defaults": {
-            "arch": "resnet18", "width": 0.0625, "small_input": True, "epochs": 3,
-            "data": {"name": "shapes", "image_size": 16, "epoch_size": 128},
-            "optimizer": {"lr": 0.05, "batch_size": 32, "warmup_steps": 1},
-            "simclr": {"temperature": 0.5, "hidden_dim": 16, "projection_dim": 8,
-                       "augment": {"gaussian_blur": 0.0, "min_scale": 0.5}},
-        },
-        "runs": runs or [{"condition": "clrjit", "seed": 0}, {"condition": "clrjit", "seed": 1}],
-        "probe": {"train_size": 64, "test_size": 32, "adam_epochs": 5},
-        "synth": {"repeats": 1, "pool_size": 32, "cma_generations": 1, "adam_steps": 4, "rf_samples": 8,
-                  "natural_starts": 8},
-        "analyze": {"spaces": ["pixel"], "distances": ["mse"]},
-        "rsa": {"images": 32},
-        "align": {"images": 32, "mi_samples": 400, "sparse_iter": 50},
-        "trust": {"k": 4, "draws": 2},
-    }
+    """conftest's tiny study, 3 epochs of 128 images and every stage small: training two runs and
+    every stage take about a minute on one core."""
+    study = tiny_study_dict(
+        store, name="watched", layers=["layer1"],
+        runs=runs or [{"condition": "clrjit", "seed": 0}, {"condition": "clrjit", "seed": 1}],
+        synth={"repeats": 1, "pool_size": 32, "cma_generations": 1, "adam_steps": 4, "rf_samples": 8,
+               "natural_starts": 8},
+        analyze={"spaces": ["pixel"], "distances": ["mse"]}, rsa={"images": 32},
+        align={"images": 32, "mi_samples": 400, "sparse_iter": 50}, trust={"k": 4, "draws": 2})
+    study["defaults"]["epochs"], study["defaults"]["data"]["epoch_size"] = 3, 128
+    return study
 
 
 def _write(tmp: Path, name: str, study: dict) -> Path:

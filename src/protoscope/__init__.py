@@ -20,14 +20,15 @@ import importlib
 _HOMES = {
     "stages": None, "UserError": ".errors", "Checkpointer": ".train.checkpointer",
     "lightning_callback": ".train.checkpointer", "open_store": ".store", "Study": ".study", "load_study": ".study",
-    **{name: ".api" for name in ("prototypes", "receptive_field", "atlas", "rdms", "align", "show", "declare", "trust")},
+    **{name: ".api" for name in ("prototypes", "receptive_field", "atlas", "rdms", "align", "show", "declare", "trust",
+                                     "tuning")},
     **{name: ".stages" for name in ("train", "probe", "evolve", "analyze", "rsa", "width", "report", "export", "run")},
 }
 
 __version__ = "0.1.0"
 __all__ = [
     "Study", "UserError", "load_study", "open_store", "stages", "Checkpointer", "lightning_callback",
-    "prototypes", "receptive_field", "atlas", "rdms", "align", "show", "declare", "trust",
+    "prototypes", "receptive_field", "atlas", "rdms", "align", "show", "declare", "trust", "tuning",
     "train", "probe", "evolve", "analyze", "rsa", "width", "report", "export", "run",
     "__version__",
 ]

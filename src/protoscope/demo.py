@@ -13,6 +13,7 @@ QUICK = {
     "synth": {"pool_size": 32, "adam_steps": 4, "cma_generations": 2, "rf_samples": 8},
     "rsa": {"images": 64},
     "align": {"images": 64, "mi_samples": 1000, "sparse_iter": 200},
+    "tuning": {"images": 32},
     "atlas": {"epochs": [0, 1, 2], "images": 300, "grid": 6, "min_count": 4, "adam_steps": 4, "pool_size": 16},
     "width": {"families": ["conv"], "widths": [4, 16], "seeds": [0], "epochs": 2, "train_size": 300, "test_size": 100},
     "workers": 0,

@@ -22,11 +22,12 @@ from .errors import UserError
 from .specs import (SIMCLR_AUGMENT_ARGS, AlignSpec, AnalyzeSpec, AtlasSpec, Classifier, Condition, DataSpec,
                     OptimizerSpec, ProbeSpec, RSASpec, RunSpec, SimCLRSpec, SpaceSpec, Strict, SynthSpec, TrustSpec,
                     WidthSpec)
+from .tuning_spec import TuningSpec
 
 __all__ = [
     "SIMCLR_AUGMENT_ARGS", "TrustSpec", "AlignSpec", "AnalyzeSpec", "AtlasSpec", "Classifier", "Condition", "DataSpec",
     "EngineConfig", "OptimizerSpec", "ProbeSpec", "RSASpec", "RunSpec", "SimCLRSpec", "SpaceSpec", "Strict", "Study",
-    "SynthSpec", "WidthSpec", "builtin_study", "load_study", "parse_study", "study_for_run_dir",
+    "SynthSpec", "TuningSpec", "WidthSpec", "builtin_study", "load_study", "parse_study", "study_for_run_dir",
 ]
 
 
@@ -58,6 +59,7 @@ class Study(Strict):
     align: AlignSpec = AlignSpec()
     trust: TrustSpec = TrustSpec()
     atlas: AtlasSpec | None = Field(None, description="activation atlases; `protoscope run` draws them when set")
+    tuning: TuningSpec | None = Field(None, description="tuning curves of every unit; `protoscope run` measures them when set")
     width: WidthSpec | None = Field(None, description="the width study; `protoscope run` runs it when set")
 
     @field_validator("store")

@@ -4,11 +4,13 @@ Every test checks what the page shows against the store: the sprite file and cel
 image, the numbers in the text. Screenshots go to out/test-artifacts/site/ for a person to look at.
 """
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+import zarr
 
 from protoscope.store.activations import read_activations
 from protoscope.store.arrays import ArrayStore
@@ -117,14 +119,18 @@ def test_layer_view_slider_sort_and_click(demo, open_page):
     assert shown == list(np.argsort(-score, kind="stable"))  # highest score first
     shot(page, "layer_view")
     page.select_option("#sort-select", "robust")  # by trust: the stored robustness, mean over repeats
-    import zarr
-
     robust = np.nanmean(np.asarray(zarr.open_group(str(out / "trust.zarr" / "clrjit-s0" / "layer3"), mode="r")
                                    ["robustness"][1]), axis=0)
     by_trust = [int(u) for u in page.locator("#unit-grid a").evaluate_all("nodes => nodes.map(n => n.dataset.unit)")]
     known = [u for u in by_trust if np.isfinite(robust[u])]
     assert known == by_trust[: len(known)]  # units without a score (silent) last
     assert np.all(np.diff(robust[known]) <= 1e-3)  # highest first (as rounded for the page)
+    page.select_option("#sort-select", "colour")  # by tuning: the stored colour selectivity at that epoch
+    colour = np.asarray(zarr.open_group(str(out / "tuning.zarr" / "clrjit-s0" / "layer3"), mode="r")
+                        ["colour_selectivity"][1])
+    by_colour = [int(u) for u in page.locator("#unit-grid a").evaluate_all("nodes => nodes.map(n => n.dataset.unit)")]
+    known = [u for u in by_colour if np.isfinite(colour[u])]
+    assert known == by_colour[: len(known)] and np.all(np.diff(colour[known]) <= 1e-3)
     page.select_option("#sort-select", "score")
     page.locator("#unit-grid a").nth(0).click()
     page.wait_for_selector("#unit-panels .proto")
@@ -140,6 +146,10 @@ def test_unit_page_from_a_stable_link_and_its_epoch_slider(demo, open_page):
     page.wait_for_selector("#top-images .top-image")
     assert page.locator("#trust-panel .trust-chart polyline").count() == 3  # path, robustness, trustworthy
     assert page.inner_text("#trust-values").startswith("epoch 2: ")
+    tuning = zarr.open_group(str(out / "tuning.zarr" / "clrjit-s0" / "layer2"), mode="r")
+    assert page.locator("#tuning-panel .hue-chart circle").count() == 1 + len(tuning["hue"])  # the rim, a dot per hue
+    shown = re.search(r"colour selectivity ([-\d.e+]+)", page.inner_text("#tuning-values")).group(1)
+    assert float(shown) == pytest.approx(float(tuning["colour_selectivity"][2][3]), rel=1e-2)
     shot(page, "unit_epoch2")
     protos = page.locator(".proto").evaluate_all(
         "nodes => nodes.map(n => [n.dataset.src, Number(n.dataset.unit), Number(n.dataset.repeat), Number(n.dataset.masked)])")

@@ -2,7 +2,8 @@
 the page says how far training is (`report/site/live.py`, the live part of site.js).
 
 The quick demo's site is copied and served over HTTP; the files a watch round writes are played
-back: first the site with its last epoch not yet done, then the full site with a new generation.
+back: first the site with its last epoch not yet done and its whole-series results provisional, then
+the full site with a new generation.
 """
 
 import functools
@@ -34,11 +35,15 @@ def served(quick_demo, tmp_path):
     server.shutdown()
 
 
+PROVISIONAL = ["prototype metrics", "RSA over training", "alignment and tracking", "trust", "atlases", "findings"]
+
+
 def _live(generation: int, latest: int, last: int, finished: bool) -> str:
     runs = {"clrjit-s0": {"complete": latest + 1, "planned": last + 1, "latest": latest, "last": last,
                           "written": time.time() - 40, "finished": finished}}
+    provisional = None if finished else {"through": {"clrjit-s0": latest}, "results": PROVISIONAL}
     return script("live", {"generation": generation, "runs": runs, "finished": finished,
-                           "waiting": [] if finished else ["prototype metrics", "RSA"]})
+                           "provisional": provisional, "waiting": []})
 
 
 def test_a_new_epoch_appears_in_the_slider_without_a_reload(served):
@@ -53,6 +58,7 @@ def test_a_new_epoch_appears_in_the_slider_without_a_reload(served):
     epochs = [e for e, done in zip(layer["epochs"], layer["done"]) if any(done)]
     for entry in run["layers"]:  # training has not reached the last epoch yet
         entry["done"][entry["epochs"].index(epochs[-1])] = [False] * len(entry["done"][0])
+    index["provisional"] = {"through": {"clrjit-s0": epochs[-2]}, "results": PROVISIONAL}  # a watch's site
     (site / "data" / "index.js").write_text(script("index", index))
     (site / "data" / "live.js").write_text(_live(1, epochs[-2], epochs[-1], False))
     with sync_api.sync_playwright() as playwright:
@@ -64,15 +70,18 @@ def test_a_new_epoch_appears_in_the_slider_without_a_reload(served):
         page.wait_for_selector("#live")
         assert page.get_attribute("#epoch-slider", "max") == str(len(epochs) - 2)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "watch_training.png"))
+        page.screenshot(path=str(ARTIFACTS / "watch_training.png"), full_page=True)
         banner = page.inner_text("#live")
-        assert f"epoch {epochs[-2]} of {epochs[-1]}" in banner and "s ago" in banner and "RSA" in banner
+        assert f"epoch {epochs[-2]} of {epochs[-1]}" in banner and "s ago" in banner
+        assert "provisional until training ends: prototype metrics, RSA over training" in banner
+        assert f"computed through epoch clrjit-s0 {epochs[-2]}" in page.inner_text("#trust-panel .provisional")
         page.evaluate("window.notReloaded = true")
         (site / "data" / "index.js").write_text(full)  # the watch's next round: the last epoch is done
         (site / "data" / "live.js").write_text(_live(2, epochs[-1], epochs[-1], True))
         page.wait_for_function(f"document.getElementById('epoch-slider')?.max === '{len(epochs) - 1}'", timeout=20000)
         assert page.evaluate("window.notReloaded === true")
         assert "training finished" in page.inner_text("#live")
+        assert page.query_selector("main .provisional") is None and "provisional" not in page.inner_text("#live")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "watch_live.png"))
         browser.close()

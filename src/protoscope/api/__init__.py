@@ -10,6 +10,7 @@ study (`protoscope.stages`), so a notebook result and a stored one agree:
     atlas            atlas    activation atlas: UMAP map, grid of whitened means, an icon per cell
     rdms             rsa      an RDM per model (checkpoint) of a stimulus set, with descriptors
     trust            -        how far each prototype can be trusted, judged by natural images (#28)
+    tuning           tuning   hue, orientation, frequency and contrast curves of every unit (#31)
     align            align    unit correspondence of two nets: correlation, matching, MI, sparse, CKA
     show             -        any of their images as one picture (Jupyter shows it; PNG on request)
 
@@ -23,6 +24,7 @@ from .display import show
 from .similarity import align, rdms
 from .synthesis import prototypes, receptive_field
 from .trust import TrustScores, trust
+from .tuning import Tuning, tuning
 
 # result types whose modules import scikit-learn, scipy or torchvision: loaded when asked for, so
 # `import protoscope` (and the CLI) stays as quick as it was
@@ -47,4 +49,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["Atlas", "PairAlignment", "Prototypes", "ReceptiveField", "TrustScores", "align", "atlas", "declare",
-           "prototypes", "rdms", "receptive_field", "show", "trust"]
+           "prototypes", "rdms", "receptive_field", "show", "trust", "Tuning", "tuning"]

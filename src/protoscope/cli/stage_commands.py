@@ -47,6 +47,16 @@ def _show_trust(s, metrics) -> None:
     print_paths(trust_figures(s, metrics, s.store / "figures"))
 
 
+def _show_tuning(s, metrics) -> None:
+    from ..report.tuning import tuning_figures, tuning_table
+
+    rows = tuning_table(metrics)
+    if not rows.empty:
+        print_frame("Tuning: mean over runs and responding units (colour: η² of hue; orientation: 1 − circular "
+                    "variance)", rows, 3, left={"condition", "layer"})
+    print_paths(tuning_figures(s, metrics, s.store / "figures"))
+
+
 def _show_atlases(s, result) -> None:
     from ..report.atlas import atlas_figures
 
@@ -125,6 +135,17 @@ stage_command("trust", stages.trust, _show_trust, """Trust scores of every store
     Per-unit scores go to STORE/trust.zarr, means and shares to the metrics table.
 
     Example: protoscope trust study.yaml --run clrjit-s0
+    """)
+
+stage_command("tuning", stages.tuning, _show_tuning, """What each unit is tuned to at every checkpoint: hue, orientation, spatial frequency and contrast.
+
+    Every unit of every studied layer is read at its position (the centre cell) in one batched pass
+    over a stimulus set made once: the rsa stimulus set's first images painted in 12+ hues at their
+    own luminance, and grey gratings over orientations, frequencies, phases and contrasts. Settings
+    come from the study's `tuning:` section (defaults when it has none). Per-unit indices and curves
+    go to STORE/tuning.zarr, layer means to the metrics table, the figure to STORE/figures/.
+
+    Example: protoscope tuning study.yaml --run keepclr-s0
     """)
 
 stage_command("atlas", stages.atlas, _show_atlases, """Activation atlases over training: one UMAP map per (run, layer) shared by every epoch, a grid of

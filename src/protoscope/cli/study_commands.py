@@ -138,10 +138,11 @@ def serve(study: StudyArg, store: StoreOpt = None,
 def watch(study: StudyArg, store: StoreOpt = None, device: DeviceOpt = None, executor: ExecutorOpt = None,
           ray_address: RayAddressOpt = None,
           poll: float = typer.Option(5.0, "--poll", min=0.1, help="Seconds between looks at the run folders."),
-          site: bool = typer.Option(True, "--site/--no-site", help="Draw the figures and site after each new epoch.")) -> None:
-    """Follow the study's runs while they train: probes and prototypes of each checkpoint as soon as it
-    is completely written, every other stage once all runs have finished. Ctrl-C stops; the next
-    watch (or run) goes on from there.
+          site: bool = typer.Option(True, "--site/--no-site", help="Draw the site after each new epoch (the figures at the end).")) -> None:
+    """Follow the study's runs while they train: probes, prototypes and activations of each checkpoint
+    as soon as it is completely written; what reads the whole series provisionally after each new
+    epoch (STORE/provisional, marked on the site), and for good once all runs have finished. Ctrl-C
+    stops; the next watch (or run) goes on from there.
 
     Example: protoscope train study.yaml   (in one shell)   protoscope watch study.yaml   (in another)
     """
@@ -151,10 +152,13 @@ def watch(study: StudyArg, store: StoreOpt = None, device: DeviceOpt = None, exe
     yield_to_training()  # half the cores, below the training's priority (bench/watch_beside.py)
     last = [""]
 
-    def said(states, done_now) -> None:  # a line when something changed, not every poll
+    def said(states, done_now, provisional) -> None:  # a line when something changed, not every poll
         seen = ", ".join(f"{name} {len(st.complete)}/{len(st.planned)}" for name, st in states.items())
         if seen != last[0] or done_now:
             out.print(f"checkpoints complete: {seen}" + (f"; {done_now} jobs done" if done_now else ""), soft_wrap=True)
+        if provisional:
+            upto = ", ".join(f"{name} {epoch}" for name, epoch in provisional["through"].items())
+            out.print(f"provisional results through epoch {upto} ({provisional['seconds']:.1f} s)", soft_wrap=True)
         last[0] = seen
 
     import functools

@@ -17,6 +17,8 @@ epochs: protoscope's epoch k + 1 (there is no epoch 0 unless the run saved one i
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from ..errors import UserError
@@ -82,6 +84,25 @@ def epoch_files(folder: str | Path, pattern: str | None = None) -> dict[int, Pat
     return dict(sorted(found.items()))
 
 
+_VISIBLE: ContextVar[dict | None] = ContextVar("visible_epochs", default=None)
+
+
+@contextmanager
+def only_epochs(visible: dict[str, set[int]]):
+    """Read the named runs as if they had only these checkpoints: the provisional results of a run
+    still training are computed on the epochs it has so far (`stages/provisional.py`), and a file
+    still being written must never be read."""
+    token = _VISIBLE.set(visible)
+    try:
+        yield
+    finally:
+        _VISIBLE.reset(token)
+
+
 def run_checkpoints(study, run) -> dict[int, Path]:
-    """{epoch: file} of a study's run, under its own pattern when it names one."""
-    return epoch_files(study.run_dir(run), run.checkpoints)
+    """{epoch: file} of a study's run, under its own pattern when it names one (within `only_epochs`)."""
+    files = epoch_files(study.run_dir(run), run.checkpoints)
+    visible = _VISIBLE.get()
+    if visible is not None and run.name in visible:
+        files = {e: path for e, path in files.items() if e in visible[run.name]}
+    return files

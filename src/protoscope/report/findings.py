@@ -170,7 +170,33 @@ def trust_findings(metrics: pd.DataFrame, layers: list[str]) -> list[dict]:
     return rows
 
 
+def tuning_findings(metrics: pd.DataFrame, layers: list[str]) -> list[dict]:
+    """The demo's question asked directly (issue #31): keepclr's deep layers (the last two studied)
+    end more colour-selective than clrjit's, and clrjit's orientation selectivity (mean over the
+    layers) grows from the initialization to the last epoch."""
+    from .tuning import tuning_frame
+
+    frame = tuning_frame(metrics)
+    if frame.empty:
+        return []
+    rows = []
+    colour = _last(frame[(frame["metric"] == "tuning_colour_selectivity") & frame["layer"].isin(layers[-2:])])
+    by_condition = colour.groupby("condition")["value"].mean()
+    if {"clrjit", "keepclr"} <= set(by_condition.index):
+        rows.append(_row(f"tuning: keepclr's deep layers ({', '.join(layers[-2:])}) are more colour-selective than clrjit's",
+                         f"{by_condition['keepclr']:.3f} vs {by_condition['clrjit']:.3f}",
+                         by_condition["keepclr"] - by_condition["clrjit"]))
+    orientation = frame[(frame["metric"] == "tuning_orientation_selectivity") & (frame["condition"] == "clrjit")]
+    if not orientation.empty and orientation["epoch"].nunique() > 1:
+        first = orientation[orientation["epoch"] == orientation["epoch"].min()]["value"].mean()
+        last = _last(orientation)["value"].mean()
+        rows.append(_row("tuning: clrjit's orientation selectivity grows (mean over layers)",
+                         f"{first:.3f} → {last:.3f}", last - first))
+    return rows
+
+
 def findings(metrics: pd.DataFrame, layers: list[str]) -> pd.DataFrame:
     rows = (probe_findings(metrics) + rsa_findings(metrics, layers) + prototype_findings(metrics, layers)
-            + trust_findings(metrics, layers) + alignment_findings(metrics) + width_findings(metrics))
+            + trust_findings(metrics, layers) + tuning_findings(metrics, layers) + alignment_findings(metrics)
+            + width_findings(metrics))
     return pd.DataFrame(rows, columns=COLUMNS)

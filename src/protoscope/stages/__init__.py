@@ -8,6 +8,7 @@
     rdms               rsa          RDMs over training and their trajectory metrics
     alignment          align        convergent learning between runs and over training
     trust              trust        trust scores of every prototype against the stimulus set
+    tuning             tuning       hue, orientation, frequency and contrast curves of every unit
     atlases            atlas        activation atlases over training
     width_study        width        nets of several widths, read linearly on a new task
 
@@ -21,11 +22,11 @@ from __future__ import annotations
 from .execution import Outcome, execute
 from .progress import JobLog, new_progress
 from .verbs import (align, analyze, atlas, draw_figures, evolve, export, final_table, probe, report, rsa, run,
-                    train, trust, width)
+                    train, trust, tuning, width)
 from .watch import watch
 
 MODULES = {"train": "training", "probe": "linear_probes", "evolve": "prototypes", "analyze": "prototype_metrics",
-           "activations": "activations", "rsa": "rdms", "align": "alignment", "trust": "trust", "atlas": "atlases",
+           "activations": "activations", "rsa": "rdms", "align": "alignment", "trust": "trust", "tuning": "tuning", "atlas": "atlases",
            "width": "width_study"}  # stage name -> its module
 
 
@@ -38,4 +39,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["JobLog", "MODULES", "Outcome", "STAGES", "align", "analyze", "atlas", "draw_figures", "evolve", "execute",
-           "export", "final_table", "new_progress", "probe", "report", "rsa", "run", "train", "trust", "watch", "width"]
+           "export", "final_table", "new_progress", "probe", "report", "rsa", "run", "train", "trust", "tuning", "watch", "width"]

@@ -77,13 +77,16 @@ def checkpoints_at(study, run, wanted: list[int] | None, field: str) -> dict[int
     """{epoch: file} for an analysis: `wanted` (default: every checkpoint the run will have).
 
     A run this study trains is planned at every epoch it will reach, so an untrained one is refused
-    here, not halfway; `field` is the setting a user changes to ask for other epochs.
+    here, not halfway (while `watching`, so is a run folder); `field` is the setting a user changes to
+    ask for other epochs.
     """
     from ..nets.checkpoint_files import run_checkpoints
 
     files = run_checkpoints(study, run)
     if run.path is not None and not files:
         raise UserError(no_checkpoints(study, run))
+    if _WATCHING.get():
+        files = checkpoints(study, run)  # every epoch the run will have: a job runs once its file is complete
     planned = list(files) if run.path is not None else list(range(run.epochs + 1))
     epochs = planned if wanted is None else sorted(set(int(e) for e in wanted))
     missing = [e for e in epochs if e not in files]

@@ -79,6 +79,18 @@ def trust(study, runs: list[str] | None = None, progress=None, executor=None) ->
     return MetricsTable(study.store).read("trust")
 
 
+def tuning(study, runs: list[str] | None = None, progress=None, executor=None) -> pd.DataFrame:
+    """Hue, orientation, spatial frequency and contrast curves of every unit of every studied layer at
+    every checkpoint (the study's `tuning:` section; defaults when it has none), and their indices;
+    returns the tuning metrics (each index's mean over a layer's responding units)."""
+    if study.tuning is None:
+        from ..tuning_spec import TuningSpec
+
+        study = study.model_copy(update={"tuning": TuningSpec()})
+    execute(_stage("tuning"), study, executor, runs, progress)
+    return MetricsTable(study.store).read("tuning")
+
+
 def atlas(study, runs: list[str] | None = None, progress=None, executor=None) -> int:
     """Activation atlases over training for the study's `atlas:` section (defaults when it has none):
     per (run, layer), one UMAP layout shared by every epoch, a grid of whitened mean activations and
@@ -159,6 +171,10 @@ def draw_figures(study, out: Path) -> list[Path]:
         from ..report.trust import trust_figures
 
         paths += trust_figures(study, metrics, out)
+    if metrics["metric"].str.startswith("tuning_").any():
+        from ..report.tuning import tuning_figures
+
+        paths += tuning_figures(study, metrics, out)
     if layout.atlas(study).is_dir():
         from ..report.atlas import atlas_figures
 
@@ -173,6 +189,8 @@ def run(study, progress=None, executor=None) -> list[Path]:
     process); then the figures."""
     for stage in (train, probe, evolve, analyze, rsa, align, trust):
         stage(study, progress=progress, executor=executor)
+    if study.tuning is not None:
+        tuning(study, progress=progress, executor=executor)
     if study.atlas is not None:
         atlas(study, progress=progress, executor=executor)
     if study.width is not None:

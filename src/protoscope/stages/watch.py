@@ -4,12 +4,14 @@
 train` writes it in another shell, or a user's folder written by `protoscope.Checkpointer` or the
 Lightning callback). Each round it looks for checkpoints that are complete (`nets/complete.py`:
 a file still being written is never read) and runs, for those epochs, the stages whose jobs belong
-to one checkpoint and read nothing later: the linear probes and the prototypes. Their arrays are
-made for every epoch the run will have (`base.watching`), so the store filled during training has
-the shape it would have had after it. The stages that read the whole series or the last epoch
-(prototype metrics, RSA, alignment, trust, atlases, the width study) run once, when every run has
-finished; then the store equals the one made after the fact (`tests/test_watch.py`). The figures
-and the site are drawn again after each round that added results.
+to one checkpoint and read nothing later: the linear probes, the prototypes and the stimulus set's
+activations. Their arrays are made for every epoch the run will have (`base.watching`), so the
+store filled during training has the shape it would have had after it. What reads the whole series
+or the last epoch (prototype metrics, RSA, alignment, trust, atlases, the findings) is computed
+provisionally after each such round, in a store of its own (`provisional.py`), and the site is
+drawn from it with those results marked. When every run has finished, every stage runs on the real
+store and the provisional one goes: the store equals the one made after the fact
+(`tests/test_watch.py`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from ..jobs import Job
 from .base import planned_epochs, watching
 
 # the stages watched live: verb -> (module, where a job's key holds its epoch)
-LIVE = {"probe": ("protoscope.stages.linear_probes", 1), "evolve": ("protoscope.stages.prototypes", 2)}
+LIVE = {"probe": ("protoscope.stages.linear_probes", 1), "evolve": ("protoscope.stages.prototypes", 2),
+        "activations": ("protoscope.stages.activations", 1), "tuning": ("protoscope.stages.tuning", 1)}
+OPTIONAL = {"tuning"}  # live only where the study has the section (`run` runs it only then)
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,10 @@ def live_round(study, states: dict[str, RunState], progress=None, executor=None)
         return 0
     done = 0
     with watching():
-        for module, epoch_at in LIVE.values():
+        for verb, (module, epoch_at) in LIVE.items():
+            if verb in OPTIONAL and getattr(study, verb) is None:
+                continue
+
             def complete(job: Job, at=epoch_at) -> bool:
                 return job.key[at] in states[job.key[0]].complete
 
@@ -97,12 +104,14 @@ def yield_to_training() -> int:
 def watch(study, progress=None, executor=None, poll: float = 5.0, site: bool = True,
           sleep: Callable[[float], None] = time.sleep, on_round: Callable[[dict, int], None] | None = None) -> dict:
     """Follow the study's runs until every one has finished, then run every stage; returns
-    {run: epochs seen complete}. `on_round(states, jobs done now)` is told after each look. With
-    `site`, the site is drawn again after each round that added results, and its live status
-    (`report/site/live.py`, read by a served page) after every round. `protoscope watch` first
-    calls `yield_to_training` (its own process; a library call leaves the caller's alone)."""
+    {run: epochs seen complete}. After each round that added results, the whole-series results are
+    computed provisionally on the epochs so far (`provisional.refresh`) and, with `site`, the site is
+    drawn from them; the live status (`report/site/live.py`, read by a served page) after every
+    round. `on_round(states, jobs done now, provisional manifest or None)` is told after each look. `protoscope watch` first calls
+    `yield_to_training` (its own process; a library call leaves the caller's alone)."""
     from ..report.site.live import write_live
-    from .verbs import report, run
+    from . import provisional
+    from .verbs import run
 
     seen: dict[str, frozenset[int]] = {}
     while True:
@@ -110,15 +119,18 @@ def watch(study, progress=None, executor=None, poll: float = 5.0, site: bool = T
         fresh = any(state.complete - seen.get(name, frozenset()) for name, state in states.items())
         done_now = live_round(study, states, progress, executor) if fresh else 0
         seen = {name: state.complete for name, state in states.items()}
+        finished = all(state.finished for state in states.values())
+        view = provisional.refresh(study, states, progress) if done_now and not finished else None
         if on_round is not None:
-            on_round(states, done_now)
-        if all(state.finished for state in states.values()):
+            on_round(states, done_now, provisional.read(study) if view is not None else None)
+        if finished:
             run(study, progress=progress, executor=executor)  # the whole-series stages, the figures, the site
+            provisional.discard(study)  # the site drawn by `run` already reads the real store only
             if site:
                 write_live(study, states)
             return {name: sorted(epochs) for name, epochs in seen.items()}
         if done_now and site:
-            report(study)
+            provisional.draw(study, view)
         if site:
-            write_live(study, states)
+            write_live(study, states, provisional.read(study))
         sleep(poll)

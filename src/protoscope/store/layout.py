@@ -14,6 +14,7 @@ UNIT_METRICS = "unit_metrics.zarr"  # per-unit prototype metrics (store/unit_met
 EMBEDDINGS = "embeddings.zarr"  # prototypes embedded in model spaces (store/embeddings.py)
 ATLAS = "atlas.zarr"  # activation atlases (store/atlas.py)
 TRUST = "trust.zarr"  # trust scores of every prototype (store/trust.py)
+TUNING = "tuning.zarr"  # tuning curves and indices of every unit (store/tuning.py)
 ALIGN = "align"  # netCDF results of convergent learning (store/alignment.py)
 RDMS = "rsa"  # rsatoolbox HDF5 RDMs (store/rdms.py)
 METRICS = "metrics"  # the tidy metrics table (store/metrics.py)
@@ -47,6 +48,10 @@ def atlas(where) -> Path:
 
 def trust(where) -> Path:
     return root(where) / TRUST
+
+
+def tuning(where) -> Path:
+    return root(where) / TUNING
 
 
 def alignment(where) -> Path:

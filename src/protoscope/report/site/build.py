@@ -82,11 +82,19 @@ def write_site(study, out: Path | None = None) -> SiteResult:
     index["tables"] = headline_tables(metrics, list(study.layers))
     index["coverage"] = _coverage(index)
     index["figures"] = _figures(store, site, result)
+    index["provisional"] = _provisional(store)
     write_if_changed(site, "data/index.js", script("index", index), result)
     result.written += manifest.written
     manifest.save()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _provisional(store: Path) -> dict | None:
+    """{through: {run: epoch}, results: [...]} when the store is `watch`'s provisional one (its
+    summaries computed on the epochs so far, `stages/provisional.py`): the pages mark them."""
+    path = store / "PROVISIONAL.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _ids(study, store: Path) -> dict:

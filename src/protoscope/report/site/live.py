@@ -13,23 +13,25 @@ from pathlib import Path
 
 from .build import script, write_if_changed, SiteResult
 
-# results computed once every run has finished (`stages/watch.py`), named as a reader knows them
+# results that read the whole series, before their first provisional computation (`stages/watch.py`)
 AT_THE_END = ["prototype metrics", "RSA", "alignment", "trust", "atlases", "the width study"]
 
 
-def live_status(states: dict) -> dict:
-    """What the page shows, from `watch.look`'s state of each run."""
+def live_status(states: dict, provisional: dict | None = None) -> dict:
+    """What the page shows, from `watch.look`'s state of each run and the manifest of the
+    provisional results (`stages/provisional.py`), when there are some."""
     runs = {name: {"complete": len(state.complete), "planned": len(state.planned),
                    "latest": max(state.complete, default=None), "last": max(state.planned, default=None),
                    "written": state.last_written, "finished": state.finished}
             for name, state in states.items()}
     finished = all(state.finished for state in states.values())
     return {"generation": sum(len(state.complete) for state in states.values()) + int(finished),
-            "runs": runs, "finished": finished, "waiting": [] if finished else AT_THE_END}
+            "runs": runs, "finished": finished, "provisional": None if finished else provisional,
+            "waiting": [] if finished or provisional else AT_THE_END}
 
 
-def write_live(study, states: dict, out: Path | None = None) -> Path:
+def write_live(study, states: dict, provisional: dict | None = None, out: Path | None = None) -> Path:
     """Write `data/live.js` of the study's site (only when it changed); returns its path."""
     site = Path(out) if out else Path(study.store) / "site"
-    write_if_changed(site, "data/live.js", script("live", live_status(states)), SiteResult(site))
+    write_if_changed(site, "data/live.js", script("live", live_status(states, provisional)), SiteResult(site))
     return site / "data" / "live.js"

@@ -75,6 +75,35 @@ def layer_data(store: Path, run: str, layer: str, arrays: LayerArrays, partners:
     trust = _trust(store, run, layer)
     if trust is not None:
         data["trust"] = trust
+    tuning = _tuning(store, run, layer, epochs)
+    if tuning is not None:
+        data["tuning"] = tuning
+    return data
+
+
+TUNING_SHOWN = ("colour_selectivity", "colour_selectivity_chance", "preferred_hue", "orientation_selectivity",
+                "preferred_orientation", "preferred_frequency")
+TUNING_CURVES = {"hue_curve": "hue", "orientation_curve": "orientation"}
+
+
+def _tuning(store: Path, run: str, layer: str, epochs: list[int]) -> dict | None:
+    """{index: (epoch, unit)} and {curve: (epoch, step, unit)} on the prototype store's epochs (NaN
+    where tuning was not measured), with each curve's steps; None when the tuning stage has not run."""
+    group = open_group(store / "tuning.zarr" / run / layer)
+    if group is None:
+        return None
+    stored = [int(e) for e in group["epoch"][:]]
+    done = np.asarray(group["done"][:], bool) if "done" in group else np.ones(len(stored), bool)
+    rows = [stored.index(e) if e in stored and done[stored.index(e)] else None for e in epochs]
+
+    def on_epochs(name: str) -> np.ndarray:
+        values = np.asarray(group[name][:])
+        blank = np.full(values.shape[1:], np.nan)
+        return np.stack([values[i] if i is not None else blank for i in rows])
+
+    data = {name: rounded(on_epochs(name), 3) for name in TUNING_SHOWN}
+    data |= {name: rounded(on_epochs(name), 3) for name in TUNING_CURVES}
+    data["steps"] = {axis: [float(v) for v in group[axis][:]] for axis in TUNING_CURVES.values()}
     return data
 
 

@@ -77,6 +77,16 @@ window.protoscope = (() => {
     return String(parseFloat(x.toPrecision(digits)));
   };
 
+  // While `protoscope watch` follows training, what reads the whole series was computed on the
+  // epochs there are so far: each such place says so (index.provisional, stages/provisional.py).
+  function provisionalNote(what) {
+    const p = index.provisional;
+    if (!p) return null;
+    const upto = Object.entries(p.through).map(([run, e]) => `${run} ${e}`).join(", ");
+    return el("p", { class: "provisional" }, el("strong", {}, "Provisional"),
+      ` — ${what} computed through epoch ${upto}, while training goes on; final when it ends.`);
+  }
+
   function table(spec) {
     return el("div", {},
       el("h2", {}, spec.title),
@@ -187,7 +197,8 @@ window.protoscope = (() => {
         (r.written ? `, last checkpoint ${Math.max(0, Math.round(now - r.written))} s ago` : ""));
     banner.replaceChildren(
       el("strong", {}, live.finished ? "training finished" : "training"), " — ", runs.join(" · "),
-      live.waiting.length ? el("span", { class: "note" }, ` · after training: ${live.waiting.join(", ")}`) : null);
+      live.provisional ? el("span", { class: "provisional" }, ` · provisional until training ends: ${live.provisional.results.join(", ")}`)
+        : live.waiting.length ? el("span", { class: "note" }, ` · after training: ${live.waiting.join(", ")}`) : null);
   }
 
   // The epoch slider: every stored epoch, arrows step it, a play button runs through it.
@@ -259,6 +270,8 @@ window.protoscope = (() => {
           href: link("layer", run.name, layer.name, doneEpochs(layer).slice(-1)[0] ?? 0, "unit") }, layer.name), " "]) : "—")))));
     main.append(el("h2", {}, "Runs"), runs);
     main.append(table(index.coverage));
+    const note = provisionalNote(index.provisional ? index.provisional.results.join(", ") : "");
+    if (note) main.append(note);
     index.tables.forEach((spec) => main.append(table(spec)));
     if (index.atlases.length) main.append(el("p", {}, el("a", { href: "#/atlas" }, `Atlases (${index.atlases.length})`)));
     main.append(el("p", {}, el("a", { href: "#/figures" }, `Figures (${index.figures.length})`)));
@@ -277,6 +290,8 @@ window.protoscope = (() => {
     matched: ["matched correlation (high first)", (d) => { const p = Object.values(d.partners)[0]; return p ? p.corr : null; }, -1],
     trust: ["trust: path similarity (high first)", (d, e) => d.trust && d.trust.path_similarity ? d.trust.path_similarity[e] : null, -1],
     robust: ["trust: robustness (high first)", (d, e) => d.trust && d.trust.robustness ? d.trust.robustness[e] : null, -1],
+    colour: ["tuning: colour selectivity (high first)", (d, e) => d.tuning ? d.tuning.colour_selectivity[e] : null, -1],
+    orientation: ["tuning: orientation selectivity (high first)", (d, e) => d.tuning ? d.tuning.orientation_selectivity[e] : null, -1],
   };
 
   async function layerView(main, [runName, layerName, epochText, sortName, repeatText, maskedText]) {
@@ -385,7 +400,7 @@ window.protoscope = (() => {
       const srcs = [];
       const panels = [prototypesPanel(run, layer, data, unit, epoch, e, srcs), maskPanel(run, layer, unit, epoch, srcs),
         scorePanel(data, unit, epoch), trustPanel(data, unit, epoch, e), tracePanel(perEpoch, unit), topPanel(layer, perEpoch, unit, srcs),
-        partnersPanel(layer, data, unit, epoch, srcs), identityPanel(data, unit)];
+        tuningPanel(data, unit, epoch, e), partnersPanel(layer, data, unit, epoch, srcs), identityPanel(data, unit)];
       body.replaceChildren(...panels.filter(Boolean));
       return srcs;
     };
@@ -454,6 +469,45 @@ window.protoscope = (() => {
       el("span", { style: { color: COLOURS[k % COLOURS.length], marginRight: "1em" } }, `— ${name}`))));
   }
 
+  // A hue curve around a circle: the radius is the response (the smallest at the centre), each
+  // point drawn in its hue (YIQ chroma plane, luminance 0.55), the preferred hue marked by a spoke.
+  function hueChart(curve, hues, preferred) {
+    const size = 160, c = size / 2, rMax = c - 12;
+    const svg = svgEl("svg", { width: size, height: size, viewBox: `0 0 ${size} ${size}`, class: "hue-chart" });
+    const values = curve.filter((v) => v !== null);
+    if (!values.length) return el("p", { class: "note" }, "not measured at this epoch");
+    const lo = Math.min(...values), hi = Math.max(...values) === lo ? lo + 1e-6 : Math.max(...values);
+    const at = (v, deg) => { const r = 8 + (v - lo) / (hi - lo) * (rMax - 8), t = deg * Math.PI / 180;
+      return [c + r * Math.cos(t), c - r * Math.sin(t)]; };
+    svg.append(svgEl("circle", { cx: c, cy: c, r: rMax, fill: "none", stroke: "#ddd" }));
+    const points = curve.map((v, i) => v === null ? null : at(v, hues[i])).filter(Boolean);
+    svg.append(svgEl("polygon", { points: points.map((p) => p.map((x) => x.toFixed(1)).join(",")).join(" "), fill: "none", stroke: "#555" }));
+    curve.forEach((v, i) => { if (v === null) return;
+      const [x, y] = at(v, hues[i]), t = hues[i] * Math.PI / 180, I = 0.25 * Math.cos(t), Q = 0.25 * Math.sin(t);
+      const rgb = [0.55 + 0.956 * I + 0.621 * Q, 0.55 - 0.272 * I - 0.647 * Q, 0.55 - 1.106 * I + 1.703 * Q]
+        .map((u) => Math.round(255 * Math.min(1, Math.max(0, u))));
+      svg.append(svgEl("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: 5, fill: `rgb(${rgb.join(",")})` })); });
+    if (preferred !== null) { const t = preferred * Math.PI / 180;
+      svg.append(svgEl("line", { x1: c, y1: c, x2: c + rMax * Math.cos(t), y2: c - rMax * Math.sin(t), stroke: "#000", "stroke-dasharray": "2 2" })); }
+    return svg;
+  }
+
+  function tuningPanel(data, unit, epoch, e) {
+    if (!data.tuning) return null;
+    const t = data.tuning, at = (name) => t[name][e][unit];
+    const hue = t.hue_curve[e].map((row) => row[unit]), orientation = t.orientation_curve[e].map((row) => row[unit]);
+    if (at("colour_selectivity") === null && hue.every((v) => v === null)) {
+      return el("section", { class: "panel", id: "tuning-panel" }, el("h2", {}, `Tuning at epoch ${epoch}`),
+        el("p", { class: "note" }, "not measured at this epoch, or no stimulus drives the unit above 0"));
+    }
+    return el("section", { class: "panel", id: "tuning-panel" }, el("h2", {}, `Tuning at epoch ${epoch}`),
+      el("div", { class: "row" }, hueChart(hue, t.steps.hue, at("preferred_hue")),
+        lineChart([orientation], t.steps.orientation, at("preferred_orientation"), { xlabel: "orientation°", ylabel: "response", cls: "orientation-chart" })),
+      el("p", { id: "tuning-values" }, `colour selectivity ${fmt(at("colour_selectivity"))} (chance ${fmt(at("colour_selectivity_chance"))})`
+        + ` · preferred hue ${fmt(at("preferred_hue"))}° · orientation selectivity ${fmt(at("orientation_selectivity"))}`
+        + ` · preferred orientation ${fmt(at("preferred_orientation"))}° · preferred frequency ${fmt(at("preferred_frequency"))} cycles/image`));
+  }
+
   function scorePanel(data, unit, epoch) {
     const series = Array.from({ length: data.repeats }, (_, r) => data.score.map((row) => row[r][unit]));
     return el("section", { class: "panel" }, el("h2", {}, "Score over training"),
@@ -470,7 +524,7 @@ window.protoscope = (() => {
     const ok = at("trustworthy");
     const verdict = ok === null ? "no prototype (silent)" : ok >= 0.5 ? "trustworthy" : "not trustworthy";
     return el("section", { class: "panel", id: "trust-panel" }, el("h2", {}, "Trust over training"),
-      lineChart(series, data.epochs, epoch, { xlabel: "epoch", ylabel: "score", cls: "trust-chart",
+      provisionalNote("trust is"), lineChart(series, data.epochs, epoch, { xlabel: "epoch", ylabel: "score", cls: "trust-chart",
         legend: names.map(([, label]) => label) }),
       el("p", { id: "trust-values" }, `epoch ${epoch}: ${verdict} · path ${fmt(at("path_similarity"))} · robustness `
         + `${fmt(at("robustness"))} · natural ratio ${fmt(at("natural_ratio"))} · plausibility ${fmt(at("plausibility"))}`
@@ -534,7 +588,7 @@ window.protoscope = (() => {
         picture, el("div", {}, el("a", { href: link("unit", other.name, layer.name, partner, epoch), class: "partner-link" },
           `${other.name} unit ${partner}`), el("br"), `r = ${fmt(match.corr[unit])} (bipartite, aligned at epoch ${match.epoch})`));
     });
-    return el("section", { class: "panel" }, el("h2", {}, "Matched units in other runs"), rows);
+    return el("section", { class: "panel" }, el("h2", {}, "Matched units in other runs"), provisionalNote("the matches are"), rows);
   }
 
   function identityPanel(data, unit) {
@@ -543,13 +597,15 @@ window.protoscope = (() => {
         "not tracked: the epoch a unit takes its final identity is measured for the runs in align.track"));
     }
     const e = data.identity_epoch[unit];
-    return el("section", { class: "panel" }, el("h2", {}, "Identity"),
+    return el("section", { class: "panel" }, el("h2", {}, "Identity"), provisionalNote("the identity epoch is"),
       el("p", { id: "identity" }, e >= 0 ? `took its final identity at epoch ${e}` : "never settled (self-correlation with its final self stayed below the threshold)"));
   }
 
   // ------------------------------------------------------------------ atlases
   function atlasView(main, [runName, layerName, epochText]) {
     if (!index.atlases.length) { main.append(el("p", { class: "note" }, "No atlases stored.")); return; }
+    const note = provisionalNote("this atlas's map is");
+    if (note) main.append(note);
     const byName = (id, list) => list.find((x) => x.id === id);
     const named = index.atlases.map((a) => {
       const run = byName(a.run, index.runs);
@@ -604,7 +660,13 @@ window.protoscope = (() => {
 
   function figuresView(main) {
     main.append(el("h1", {}, "Figures"));
-    if (!index.figures.length) { main.append(el("p", { class: "note" }, "No figures drawn yet.")); return; }
+    if (!index.figures.length) {
+      main.append(el("p", { class: "note" }, index.provisional
+        ? "The figures are drawn when training ends; until then the pages show every result there is." : "No figures drawn yet."));
+      return;
+    }
+    const note = provisionalNote("the figures of prototype metrics, RSA, alignment, trust and atlases are");
+    if (note) main.append(note);
     main.append(el("p", { class: "note" }, "Click a figure for its full size; STORE/figures keeps each at full resolution, and as PDF."));
     const sections = new Map();
     for (const name of index.figures) {

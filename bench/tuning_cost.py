@@ -5,6 +5,7 @@ every repeat, receptive fields included) and the tuning stage's job for it (the 
 through the net once, every unit of every layer). The first epoch also traces each stage's net.
 
     python bench/tuning_cost.py --store out/demo --epochs 0,8,16 > bench/results/tuning_cost_demo.txt
+    python bench/tuning_cost.py --store out/demo --epochs 0,16 --default-budget > bench/results/tuning_cost_demo_default_budget.txt
     python bench/tuning_cost.py --quick --store STORE      # the quick demo's store
 """
 
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     store_arguments(parser)
     parser.add_argument("--run", default="clrjit-s0")
     parser.add_argument("--epochs", default=None, help="comma-separated; default: the run's first and last")
+    parser.add_argument("--default-budget", action="store_true", help="synthesis with the engine's default budget "
+                        "(64 Adam steps, a pool of 1024) instead of the study's")
     args = parser.parse_args(argv)
     from protoscope.demo import demo_study
     from protoscope.stages import execute
@@ -41,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copytree(args.store / "runs" / args.run, copy / "runs" / args.run)
         study = demo_study(copy, quick=args.quick, name=args.study)
         study = study.model_copy(update={"runs": [study.run(args.run)], "tuning": study.tuning or TuningSpec()})
+        if args.default_budget:
+            from protoscope.specs import SynthSpec
+
+            default = SynthSpec()
+            study = study.model_copy(update={"synth": study.synth.model_copy(update={
+                k: getattr(default, k) for k in ("pool_size", "cma_generations", "adam_steps", "patience")})})
         spec = study.tuning
         images = spec.hues * min(spec.images, study.rsa.images) + (
             len(spec.contrasts) * spec.orientations * spec.frequencies * spec.phases)

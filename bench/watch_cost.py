@@ -7,7 +7,8 @@ prototypes with their receptive fields, the stimulus set's activations), the pro
 what reads the whole series, stage by stage (`stages/provisional.py`), the site drawn from it, and
 the live status. Their sum is the latency a person watching waits after a checkpoint lands; beside
 it, the median seconds of one training epoch of that run (the train stage's `seconds` rows) and the
-share. The refresh is timed at an early epoch too, to show how it grows with the epochs there are.
+share. The refresh keeps what the arriving epoch leaves as it was (`stages/provisional_reuse.py`);
+the same refresh afresh, and a fresh one at an early epoch, are timed beside it.
 
     python bench/watch_cost.py                            # the demo, from out/demo (`make demo` first)
     python bench/watch_cost.py --quick --store STORE      # a `protoscope demo --quick` store
@@ -53,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         early = {}
         for k in range(epoch):  # the rounds before: untimed, but for one refresh at an early epoch
             _live(study, _states(study, {run.name: k for run in study.runs}), k)
-            if k == args.early:
-                early = _refresh(study, _states(study, {run.name: k for run in study.runs}), provisional)
+            if k in (args.early, epoch - 1):  # and the refresh the arriving epoch finds
+                seconds = _refresh(study, _states(study, {run.name: k for run in study.runs}), provisional)
+                early = seconds if k == args.early else early
         upto = {run.name: epoch - 1 for run in study.runs} | {args.run: epoch}
         states = _states(study, upto)
         times = _live(study, states, epoch, args.run)
@@ -62,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         times |= {f"provisional {name}": seconds for name, seconds in later.items() if name != "site"}
         times["site"] = later["site"]
         times["live status"] = _live_status(study, states, provisional)
+        shutil.rmtree(provisional.folder(study))  # the same refresh afresh, nothing kept: what reuse saves
+        afresh = _refresh(study, states, provisional)
     _table(times, early, args.early, epoch, epoch_seconds)
+    print(f"the same refresh afresh (nothing kept): {sum(v for k, v in afresh.items() if k != 'site'):.1f} s")
     return 0
 
 
@@ -115,7 +120,7 @@ def _live_status(study, states: dict, provisional) -> float:
 
 
 def _table(times: dict, early: dict, early_epoch: int, epoch: int, epoch_seconds: float) -> None:
-    print(f"stage | seconds | share of a training epoch | seconds when epoch {early_epoch} arrived")
+    print(f"stage | seconds | share of a training epoch | seconds afresh at epoch {early_epoch}")
     for name, seconds in times.items():
         before = early.get(name.removeprefix("provisional "), None)
         print(f"{name} | {seconds:.1f} | {100 * seconds / epoch_seconds:.0f} % | "

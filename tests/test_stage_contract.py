@@ -34,7 +34,7 @@ from conftest import tiny_study_dict
 
 pytestmark = pytest.mark.xdist_group("stage_contract")  # one worker builds the chain once
 
-ORDER = ("train", "probe", "evolve", "analyze", "activations", "rsa", "align", "trust", "atlas", "width")
+ORDER = ("train", "probe", "evolve", "analyze", "activations", "rsa", "align", "trust", "tuning", "atlas", "width")
 VERB = {"activations": "rsa"}  # the command that runs a stage, where it is not the stage's name
 
 
@@ -47,6 +47,8 @@ def contract_study_dict(store: Path) -> dict:
     study["synth"] = {"pool_size": 8, "adam_steps": 2, "cma_generations": 1, "rf_samples": 4, "repeats": 2}
     study["rsa"] = {"images": 24, "batch_size": 16}
     study["align"] = {"images": 24, "mi_samples": 200, "sparse_iter": 20, "penalties": [0.1, 0.01]}
+    study["tuning"] = {"images": 8, "shuffles": 2, "orientations": 4, "frequencies": 3, "phases": 2,
+                       "contrasts": [0.5, 1.0]}
     study["atlas"] = {"images": 32, "grid": 2, "min_count": 1, "adam_steps": 2, "pool_size": 4, "n_neighbors": 5}
     study["width"] = {"families": ["conv"], "widths": [4], "seeds": [0], "epochs": 1, "train_size": 50,
                       "test_size": 20}
@@ -184,6 +186,8 @@ FAILURES = [
     ("rsa", "after", {"rsa__distance": "euclidean"}, "distance"),
     ("align", "after", {"align__threshold": 0.4}, "threshold"),
     ("trust", "after", {"trust__k": 4}, "k"),
+    ("tuning", "after", {"tuning__hues": 16}, "hues"),
+    ("tuning", "before", {"tuning__epochs": [6]}, "[6]"),
     ("atlas", "after", {"atlas__grid": 3}, "grid"),
     ("atlas", "before", {"atlas__epochs": [9]}, "[9]"),
     ("width", "after", {"width__epochs": 2}, "epochs"),
@@ -204,7 +208,7 @@ def test_a_user_error_leaves_the_store_as_it_was(name, start, changes, named, ch
     assert fingerprint(store) == stored
 
 
-READ_CHECKPOINTS = ("probe", "evolve", "activations", "rsa", "align", "atlas")
+READ_CHECKPOINTS = ("probe", "evolve", "activations", "rsa", "align", "tuning", "atlas")
 
 
 @pytest.mark.parametrize("name", READ_CHECKPOINTS)

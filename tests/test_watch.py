@@ -219,7 +219,9 @@ def test_a_refresh_computes_again_only_what_new_epochs_make_stale(tmp_path, afte
     store = tmp_path / "store"
     shutil.copytree(after / "runs", store / "runs")
     shutil.copytree(after / "metrics" / "train", store / "metrics" / "train")
-    study = load_study(_write(tmp_path, "s", _study(store)))
+    data = _study(store)  # with an atlas at named epochs: kept until epoch 2 comes within reach
+    data["atlas"] = {"layers": ["layer1"], "epochs": [0, 2], "images": 64, "grid": 3, "adam_steps": 4, "pool_size": 16}
+    study = load_study(_write(tmp_path, "s", data))
 
     def states(s0: int, s1: int) -> dict:
         return {name: RunState((0, 1, 2, 3), frozenset(range(k + 1)), False)

@@ -13,7 +13,7 @@ class TuningSpec(Strict):
 
     layers: list[str] | None = Field(None, description="default: the study's layers")
     epochs: list[int] | None = Field(None, description="default: every checkpoint")
-    images: int = Field(64, ge=4, description="probe images (the rsa stimulus set's first) painted in each hue")
+    images: int = Field(64, ge=4, description="probe images (spread over the rsa stimulus set) painted in each hue")
     hues: int = Field(12, ge=12, description="hue steps around the YIQ chroma circle, luminance kept")
     orientations: int = Field(8, ge=4, description="grating orientations over 180 degrees")
     frequencies: int = Field(6, ge=3, description="spatial frequencies, 1 cycle per image to image size / 4, "

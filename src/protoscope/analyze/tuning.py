@@ -4,7 +4,7 @@ Every unit of a layer is read at its position (the centre cell of a spatial laye
 flat one) in one batched pass over a stimulus set that depends only on the image size and the probe
 images, so it is made once and the same at every epoch:
 
-- **hue**: the probe images painted in one hue (each pixel keeps its luminance and its chroma
+- **hue**: the probe images (spread over the stimulus set, every category) painted in one hue (each pixel keeps its luminance and its chroma
   magnitude), then turned around the chroma plane of YIQ in `hues` steps. The turn is a rotation of
   (I, Q) with Y fixed, so luminance is kept exactly; chroma is first shrunk per pixel where a turn
   would leave the RGB cube, so no step is clipped. Hue 0° is +I (orange-red), 90° is +Q (purple),
@@ -83,6 +83,14 @@ def grating(size: int, orientation_deg: float, cycles: float, phase: float, cont
     return (0.5 + 0.5 * contrast * wave).float().expand(3, size, size)
 
 
+def spread(images: torch.Tensor, n: int) -> torch.Tensor:
+    """`n` of `images` evenly spread over the set: a stimulus set is stored category by category, so
+    its first images would all be of one category."""
+    if n >= len(images):
+        return images
+    return images[torch.linspace(0, len(images) - 1, n).round().long()]
+
+
 def make_stimuli(probe: torch.Tensor, size: int, spec) -> Stimuli:
     """The whole set for images of `size` px, from float `probe` images (N, 3, S, S) in [0, 1];
     `spec`: the study's `tuning:` section (`tuning_spec.TuningSpec`)."""
@@ -112,17 +120,22 @@ def at_position(a: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def measure(read, stimuli: Stimuli, batch_size: int = 256) -> Curves:
-    """`read(images) -> (B, units)` at each unit's position, for float images in [0, 1]: one pass
-    over the whole stimulus set, every unit at once."""
-    def run(images: torch.Tensor) -> np.ndarray:
+def measure(read, stimuli: Stimuli, batch_size: int = 256) -> Curves | dict[str, Curves]:
+    """`read(images)` at each unit's position, for float images in [0, 1]: (B, units), or
+    {layer: (B, units)} for several layers read from one forward pass. One pass over the whole
+    stimulus set, every unit at once; returns the Curves (or {layer: Curves})."""
+    def run(images: torch.Tensor) -> dict:
         flat = images.reshape(-1, *images.shape[-3:])
-        out = torch.cat([read(flat[i : i + batch_size]).float().cpu() for i in range(0, len(flat), batch_size)])
-        return out.reshape(*images.shape[:-3], -1).numpy()
+        parts: dict = {}
+        for i in range(0, len(flat), batch_size):
+            out = read(flat[i : i + batch_size])
+            for name, a in (out.items() if isinstance(out, dict) else [(None, out)]):
+                parts.setdefault(name, []).append(a.float().cpu())
+        return {name: torch.cat(chunks).reshape(*images.shape[:-3], -1).numpy() for name, chunks in parts.items()}
 
-    hue = run(stimuli.hue_images)
-    grating = run(stimuli.gratings).mean(axis=3)  # over phases
-    return Curves(hue, grating)
+    hue, grating = run(stimuli.hue_images), run(stimuli.gratings)
+    curves = {name: Curves(hue[name], grating[name].mean(axis=3)) for name in hue}  # mean over phases
+    return curves[None] if None in curves else curves
 
 
 def colour_selectivity(hue: np.ndarray) -> np.ndarray:

@@ -9,7 +9,8 @@ computed again. Between two refreshes some runs gained epochs (`changed`). Then:
 - a result of a changed run goes (every store here is laid out by run, or by a pair or group of
   runs whose name holds theirs: `a~b`, `a+b`), and so does every result read through a changed
   run's last checkpoint: a space built on it, or the prototypes it judges for trust; the pairs'
-  alignment (one job aligns every pair at the last epoch they share) is done again;
+  alignment (one job aligns every pair at the last epoch they share) is done again when a pair's
+  epoch moved; an atlas whose epochs the study names keeps them until its section changes;
 - trust is kept per epoch: a (run, epoch) job reads that checkpoint and its prototypes, the
   judging run's last checkpoint, and its pair's alignment at that epoch (pairs are aligned at the
   last epoch both have). Only the new epochs, and the epoch the pair was aligned at before when
@@ -42,6 +43,7 @@ OUTPUTS = {
 def reuse_key(view) -> dict:
     """What the snapshot's stages depend on beyond the runs' epochs: each stage's section, and which
     run's last checkpoint judges each run's trust."""
+    from .alignment import align_pairs
     from .trust import judge_run, partner_run
 
     def section(value) -> str:
@@ -50,7 +52,17 @@ def reuse_key(view) -> dict:
     return {"sections": {"analyze": section(view.analyze), "rsa": section(view.rsa), "align": section(view.align),
                          "trust": section(view.trust), "atlas": section(view.atlas)},
             "judges": {run.name: judge_run(view, run) for run in view.runs},
-            "partners": {run.name: partner_run(view, run) for run in view.runs}}
+            "partners": {run.name: partner_run(view, run) for run in view.runs},
+            "aligned": {f"{a}~{b}": _aligned_at(view, a, b) for a, b in align_pairs(view)}}
+
+
+def _aligned_at(view, a: str, b: str):
+    """The epoch a pair is aligned at: fixed by `align.epochs` (None here: its section says), else the
+    last both have; "?" for a run folder, whose epochs the snapshot does not hold."""
+    if view.align.epochs is not None:
+        return None
+    runs = view.run(a), view.run(b)
+    return "?" if any(run.path is not None for run in runs) else min(run.epochs for run in runs)
 
 
 def forget_stale(root: Path, before: dict | None, upto: dict[str, int], key: dict) -> bool:
@@ -72,9 +84,13 @@ def forget_stale(root: Path, before: dict | None, upto: dict[str, int], key: dic
     judged = {run for run, judge in key["judges"].items()
               if judge in changed or before["key"]["judges"].get(run) != judge
               or before["key"]["partners"].get(run) != key["partners"][run]}
-    for stage in ("analyze", "rsa", "align", "atlas"):
+    for stage in ("analyze", "rsa"):
         _forget_runs(root, OUTPUTS[stage], changed)
-    if changed:  # a pairs job aligns every pair at one epoch, the last they share: one job, done again
+    _forget_runs(root, [f"{layout.ALIGN}/track", f"{layout.METRICS}/align/track"], changed)
+    if json.loads(key["sections"]["atlas"] or "{}").get("epochs") is None:  # else its epochs are in its section
+        _forget_runs(root, OUTPUTS["atlas"], changed)
+    if changed and (before["key"].get("aligned") != key["aligned"] or "?" in key["aligned"].values()):
+        # one pairs job aligns every pair at one epoch (the last they share): done again when one moved
         _remove(root, [f"{layout.METRICS}/align/pairs", *[p.relative_to(root).as_posix()
                                                           for p in (root / layout.ALIGN).glob("epoch_*")]])
     _forget_runs(root, OUTPUTS["trust"], judged)

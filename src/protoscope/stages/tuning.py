@@ -2,7 +2,7 @@
 
 One job per (run, epoch): one truncated forward pass of the whole stimulus set (`analyze/tuning.py`)
 reads every unit of every studied layer at its position. The stimuli depend on the image size and
-the rsa stimulus set only, so each process makes them once. Results: `store.tuning` (indices and
+the rsa stimulus set only (its images spread over every category), so each process makes them once. Results: `store.tuning` (indices and
 curves per unit) and the metrics table (stage ``tuning``: each index's mean over the units that
 respond, per layer and epoch). A job reads one checkpoint and nothing later: `watch` runs it live.
 """
@@ -24,7 +24,8 @@ class TuningStage(StudyStage):
     name = "tuning"
 
     def settings(self, study) -> dict:
-        return study.tuning.model_dump(mode="json", exclude={"layers", "epochs", "batch_size"})
+        settings = study.tuning.model_dump(mode="json", exclude={"layers", "epochs", "batch_size"})
+        return dict(settings, probe="spread over the rsa stimulus set")
 
     def _layers(self, study, run) -> list[str]:
         return check_layers(build(run), list(study.tuning.layers or study.layers))
@@ -60,12 +61,12 @@ class TuningStage(StudyStage):
     def _stimuli(self, study, run):
         """The stimulus set at the run's image size: made once per process."""
         from ..analyze.activations import stimulus_set
-        from ..analyze.tuning import make_stimuli
+        from ..analyze.tuning import make_stimuli, spread
 
         size = run.data.image_size
 
         def make():
-            probe = stimulus_set(study).images[: study.tuning.images].float() / 255
+            probe = spread(stimulus_set(study).images, study.tuning.images).float() / 255
             return make_stimuli(torch.nn.functional.interpolate(probe, size=size, mode="bilinear", antialias=True)
                                 if probe.shape[-1] != size else probe, size, study.tuning)
 
@@ -87,16 +88,19 @@ class TuningStage(StudyStage):
         model, net = self._traced(run, layers, device)
         load_into(model, checkpoints_at(study, run, [epoch], "tuning.epochs")[epoch])
         stimuli = self._stimuli(study, run)
-        rows, todo = [], [layer for layer in layers if not store.is_done(name, layer, epoch)]
-        for layer in todo:  # one layer at a time keeps memory to one layer's responses
-            def read(images, layer=layer):
-                return at_position(net(normalize(images.to(device)))[layer])
+        rows, todo = [], list(layers)  # all again when one is missing: the job's rows are one file
 
-            found = indices(measure(read, stimuli, study.tuning.batch_size), stimuli, study.tuning.shuffles)
+        def read(images):  # every layer from one truncated forward pass
+            out = net(normalize(images.to(device)))
+            return {layer: at_position(out[layer]) for layer in todo}
+
+        curves = measure(read, stimuli, study.tuning.batch_size)
+        for layer in todo:
+            found = indices(curves[layer], stimuli, study.tuning.shuffles)
             self.record_settings(study)
             store.write(name, layer, epoch, found)
             rows += _rows(self.row(run, epoch=epoch, layer=layer), found)
-            emit(f"tuning {layer} epoch {epoch}")
+        emit(f"tuning epoch {epoch}")
         MetricsTable(study.store).write("tuning", f"{name}/{epoch}", rows)
         return {"layers": len(todo)}
 

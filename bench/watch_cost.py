@@ -127,8 +127,10 @@ def _table(times: dict, early: dict, early_epoch: int, epoch: int, epoch_seconds
               + ("" if before is None else f"{before:.1f}"))
     total = sum(times.values())
     live = sum(v for k, v in times.items() if not k.startswith("provisional"))
-    print(f"checkpoint to page: {total:.1f} s, {100 * total / epoch_seconds:.0f} % of a training epoch "
-          f"(of which the provisional refresh {total - live:.1f} s)")
+    # `watch` draws the site after the live jobs, then refreshes and draws it again
+    print(f"checkpoint to page, its own results: {live:.1f} s, {100 * live / epoch_seconds:.0f} % of a training epoch")
+    print(f"checkpoint to page: {total + times['site']:.1f} s, {100 * (total + times['site']) / epoch_seconds:.0f} % "
+          f"of a training epoch, with the provisional results (a refresh of {total - live:.1f} s)")
     refresh_early = sum(v for k, v in early.items() if k != "site")
     print(f"refresh at epoch {early_epoch}: {refresh_early:.1f} s; at epoch {epoch}: {total - live:.1f} s")
 

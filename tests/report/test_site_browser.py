@@ -147,7 +147,7 @@ def test_unit_page_from_a_stable_link_and_its_epoch_slider(demo, open_page):
     assert page.locator("#trust-panel .trust-chart polyline").count() == 3  # path, robustness, trustworthy
     assert page.inner_text("#trust-values").startswith("epoch 2: ")
     tuning = zarr.open_group(str(out / "tuning.zarr" / "clrjit-s0" / "layer2"), mode="r")
-    assert page.locator("#tuning-panel .hue-chart circle").count() == 1 + len(tuning["hue"])  # the rim, a dot per hue
+    assert page.locator("#tuning-panel .hue-chart circle").count() == 1 + tuning["hue"].shape[0]  # the rim, a dot per hue
     shown = re.search(r"colour selectivity ([-\d.e+]+)", page.inner_text("#tuning-values")).group(1)
     assert float(shown) == pytest.approx(float(tuning["colour_selectivity"][2][3]), rel=1e-2)
     shot(page, "unit_epoch2")

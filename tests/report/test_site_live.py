@@ -105,3 +105,18 @@ def test_opened_from_disk_the_page_never_asks(served):
         page.wait_for_timeout(3500)  # longer than the served page's interval
         assert not any("live.js" in u for u in asked) and page.query_selector("#live") is None
         browser.close()
+
+
+def test_the_generation_moves_with_checkpoints_provisional_results_and_the_end():
+    """The page reloads its data when the generation changes: after a watch round's own results, again
+    after its provisional refresh (same checkpoints), and when training ends."""
+    from protoscope.report.site.live import live_status
+    from protoscope.stages.watch import RunState
+
+    training = {"a": RunState((0, 1, 2), frozenset({0, 1}), False)}
+    seen = [live_status(training)["generation"],
+            live_status(training, {"through": {"a": 1}, "results": PROVISIONAL})["generation"],
+            live_status({"a": RunState((0, 1, 2), frozenset({0, 1, 2}), True)},
+                        {"through": {"a": 1}, "results": PROVISIONAL})["generation"]]
+    assert len(set(seen)) == 3
+    assert live_status({"a": RunState((0, 1, 2), frozenset({0, 1, 2}), True)})["provisional"] is None

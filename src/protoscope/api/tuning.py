@@ -38,7 +38,8 @@ def tuning(model, layer: str, images, *, device="auto", **settings) -> Tuning:
     layer = check_layer(model, layer)
     probe, _ = as_images(images)
     probe = probe.float() / 255 if probe.dtype == torch.uint8 else probe.float()
-    spec = options(TuningSpec, dict(settings, images=len(probe)), "tuning", drop=("layers", "epochs", "images"))
+    spec = options(TuningSpec, settings, "tuning", drop=("layers", "epochs", "images"))
+    spec = spec.model_copy(update={"images": len(probe)})  # every image given is painted
     stimuli = make_stimuli(probe, probe.shape[-1], spec)
     with engine_state(model):
         net = truncate(model, [layer])

@@ -114,15 +114,19 @@ def watch(study, progress=None, executor=None, poll: float = 5.0, site: bool = T
     from .verbs import run
 
     seen: dict[str, frozenset[int]] = {}
+    view = None
     while True:
         states = {spec.name: look(study, spec) for spec in study.runs}
         fresh = any(state.complete - seen.get(name, frozenset()) for name, state in states.items())
         done_now = live_round(study, states, progress, executor) if fresh else 0
         seen = {name: state.complete for name, state in states.items()}
         finished = all(state.finished for state in states.values())
-        view = provisional.refresh(study, states, progress) if done_now and not finished else None
+        if done_now and not finished and site:  # the new checkpoints' own results first: the refresh takes longer
+            provisional.draw(study, view)
+            write_live(study, states, provisional.read(study))
+        view = provisional.refresh(study, states, progress) if done_now and not finished else view
         if on_round is not None:
-            on_round(states, done_now, provisional.read(study) if view is not None else None)
+            on_round(states, done_now, provisional.read(study) if done_now and view is not None else None)
         if finished:
             run(study, progress=progress, executor=executor)  # the whole-series stages, the figures, the site
             provisional.discard(study)  # the site drawn by `run` already reads the real store only

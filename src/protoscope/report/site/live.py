@@ -25,7 +25,10 @@ def live_status(states: dict, provisional: dict | None = None) -> dict:
                    "written": state.last_written, "finished": state.finished}
             for name, state in states.items()}
     finished = all(state.finished for state in states.values())
-    return {"generation": sum(len(state.complete) for state in states.values()) + int(finished),
+    # a new generation when checkpoints came, when training ended, and when provisional results came
+    generation = f"{sum(len(state.complete) for state in states.values()) + int(finished)}" + (
+        f".{sum(provisional['through'].values())}" if provisional and not finished else "")
+    return {"generation": generation,
             "runs": runs, "finished": finished, "provisional": None if finished else provisional,
             "waiting": [] if finished or provisional else AT_THE_END}
 

@@ -16,7 +16,7 @@ from conftest import tiny_study_dict
 from protoscope.errors import UserError
 from protoscope.study import load_study
 
-pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("watch")]  # one worker builds `after` once
+pytestmark = pytest.mark.timeout(600)  # no xdist group: these spread over the workers (`after` per worker)
 
 
 def _study(store: Path, runs: list[dict] | None = None) -> dict:

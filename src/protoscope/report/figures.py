@@ -51,6 +51,36 @@ def lines_by_condition(ax, frame: pd.DataFrame, ylabel: str) -> None:
     ax.grid(alpha=0.3)
 
 
+def metric_grid(frame: pd.DataFrame, layers: list[str], rows: dict[str, str], title: str, path: Path,
+                decorate=None) -> list[Path]:
+    """A column per layer, a row per metric of `rows` ({metric: label}): a thin line per run and each
+    condition's mean ± sd; `decorate(ax, metric, layer, row)` adds what one figure adds. Panels
+    without a value are left blank."""
+    layers = [layer for layer in layers if layer in set(frame["layer"])]
+    metrics = [metric for metric in rows if (frame["metric"] == metric).any()]
+    fig, axes = plt.subplots(len(metrics), len(layers), figsize=(3.2 * len(layers), 2.4 * len(metrics)),
+                             squeeze=False, sharex=True)
+    for r, metric in enumerate(metrics):
+        for c, layer in enumerate(layers):
+            panel = frame[(frame["metric"] == metric) & (frame["layer"] == layer)]
+            ax = axes[r][c]
+            if panel.dropna(subset=["value"]).empty:
+                ax.set_axis_off()
+                continue
+            lines_by_condition(ax, panel, rows[metric] if c == 0 else "")
+            if decorate is not None:
+                decorate(ax, metric, layer, r)
+            if r == 0:
+                ax.set_title(layer)
+            if r < len(metrics) - 1:
+                ax.set_xlabel("")
+    axes[0][0].legend(fontsize=7)
+    height = fig.get_figheight()
+    fig.subplots_adjust(wspace=0.3, hspace=0.25, top=1 - 0.55 / height)
+    fig.suptitle(title, y=1 - 0.12 / height)
+    return save(fig, path)
+
+
 def probe_accuracy(metrics: pd.DataFrame, path: Path) -> list[Path]:
     """Test accuracy of every linear probe over epochs, one panel per classifier."""
     test = metrics[metrics["metric"].str.startswith("probe_") & metrics["metric"].str.endswith("_test")]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .figures import lines_by_condition, plt, save
+from .figures import metric_grid
 
 ROWS = {
     "trust_share": "share trustworthy",
@@ -46,25 +46,9 @@ def trust_figures(study, metrics: pd.DataFrame, out: Path) -> list[Path]:
     frame = trust_frame(metrics)
     if frame.empty:
         return []
-    layers = [layer for layer in study.layers if layer in set(frame["layer"])]
-    rows = [metric for metric in ROWS if (frame["metric"] == metric).any()]
-    fig, axes = plt.subplots(len(rows), len(layers), figsize=(3.2 * len(layers), 2.4 * len(rows)), squeeze=False,
-                             sharex=True)
-    for r, metric in enumerate(rows):
-        for c, layer in enumerate(layers):
-            panel = frame[(frame["metric"] == metric) & (frame["layer"] == layer)]
-            ax = axes[r][c]
-            if panel.dropna(subset=["value"]).empty:
-                ax.set_axis_off()
-                continue
-            lines_by_condition(ax, panel, ROWS[metric] if c == 0 else "")
-            if r == 0:
-                ax.set_title(layer)
-                ax.set_ylim(-0.02, 1.02)
-            if r < len(rows) - 1:
-                ax.set_xlabel("")
-    axes[0][0].legend(fontsize=7)
-    height = fig.get_figheight()
-    fig.subplots_adjust(wspace=0.3, hspace=0.25, top=1 - 0.55 / height)
-    fig.suptitle("Can the prototypes be trusted? Trust scores over training", y=1 - 0.12 / height)
-    return save(fig, out / "trust_over_training")
+    def first_row_share(ax, metric, layer, row) -> None:
+        if row == 0:
+            ax.set_ylim(-0.02, 1.02)
+
+    return metric_grid(frame, study.layers, ROWS, "Can the prototypes be trusted? Trust scores over training",
+                       out / "trust_over_training", first_row_share)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .figures import lines_by_condition, plt, save
+from .figures import metric_grid
 
 ROWS = {
     "tuning_colour_selectivity": "colour selectivity\n(η² of hue; 0: blind)",
@@ -46,25 +46,11 @@ def tuning_figures(study, metrics: pd.DataFrame, out: Path) -> list[Path]:
     frame = tuning_frame(metrics)
     if frame.empty:
         return []
-    layers = [layer for layer in study.layers if layer in set(frame["layer"])]
-    rows = [metric for metric in ROWS if (frame["metric"] == metric).any()]
-    fig, axes = plt.subplots(len(rows), len(layers), figsize=(3.2 * len(layers), 2.4 * len(rows)), squeeze=False,
-                             sharex=True)
-    for r, metric in enumerate(rows):
-        for c, layer in enumerate(layers):
-            ax = axes[r][c]
-            lines_by_condition(ax, frame[(frame["metric"] == metric) & (frame["layer"] == layer)],
-                               ROWS[metric] if c == 0 else "")
-            if metric == "tuning_colour_selectivity":
-                chance = frame[(frame["metric"] == "tuning_colour_selectivity_chance") & (frame["layer"] == layer)]
-                line = chance.groupby("epoch")["value"].mean()
-                ax.plot(line.index, line.values, color="grey", ls=":", lw=1, label="chance (hues shuffled)")
-            if r == 0:
-                ax.set_title(layer)
-            if r < len(rows) - 1:
-                ax.set_xlabel("")
-    axes[0][0].legend(fontsize=7)
-    height = fig.get_figheight()
-    fig.subplots_adjust(wspace=0.3, hspace=0.25, top=1 - 0.55 / height)
-    fig.suptitle("What the units are tuned to, over training", y=1 - 0.12 / height)
-    return save(fig, out / "tuning_over_training")
+    def chance(ax, metric, layer, row) -> None:
+        if metric == "tuning_colour_selectivity":
+            shuffled = frame[(frame["metric"] == "tuning_colour_selectivity_chance") & (frame["layer"] == layer)]
+            line = shuffled.groupby("epoch")["value"].mean()
+            ax.plot(line.index, line.values, color="grey", ls=":", lw=1, label="chance (hues shuffled)")
+
+    return metric_grid(frame, study.layers, ROWS, "What the units are tuned to, over training",
+                       out / "tuning_over_training", chance)

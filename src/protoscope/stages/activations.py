@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from ..errors import UserError
 from ..nets.checkpoints import load_into
-from ..nets.layers import check_layers, truncate
+from ..nets.layers import check_layers
 from ..store.activations import ActivationStore, activation_store
 from ..store.blocks import settings_diff
-from .base import StudyStage, architecture, build, checkpoints_at
+from .base import StudyStage, build, checkpoints_at
 
 
 def activation_settings(study) -> dict:
@@ -71,15 +71,6 @@ class ActivationStage(StudyStage):
         store = activation_store(study)
         return all(epoch in store.done_epochs(run, layer) for layer in names)
 
-    def _traced(self, run, names: tuple[str, ...], device):
-        """A model and its graph truncated at `names` (sharing the model's parameters): traced once per
-        process, each job loading its own checkpoint into the model."""
-        def make():
-            model = build(run)
-            return model, truncate(model.to(device).eval(), list(names)).to(device)
-
-        return self.cached("traced", (architecture(run), names, str(device)), make)
-
     def run(self, study, job, device, emit) -> dict:
         from ..analyze.activations import layer_activations, stimulus_set
 
@@ -87,7 +78,7 @@ class ActivationStage(StudyStage):
         run, store = study.run(run_name), activation_store(study)
         todo = [layer for layer in names if epoch not in store.done_epochs(run_name, layer)]
         stimuli = stimulus_set(study)
-        model, net = self._traced(run, names, device)
+        model, net = self.traced(run, names, device)
         load_into(model, checkpoints_at(study, run, [epoch], "rsa.epochs")[epoch])
         acts = layer_activations(net, list(names), stimuli.images, device=device, batch_size=study.rsa.batch_size,
                                  features=study.rsa.features)

@@ -158,6 +158,17 @@ class StudyStage:
             slot = _CACHE[self.name, kind] = (key, make())
         return slot[1]
 
+    def traced(self, run, layers: tuple[str, ...], device):
+        """A model and its graph truncated at `layers` (sharing the model's parameters): traced once per
+        process, each job loading its own checkpoint into the model."""
+        from ..nets.layers import truncate
+
+        def make():
+            model = build(run)
+            return model, truncate(model.to(device).eval(), list(layers)).to(device)
+
+        return self.cached("traced", (architecture(run), tuple(layers), str(device)), make)
+
     def settings(self, study) -> dict | None:
         return None
 

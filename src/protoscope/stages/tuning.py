@@ -14,10 +14,10 @@ import torch
 
 from ..analyze.tuning import at_position
 from ..nets.checkpoints import load_into
-from ..nets.layers import check_layers, truncate
+from ..nets.layers import check_layers
 from ..store import MetricsTable, layout
 from ..store.tuning import INDICES, TuningStore
-from .base import StudyStage, architecture, build, checkpoints_at
+from .base import StudyStage, build, checkpoints_at
 
 
 class TuningStage(StudyStage):
@@ -46,7 +46,7 @@ class TuningStage(StudyStage):
             run = study.run(name)
             epochs = list(checkpoints_at(study, run, study.tuning.epochs, "tuning.epochs"))
             stimuli = self._stimuli(study, run)
-            model, net = self._traced(run, layers, "cpu")
+            model, net = self.traced(run, layers, "cpu")
             units = {layer: at_position(a).shape[1] for layer, a in net(stimuli.gratings[0, 0, 0, :1]).items()}
             steps = {"hue": stimuli.hues, "orientation": stimuli.orientations, "frequency": stimuli.frequencies,
                      "contrast": stimuli.contrasts}
@@ -72,20 +72,13 @@ class TuningStage(StudyStage):
 
         return self.cached("stimuli", (study.tuning.model_dump_json(), study.rsa.model_dump_json(), size), make)
 
-    def _traced(self, run, layers: tuple[str, ...], device):
-        def make():
-            model = build(run)
-            return model, truncate(model.to(device).eval(), list(layers)).to(device)
-
-        return self.cached("traced", (architecture(run), layers, str(device)), make)
-
     def run(self, study, job, device, emit) -> dict:
         from ..analyze.tuning import indices, measure
         from ..data.datasets import normalize
 
         name, epoch, layers = job.key
         run, store = study.run(name), TuningStore(layout.tuning(study))
-        model, net = self._traced(run, layers, device)
+        model, net = self.traced(run, layers, device)
         load_into(model, checkpoints_at(study, run, [epoch], "tuning.epochs")[epoch])
         stimuli = self._stimuli(study, run)
         rows, todo = [], list(layers)  # all again when one is missing: the job's rows are one file

@@ -247,3 +247,35 @@ class BlockGroup:
 
     def read(self, name: str, block: tuple) -> np.ndarray:
         return np.asarray(self.group()[name][block])
+
+
+class EpochBlocks:
+    """A block group per (run, layer) under `path`, one block per epoch (a job's one checkpoint): what
+    the trust and tuning stores share; each subclass creates its own schema and names itself."""
+
+    what = "the store"  # how an error names it
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def _group(self, run: str, layer: str, schema=None) -> BlockGroup:
+        return BlockGroup(self.path / run / layer, schema, self.what, self.path)
+
+    def epochs(self, run: str, layer: str) -> list[int]:
+        return [int(e) for e in self._group(run, layer).group()["epoch"][:]]
+
+    def is_done(self, run: str, layer: str, epoch: int) -> bool:
+        group = self._group(run, layer)
+        if not group.exists():
+            return False
+        epochs = self.epochs(run, layer)
+        return epoch in epochs and group.is_done((epochs.index(epoch),))
+
+    def write(self, run: str, layer: str, epoch: int, values: dict[str, np.ndarray]) -> None:
+        """One epoch's arrays (float32); the block is marked done after its data."""
+        group = self._group(run, layer)
+        group.write((self.epochs(run, layer).index(epoch),), {k: v.astype(np.float32) for k, v in values.items()})
+
+    def settings(self, run: str, layer: str) -> dict | None:
+        group = self._group(run, layer)
+        return group.settings().get("settings") if group.exists() else None

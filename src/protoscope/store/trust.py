@@ -8,12 +8,10 @@ every layer). NaN where the engine found the unit silent, or where a score was n
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from . import layout
-from .blocks import Array, BlockGroup, Schema
+from .blocks import Array, EpochBlocks, Schema
 
 SCORES = {
     "path_similarity": "mean over the earlier studied layers of Spearman(prototype, top images) - Spearman(prototype, "
@@ -34,14 +32,10 @@ def path_array(layer: str) -> str:
     return f"path_similarity@{layer}"
 
 
-class TrustStore:
+class TrustStore(EpochBlocks):
     """``trust.zarr/<run>/<layer>/``; attrs ``settings`` record what the scores depend on."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    def _group(self, run: str, layer: str, schema=None) -> BlockGroup:
-        return BlockGroup(self.path / run / layer, schema, "the trust store", self.path)
+    what = "the trust store"
 
     def create(self, run: str, layer: str, epochs: list[int], repeats: int, units: int, earlier: list[str],
                settings: dict) -> None:
@@ -53,25 +47,6 @@ class TrustStore:
         coords = {"epoch": np.asarray(epochs, "int64"), "repeat": np.arange(repeats, dtype="int64"),
                   "unit": np.arange(units, dtype="int64")}
         self._group(run, layer, Schema(arrays, blocks=1, coords=coords)).create({"settings": settings})
-
-    def epochs(self, run: str, layer: str) -> list[int]:
-        return [int(e) for e in self._group(run, layer).group()["epoch"][:]]
-
-    def is_done(self, run: str, layer: str, epoch: int) -> bool:
-        group = self._group(run, layer)
-        if not group.exists():
-            return False
-        epochs = self.epochs(run, layer)
-        return epoch in epochs and group.is_done((epochs.index(epoch),))
-
-    def write(self, run: str, layer: str, epoch: int, values: dict[str, np.ndarray]) -> None:
-        """One epoch's scores, (repeat, unit) each; the block is marked done after its data."""
-        group = self._group(run, layer)
-        group.write((self.epochs(run, layer).index(epoch),), {k: v.astype(np.float32) for k, v in values.items()})
-
-    def settings(self, run: str, layer: str) -> dict | None:
-        group = self._group(run, layer)
-        return group.settings().get("settings") if group.exists() else None
 
 
 def trust_values(study, run: str, layer: str):

@@ -10,11 +10,9 @@ drives above 0.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from .blocks import Array, BlockGroup, Schema
+from .blocks import Array, EpochBlocks, Schema
 
 INDICES = {
     "colour_selectivity": "share of the response variance over (image, hue) the hue explains (eta squared); 0: colour-blind",
@@ -31,14 +29,10 @@ CURVES = {"hue_curve": "hue", "orientation_curve": "orientation", "frequency_cur
           "contrast_curve": "contrast"}
 
 
-class TuningStore:
+class TuningStore(EpochBlocks):
     """``tuning.zarr/<run>/<layer>/``; attrs ``settings`` record the stimulus set's steps."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    def _group(self, run: str, layer: str, schema=None) -> BlockGroup:
-        return BlockGroup(self.path / run / layer, schema, "the tuning store", self.path)
+    what = "the tuning store"
 
     def create(self, run: str, layer: str, epochs: list[int], units: int, steps: dict[str, np.ndarray],
                settings: dict) -> None:
@@ -51,24 +45,6 @@ class TuningStore:
         coords = {"epoch": np.asarray(epochs, "int64"), "unit": np.arange(units, dtype="int64"),
                   **{axis: np.asarray(values, "float64") for axis, values in steps.items()}}
         self._group(run, layer, Schema(arrays, blocks=1, coords=coords)).create({"settings": settings})
-
-    def epochs(self, run: str, layer: str) -> list[int]:
-        return [int(e) for e in self._group(run, layer).group()["epoch"][:]]
-
-    def exists(self, run: str, layer: str) -> bool:
-        return self._group(run, layer).exists()
-
-    def is_done(self, run: str, layer: str, epoch: int) -> bool:
-        group = self._group(run, layer)
-        if not group.exists():
-            return False
-        epochs = self.epochs(run, layer)
-        return epoch in epochs and group.is_done((epochs.index(epoch),))
-
-    def write(self, run: str, layer: str, epoch: int, values: dict[str, np.ndarray]) -> None:
-        """One epoch's indices (unit,) and curves (step, unit); the block is marked done after its data."""
-        group = self._group(run, layer)
-        group.write((self.epochs(run, layer).index(epoch),), {k: v.astype(np.float32) for k, v in values.items()})
 
 
 def tuning_values(study, run: str, layer: str):

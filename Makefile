@@ -4,12 +4,12 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test test-avx2 quick-demo bench-cpu bench-gpu clean
+.PHONY: demo test test-avx2 quick-demo docs bench-cpu bench-gpu clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,docs]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -17,6 +17,11 @@ demo: $(STAMP)
 
 quick-demo: $(STAMP)
 	$(BIN)/protoscope demo --quick
+
+# The documentation site, built strictly (a warning fails it) into site/: open site/index.html from disk.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict
+	@echo "open site/index.html"
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download cannot work offline).
 # Installed when missing and possible (root, a reachable Debian mirror); otherwise those tests skip.
@@ -45,4 +50,4 @@ bench-gpu: $(STAMP)
 	$(BIN)/python bench/synth_speed.py --gpu --out bench/results/cuda | tee bench/results/synth_speed_cuda.txt
 
 clean:
-	rm -rf out .pytest_cache
+	rm -rf out site .pytest_cache

@@ -64,25 +64,6 @@ def tiny_study(tmp_path, write_study):
 
 
 @pytest.fixture(scope="session")
-def quick_demo(tmp_path_factory):
-    """`protoscope demo --quick` run once per test process with the local executor, as a user runs it
-    (a fresh process), on one thread (OMP_NUM_THREADS=1) like a one-CPU Ray task — the thread count
-    changes the order of float sums, and `torch.set_num_threads(1)` in a process is not the same as
-    the variable for oneDNN's float32 paths: (its store, what it printed). Tests that use it share
-    the xdist group "quick_demo"."""
-    import subprocess
-    import sys
-
-    out = tmp_path_factory.mktemp("quick_demo") / "demo"
-    proc = subprocess.run([sys.executable, "-m", "protoscope.cli", "demo", "--quick", "--out", str(out)],
-                          capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200"))
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    # the process pool is closed before the command ends, not left to the interpreter's exit
-    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr[-3000:]
-    return out, proc.stdout
-
-
-@pytest.fixture(scope="session")
 def ray_cluster():
     """A local Ray cluster of 2 CPUs, shared by every test that needs one; the tests folder is on the
     workers' path, so stages defined in test modules can run there too."""

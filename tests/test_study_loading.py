@@ -7,6 +7,7 @@ import inspect
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,42 @@ def test_runs_trained_before_the_model_fields_existed_still_resume():
     assert "name" not in fields["optimizer"]
     changed = RunSpec(arch_options={"dropout": 0.1}, optimizer={"name": "adamw"}).training_fields()
     assert changed["arch_options"] == {"dropout": 0.1} and changed["optimizer"]["name"] == "adamw"
+
+
+EXAMPLES = sorted((Path(__file__).parents[1] / "examples").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_example_studies_load_and_name_real_layers(path):
+    """Every example study (the seed papers' at full scale among them) validates, and each layer it
+    names — the studied ones and the probe's — is a layer of every run's network."""
+    from protoscope.nets.layers import check_layers
+    from protoscope.nets.models import run_model
+
+    from protoscope.study import load_study
+
+    study = load_study(path)
+    for run in study.runs:
+        named = list(study.layers) + ([study.probe.layer] if study.probe.layer else [])
+        check_layers(run_model(run), named)
+
+
+def test_the_seed_study_is_what_the_scale_model_projects():
+    """docs/how-to/seed-scale.md quotes bench/scale_model.py for examples/seed/prototypes_stl10.yaml:
+    the two must describe the same experiment (runs x checkpoints x repeats, and 960 channels)."""
+    import importlib.util
+
+    root = Path(__file__).parents[1]
+    spec = importlib.util.spec_from_file_location("scale_model", root / "bench" / "scale_model.py")
+    scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scale)
+    from protoscope.study import load_study
+
+    study = load_study(root / "examples" / "seed" / "prototypes_stl10.yaml")
+    assert scale.SEED == {"runs": len(study.runs), "checkpoints": study.runs[0].epochs + 1,
+                          "repeats": study.synth.repeats}
+    from protoscope.nets.models import run_model
+
+    model = run_model(study.runs[0])
+    channels = sum(dict(model.named_modules())[layer][-1].conv2.out_channels for layer in study.layers)
+    assert channels == 960

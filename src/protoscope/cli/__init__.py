@@ -15,6 +15,15 @@ from . import stage_commands, study_commands  # noqa: F401  (registers the comma
 from .app import app, err
 
 
+def __getattr__(name: str):
+    """`click_app`: the same commands as a Click group, for tools that read Click (the docs' CLI page)."""
+    if name == "click_app":
+        import typer.main
+
+        return typer.main.get_command(app)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _error_line(message: str) -> None:
     """The one line a user error prints (a library's multi-line message is joined)."""
     from rich.markup import escape

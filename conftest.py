@@ -4,6 +4,8 @@ Every fenced block declares its language, and each is either run here or marked 
 reason (`<!-- skip: next "why" -->` above it, reported as a skipped test with that reason):
 - `python` blocks run in order, one namespace per page, in a scratch folder where `out/demo` is the
   quick demo's store, so a block that reads the demo's results reads real ones;
+- `bash` blocks run in that folder too, with this environment's `protoscope` first on the PATH; a
+  command that fails (`set -e`, `pipefail`) fails the test;
 - `yaml` blocks are study files or sections of one: each is loaded as a study (a section merged into
   a minimal study), so a key that does not exist or a value out of bounds fails;
 - `text` blocks are listings (a file tree, a program's output), not code;
@@ -22,7 +24,7 @@ from sybil.evaluators.python import PythonEvaluator
 from sybil.parsers.markdown import CodeBlockParser, SkipParser
 
 ROOT = Path(__file__).resolve().parent
-RUN_HERE = ("python", "yaml", "text")
+RUN_HERE = ("python", "yaml", "bash", "text")
 # pages whose python blocks read a demo's results (`out/demo`): they run beside the quick demo's other tests
 READS_DEMO = {"concepts/store.md", "methods/prototypes.md", "methods/prototype-metrics.md", "methods/rsa.md"}
 MINIMAL_STUDY = {"name": "docs-example", "store": "store", "runs": [{"condition": ["clrjit", "keepclr"], "seed": 0}]}
@@ -101,10 +103,22 @@ def run_python(example) -> None:
     PythonEvaluator()(example)
 
 
+def run_bash(example) -> None:
+    """A shell block, as a reader would type it, in the page's scratch folder."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+               OMP_NUM_THREADS="1")  # one thread, as the tests' own: two workers share two cores
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", example.parsed], cwd=example.namespace["scratch"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{example.path}:{example.line}: exit {done.returncode}\n{done.stderr[-2000:]}"
+
+
 def make_sybil(patterns, path, fixtures=()):
     return Sybil(
         parsers=[SkipParser(), CodeBlockParser("python", run_python), CodeBlockParser("yaml", check_study_yaml),
-                 UnmarkedBlocks()],
+                 CodeBlockParser("bash", run_bash), UnmarkedBlocks()],
         patterns=list(patterns), path=str(path), setup=scratch_folder, teardown=back, fixtures=list(fixtures))
 
 
@@ -125,6 +139,7 @@ def pytest_collect_file(file_path, parent):
     return None
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the groups off the markers
 def pytest_collection_modifyitems(items):
     for item in items:
         path = Path(str(getattr(item, "path", "")))

@@ -5,6 +5,11 @@ trust panel), the atlas. Debian's Chromium, headless, through Playwright.
     .venv/bin/python docs/screenshots.py --site out/demo/site
     .venv/bin/python docs/screenshots.py --site out/vit-shapes/site \
         --view vit_unit='#/unit/clrjit-s0/encoder.layers.encoder_layer_3/5/6'
+    make docs && .venv/bin/python docs/screenshots.py --site site \
+        --view docs_home=index.html --view docs_method=methods/rsa.html    # the documentation site
+
+A route is the report's hash route, or a page of the site (a path); a docs_* view is one screen, not
+the whole page.
 """
 
 from __future__ import annotations
@@ -43,10 +48,11 @@ def main() -> None:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         for name, route in views.items():
             page = browser.new_page(viewport={"width": 1300, "height": 900})
-            page.goto((args.site.resolve() / "index.html").as_uri() + route)
+            where = route if route and not route.startswith("#") else "index.html"
+            page.goto((args.site.resolve() / where).as_uri() + (route if route.startswith("#") else ""))
             page.wait_for_load_state("networkidle")
             page.wait_for_timeout(800)
-            page.screenshot(path=str(args.out / f"{name}.png"), full_page=name != "layer_view")
+            page.screenshot(path=str(args.out / f"{name}.png"), full_page=name != "layer_view" and not name.startswith("docs_"))
             page.close()
             print(args.out / f"{name}.png")
         browser.close()

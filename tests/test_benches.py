@@ -54,6 +54,8 @@ QUICK: dict[str, Quick] = {
     "atlas_speed.py": Quick(("--checkpoint", "{checkpoint}", "--width", "0.125", "--images", "200", "--grid", "4",
                              "--cells", "2", "--steps", "2"),
                             r"batched_speedup=[\d.]+ quality_ratio=[\d.]+", demo=True, slow=True),
+    "docs_blocks.py": Quick((), r"code blocks run by the tests: \d+ \(\d+ blocks \+ \d+ notebook cells\); "
+                                r"marked not runnable: \d+"),
     "compare_stores.py": Quick(("{demo}", "{demo}"), r"differences\(\S+, \S+\): 0\nleftovers\(\S+\): 0", demo=True),
     "engine_ideas.py": Quick(("--layers", "layer1", "--batches", "16", "--repeats", "1", "--units", "2", "--steps", "8",
                               "--rules", "adam,rprop,coarse-to-fine"),

@@ -92,7 +92,9 @@ def test_the_tutorial_notebook_runs(tmp_path):
     from nbclient import NotebookClient
 
     notebook = nbformat.read(ROOT / "docs" / "tutorial.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    # one thread, as every test here: OpenMP threads spinning beside the other worker's slowed it 6x
+    client.execute(env=dict(os.environ, OMP_NUM_THREADS="1"))
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     shown = [o for o in outputs if "image/png" in o.get("data", {})]

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from protoscope.stages import execute
     from protoscope.stages.prototypes import STAGE as evolve
     from protoscope.stages.tuning import STAGE as tuning
-    from protoscope.tuning_spec import TuningSpec
+    from protoscope.specs import TuningSpec
 
     study = stored_study(args)
     run = study.run(args.run)

@@ -92,8 +92,8 @@ def model_table(model: type[BaseModel]) -> str:
 def study_reference() -> str:
     intro = (
         "# The study file\n\n"
-        "Generated from the pydantic models `load_study` validates with (`protoscope.specs`, "
-        "`protoscope.tuning_spec`, `protoscope.study`), so it lists exactly the keys a study may hold. "
+        "Generated from the pydantic models `load_study` validates with (`protoscope.specs` and "
+        "`protoscope.study`), so it lists exactly the keys a study may hold. "
         "Unknown keys are errors that name the file and the field. `defaults:` holds any "
         "[RunSpec](#runspec) key, shared by every run; a run entry overrides it, and a list under "
         "`condition` or `seed` expands to one run per value. A walk-through with an example is "
@@ -125,7 +125,14 @@ def bench_reference() -> str:
     return "".join(parts)
 
 
-with mkdocs_gen_files.open("reference/study-file.md", "w") as page:
-    page.write(study_reference())
-with mkdocs_gen_files.open("benchmarks.md", "w") as page:
-    page.write(bench_reference())
+def write_pages() -> None:
+    with mkdocs_gen_files.open("reference/study-file.md", "w") as page:
+        page.write(study_reference())
+    with mkdocs_gen_files.open("benchmarks.md", "w") as page:
+        page.write(bench_reference())
+
+
+# mkdocs-gen-files runs this file (runpy: not as "gen_pages"); imported for its functions, it writes nothing
+# (outside a build, mkdocs_gen_files.open writes real files into docs/)
+if __name__ != "gen_pages":
+    write_pages()

@@ -135,3 +135,31 @@ def test_the_seed_study_is_what_the_scale_model_projects():
     model = run_model(study.runs[0])
     channels = sum(dict(model.named_modules())[layer][-1].conv2.out_channels for layer in study.layers)
     assert channels == 960
+
+
+def test_every_study_field_says_what_it_is():
+    """The docs' study-file reference is generated from the models (docs/gen_pages.py): a field without a
+    description would be a row that tells the reader nothing."""
+    import typing
+
+    from pydantic import BaseModel
+
+    from protoscope.study import Study
+
+    seen, todo, bare = set(), [Study], []
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for key, field in model.model_fields.items():
+            if not (field.description or "").strip():
+                bare.append(f"{model.__name__}.{key}")
+            stack = [field.annotation]
+            while stack:
+                annotation = stack.pop()
+                if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                    todo.append(annotation)
+                stack.extend(typing.get_args(annotation))
+    assert len(seen) >= 15
+    assert not bare, f"fields without a description: {bare}"

@@ -21,8 +21,7 @@ from pydantic import Field, ValidationError, field_validator
 from .errors import UserError
 from .specs import (SIMCLR_AUGMENT_ARGS, AlignSpec, AnalyzeSpec, AtlasSpec, Classifier, Condition, DataSpec,
                     OptimizerSpec, ProbeSpec, RSASpec, RunSpec, SimCLRSpec, SpaceSpec, Strict, SynthSpec, TrustSpec,
-                    WidthSpec)
-from .tuning_spec import TuningSpec
+                    TuningSpec, WidthSpec)
 
 __all__ = [
     "SIMCLR_AUGMENT_ARGS", "TrustSpec", "AlignSpec", "AnalyzeSpec", "AtlasSpec", "Classifier", "Condition", "DataSpec",
@@ -44,22 +43,27 @@ def __getattr__(name: str):
 class Study(Strict):
     """A whole study file, validated: what every stage takes."""
 
-    name: str
+    name: str = Field(description="the study's name: the site's title and the metrics' study")
     question: str | None = Field(None, description="what the study asks, in a sentence (the site's overview shows it)")
-    store: Path
-    device: str = "auto"
-    precision: Literal["auto", "bf16", "float32"] = "auto"
+    store: Path = Field(description="the folder of every result; relative paths are relative to the study file")
+    device: str = Field("auto", description="auto (a GPU when there is one), cpu, cuda or cuda:N")
+    precision: Literal["auto", "bf16", "float32"] = Field("auto",
+        description="training: auto is bf16 autocast where the hardware does bf16 natively, else float32")
     workers: int = Field(1, ge=0, description="data-loading processes for training")
-    layers: list[str] = ["layer1", "layer2", "layer3", "layer4"]
-    runs: list[RunSpec]
-    probe: ProbeSpec = ProbeSpec()
-    synth: SynthSpec = SynthSpec()
-    rsa: RSASpec = RSASpec()
-    analyze: AnalyzeSpec = AnalyzeSpec()
-    align: AlignSpec = AlignSpec()
-    trust: TrustSpec = TrustSpec()
+    layers: list[str] = Field(["layer1", "layer2", "layer3", "layer4"],
+        description="the layers every method studies: module names or traced nodes (`protoscope layers` lists them)")
+    runs: list[RunSpec] = Field(
+        description="trained here, or checkpoints you bring (`path`); a list under condition or seed expands to a run "
+                    "each")
+    probe: ProbeSpec = Field(ProbeSpec(), description="linear probes")
+    synth: SynthSpec = Field(SynthSpec(), description="prototype synthesis")
+    rsa: RSASpec = Field(RSASpec(), description="RSA trajectories")
+    analyze: AnalyzeSpec = Field(AnalyzeSpec(), description="prototype metrics")
+    align: AlignSpec = Field(AlignSpec(), description="convergent learning")
+    trust: TrustSpec = Field(TrustSpec(), description="trust scores of the prototypes")
     atlas: AtlasSpec | None = Field(None, description="activation atlases; `protoscope run` draws them when set")
-    tuning: TuningSpec | None = Field(None, description="tuning curves of every unit; `protoscope run` measures them when set")
+    tuning: TuningSpec | None = Field(None,
+        description="tuning curves of every unit; `protoscope run` measures them when set")
     width: WidthSpec | None = Field(None, description="the width study; `protoscope run` runs it when set")
 
     @field_validator("store")

@@ -11,7 +11,7 @@ from scipy import signal, stats
 
 from protoscope.analyze.tuning import (RGB_TO_YIQ, Curves, circular, colour_selectivity, indices, make_stimuli,
                                        measure, painted)
-from protoscope.tuning_spec import TuningSpec
+from protoscope.specs import TuningSpec
 
 SIZE = 32
 

@@ -93,7 +93,7 @@ def spread(images: torch.Tensor, n: int) -> torch.Tensor:
 
 def make_stimuli(probe: torch.Tensor, size: int, spec) -> Stimuli:
     """The whole set for images of `size` px, from float `probe` images (N, 3, S, S) in [0, 1];
-    `spec`: the study's `tuning:` section (`tuning_spec.TuningSpec`)."""
+    `spec`: the study's `tuning:` section (`specs.TuningSpec`)."""
     hues = np.arange(spec.hues) * 360.0 / spec.hues
     orientations = np.arange(spec.orientations) * 180.0 / spec.orientations
     frequencies = np.geomspace(1.0, size / 4, spec.frequencies)  # up to half the Nyquist limit

@@ -32,7 +32,7 @@ def tuning(model, layer: str, images, *, device="auto", **settings) -> Tuning:
     from ..data.datasets import normalize
     from ..nets.layers import truncate
     from ..store.tuning import CURVES
-    from ..tuning_spec import TuningSpec
+    from ..specs import TuningSpec
 
     device = run_device([model], device)
     layer = check_layer(model, layer)

@@ -84,7 +84,7 @@ def tuning(study, runs: list[str] | None = None, progress=None, executor=None) -
     every checkpoint (the study's `tuning:` section; defaults when it has none), and their indices;
     returns the tuning metrics (each index's mean over a layer's responding units)."""
     if study.tuning is None:
-        from ..tuning_spec import TuningSpec
+        from ..specs import TuningSpec
 
         study = study.model_copy(update={"tuning": TuningSpec()})
     execute(_stage("tuning"), study, executor, runs, progress)

@@ -1,178 +1,29 @@
-"""The study file's sections as pydantic models: the schema, apart from the Study that joins them.
-
-It sits below everything else (it imports only `protoscope.errors`), so data sets, jobs and the
-in-memory API can take a section without importing the study, and reading a study file needs no
-torch: what a validator would need torch for is either listed here or imported only when asked.
-Every model forbids unknown keys, so a typo is an error that names the field.
-"""
+"""The study file's method sections: probes, synthesis, RSA, prototype metrics, atlases, width, alignment, trust."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from .errors import did_you_mean
+from ..errors import did_you_mean
+from .runs import Classifier, DataSpec, Strict
 
 if TYPE_CHECKING:
-    from .synth.engine import EngineConfig
-
-Condition = Literal["clrjit", "keepclr"]
-Classifier = Literal["logreg", "svm", "adam"]
-
-# lightly's SimCLRTransform arguments a study may set in `simclr.augment` (all but input_size and normalize),
-# listed so validating a study does not import lightly and torch; tests/test_study_loading.py compares them
-# with the installed lightly, and train/views.py implements each
-SIMCLR_AUGMENT_ARGS = (
-    "cj_prob", "cj_strength", "cj_bright", "cj_contrast", "cj_sat", "cj_hue", "min_scale", "random_gray_scale",
-    "gaussian_blur", "sigmas", "vf_prob", "hf_prob", "rr_prob", "rr_degrees",
-)
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DataSpec(Strict):
-    """Where images come from. `shapes` and `digits` (scikit-learn's handwritten digits, in colour) are
-    built in; the others read a local root."""
-
-    name: Literal["shapes", "digits", "stl10", "cifar10", "imagefolder"] = "shapes"
-    root: Path | None = None
-    image_size: int = Field(96, ge=8)
-    epoch_size: int = Field(4096, ge=1, description="shapes and digits: images per epoch of the built-in stream")
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _root_needed(self):
-        if self.name not in ("shapes", "digits") and self.root is None:
-            raise ValueError(f"data set {self.name!r} reads local files: set `root` to its folder")
-        return self
-
-
-class OptimizerSpec(Strict):
-    """SGD with momentum (or AdamW, which ViTs need, with `momentum` as its first beta), linear
-    warm-up, then cosine annealing to zero."""
-
-    name: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.06, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(5e-4, ge=0)
-    warmup_steps: int = Field(0, ge=0)
-    batch_size: int = Field(1024, ge=2)
-
-
-class SimCLRSpec(Strict):
-    temperature: float = Field(0.5, gt=0)
-    hidden_dim: int | None = Field(None, description="projection head hidden width; default: the feature width")
-    projection_dim: int = Field(128, ge=1)
-    augment: dict[str, Any] = Field(default_factory=dict, description="extra lightly SimCLRTransform arguments")
-
-    @field_validator("augment")
-    @classmethod
-    def _known_augment_args(cls, value: dict[str, Any]) -> dict[str, Any]:
-        valid = set(SIMCLR_AUGMENT_ARGS)
-        reserved = {"cj_prob", "random_gray_scale"}  # set by the condition
-        for key in value:
-            if key in reserved:
-                raise ValueError(f"{key!r} is set by the run's condition (clrjit/keepclr), not by augment")
-            if key not in valid:
-                raise ValueError(f"unknown augmentation {key!r}; valid: {', '.join(sorted(valid - reserved))}")
-        return value
-
-
-class RunSpec(Strict):
-    """One training sequence. With `path`, an existing run folder: nothing is trained.
-
-    The model is `arch` (a torchvision name, protoscope's resnet18, or the user's factory as
-    `package.module:function`) built with `arch_options`; `head`, `layouts` and `forward_kwargs`
-    say how protoscope reads it, `checkpoints` how the run's files are named.
-    """
-
-    name: str = "{condition}-s{seed}"
-    condition: Condition = "clrjit"
-    seed: int = 0
-    arch: str = "resnet18"
-    arch_options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the constructor")
-    head: Literal["none", "keep"] = Field("none", description="none: the classifier is removed (a backbone); keep: "
-                                                               "studied up to its logits (checkpoints only)")
-    layouts: dict[str, Literal["NCHW", "NHWC", "NTD", "ND"]] = Field(
-        default_factory=dict, description="a layer's raw layout, where protoscope cannot find it")
-    forward_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra arguments of the model's forward")
-    width: float = Field(1.0, gt=0)
-    small_input: bool = False
-    data: DataSpec = DataSpec()
-    epochs: int = Field(100, ge=0)
-    optimizer: OptimizerSpec = OptimizerSpec()
-    simclr: SimCLRSpec = SimCLRSpec()
-    path: Path | None = None
-    checkpoints: str | None = Field(None, description="file-name pattern, e.g. 'epoch={epoch_index}-step={step}.ckpt'")
-
-    @field_validator("name")
-    @classmethod
-    def _path_component(cls, value: str) -> str:
-        # the name becomes a folder (STORE/runs/<name>), a metrics key and a Zarr group; '~' joins align pairs
-        bad = [c for c in ("/", "\\", "~") if c in value]
-        if not value.strip() or value in (".", "..") or value.startswith("__") or bad or not value.isprintable():
-            raise ValueError(f"run name {value!r} must be usable as a folder name: not empty, '.' or '..', without "
-                             "'/', '\\' or '~', not starting with '__'")
-        return value
-
-    @field_validator("arch")
-    @classmethod
-    def _known_arch(cls, value: str) -> str:
-        if value == "resnet18":  # ours, and the common case: no torchvision import to confirm it
-            return value
-        if ":" in value:  # the user's factory: imported when the model is built, not to read the study
-            module, _, attr = value.partition(":")
-            if not all(part.isidentifier() for part in module.split(".") + attr.split(".")):
-                raise ValueError(f"arch {value!r}: a factory is named package.module:function")
-            return value
-        from torchvision import models as tvm
-
-        valid = sorted(set(tvm.list_models(module=tvm)) | {"resnet18"})  # as nets.models.available_architectures
-        if value not in valid:
-            raise ValueError(f"unknown architecture {value!r}.{did_you_mean(value, valid)} Or name your own "
-                             "model's factory as package.module:function")
-        return value
-
-    @field_validator("checkpoints")
-    @classmethod
-    def _checkpoint_pattern(cls, value: str | None) -> str | None:
-        if value is not None:
-            from .nets.checkpoint_files import check_checkpoint_pattern
-
-            check_checkpoint_pattern(value)
-        return value
-
-    @model_validator(mode="after")
-    def _model_options(self):
-        if self.arch != "resnet18" and (self.width != 1.0 or self.small_input):
-            raise ValueError(f"width and small_input are only supported for resnet18, not {self.arch!r}")
-        return self
-
-    def training_fields(self) -> dict[str, Any]:
-        """What determines the trained weights (compared when resuming); the model options only
-        when set, so runs trained before they existed still resume."""
-        fields = self.model_dump(mode="json", exclude={"name", "path", "epochs", "checkpoints", "layouts", "head"})
-        for key in ("arch_options", "forward_kwargs"):
-            if not fields[key]:
-                del fields[key]
-        if fields["optimizer"]["name"] == "sgd":
-            del fields["optimizer"]["name"]
-        return fields
-
+    from ..synth.engine import EngineConfig
 
 class ProbeSpec(Strict):
     """Linear probes on frozen, pooled features of every checkpoint."""
 
     layer: str | None = Field(None, description="default: the architecture's pooled feature layer")
-    classifiers: list[Classifier] = ["logreg", "svm", "adam"]
+    classifiers: list[Classifier] = Field(["logreg", "svm", "adam"],
+        description="logreg (logistic regression), svm (linear SVM), adam (a linear layer trained with Adam); each on "
+                    "standardized features")
     data: DataSpec | None = Field(None, description="default: the run's data set")
     train_size: int = Field(2000, ge=8, description="shapes: images generated; digits: at most the 1297 training scans")
     test_size: int = Field(1000, ge=4, description="shapes: images generated; digits: at most the 500 held-out scans")
-    adam_epochs: int = Field(250, ge=1)
+    adam_epochs: int = Field(250, ge=1, description="epochs of the Adam probe")
 
 
 class _Engine:
@@ -190,32 +41,42 @@ class _Engine:
 class SynthSpec(Strict):
     """Prototype synthesis: which generator, objective and budgets; see synth/engine.py."""
 
-    generator: str = "fourier"
+    generator: str = Field("fourier",
+        description="fourier (decorrelated colour, 1/f spectrum), maco (phase only), pixel, deepsim-fc6 (local "
+                    "weights)")
     generator_options: dict[str, Any] = Field(default_factory=dict, description="e.g. cutoff, weights_path")
-    objective: Literal["centre", "mean"] = "centre"
+    objective: Literal["centre", "mean"] = Field("centre",
+        description="centre: the channel at the cell whose receptive field is centred; mean: its spatial mean")
     image_size: int | None = Field(None, ge=8, description="default: the run's image size")
     epochs: list[int] | None = Field(None, description="default: every checkpoint")
-    repeats: int = Field(2, ge=1)
+    repeats: int = Field(2, ge=1,
+        description="independent searches per unit (seeds seed, seed + 1, ...): consistency compares them")
     seed: int = Field(42, description="repeat r uses seed + r, the same at every epoch")
     # the engine's own defaults (synth/engine.py says why they are what they are)
-    pool_size: int = Field(_Engine.pool_size, ge=1)
-    cma_generations: int = Field(_Engine.cma_generations, ge=0)
-    cma_popsize: int | None = Field(None, ge=2)
-    adam_steps: int = Field(_Engine.adam_steps, ge=0)
+    pool_size: int = Field(_Engine.pool_size, ge=1,
+        description="random (and natural) images scored for every unit at once; each unit starts from its best")
+    cma_generations: int = Field(_Engine.cma_generations, ge=0,
+        description="CMA-ES generations for the units the pool left silent")
+    cma_popsize: int | None = Field(None, ge=2,
+        description="CMA-ES population; default: CMA-ES's own for the latent size")
+    adam_steps: int = Field(_Engine.adam_steps, ge=0, description="Adam steps per unit")
     adam_lr: float = Field(_Engine.adam_lr, gt=0, description="in units of the generator's latent scale")
     adam_betas: tuple[float, float] = Field(_Engine.adam_betas, description="Adam's moment decay rates")
-    patience: int = Field(_Engine.patience, ge=1)
-    batch_size: int | None = Field(None, ge=1)
-    memory_gb: float = Field(2.0, gt=0)
+    patience: int = Field(_Engine.patience, ge=1, description="Adam steps without gain before a unit stops")
+    batch_size: int | None = Field(None, ge=1,
+        description="images per forward pass; default: as many as memory_gb holds (on a CPU at most 64)")
+    memory_gb: float = Field(2.0, gt=0, description="memory one batched search may use")
     robust: bool = Field(False, description="Adam sees each image slightly moved, scaled and turned at every step")
     natural_starts: int = Field(64, ge=0, description="stimulus images encoded into the pool: a unit a photo excites "
                                                       "is never left silent (0: random images only)")
     crop: bool = Field(True, description="compute only the input region the studied unit sees")
-    rf: Literal["layer", "unit", "none"] = "layer"
-    rf_samples: int = Field(500, ge=1)
+    rf: Literal["layer", "unit", "none"] = Field("layer",
+        description="receptive field: one per layer (the mean over channels, as the seed), one per unit (~130x the "
+                    "cost), none")
+    rf_samples: int = Field(500, ge=1, description="uniform-noise images per receptive-field map")
 
     def engine_config(self) -> EngineConfig:
-        from .synth.engine import EngineConfig  # here, not above: the engine needs torch, a study does not
+        from ..synth.engine import EngineConfig  # here, not above: the engine needs torch, a study does not
 
         fields = set(EngineConfig.__dataclass_fields__) - {"backtrack", "tol", "cma_sigma", "cpu_batch_size"}  # no study sets those
         return EngineConfig(**{name: getattr(self, name) for name in fields})
@@ -232,12 +93,13 @@ class RSASpec(Strict):
     data: DataSpec | None = Field(None, description="stimulus images; default: the first run's data set")
     images: int = Field(400, ge=4, description="stimulus images (class-balanced)")
     features: Literal["mean", "flatten"] = Field("mean", description="conv maps averaged over space, or flattened")
-    distance: Literal["correlation", "euclidean", "crossnobis"] = "correlation"
+    distance: Literal["correlation", "euclidean", "crossnobis"] = Field("correlation",
+        description="correlation (1 - Pearson r), euclidean (rsatoolbox's), or crossnobis (cross-validated)")
     folds: int = Field(2, ge=2, description="crossnobis: interleaved partitions of each category's images")
     compare: list[Literal["pearson", "spearman", "cosine"]] = Field(
         ["pearson", "spearman"], min_length=1, description="RDM comparison methods for the trajectory metrics")
     snapshots: list[int] | None = Field(None, description="epochs drawn as RDMs; default: first, middle, last")
-    batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(256, ge=1, description="images per forward pass")
 
 
 class SpaceSpec(Strict):
@@ -248,7 +110,8 @@ class SpaceSpec(Strict):
     """
 
     model: str | None = Field(None, description="torchvision name, e.g. resnet50, vgg16, mobilenet_v2")
-    weights: str = Field("IMAGENET1K_V1", description="a weights file, or a weight-set name found in the torch hub cache")
+    weights: str = Field("IMAGENET1K_V1",
+        description="a weights file, or a weight-set name found in the torch hub cache")
     run: str | None = Field(None, description="a run of this study: its checkpoint embeds the prototypes")
     epoch: int | None = Field(None, ge=0, description="the run's checkpoint; default: its last")
     layer: str | None = Field(None, description="default: the penultimate (pooled) layer")
@@ -269,7 +132,8 @@ class AnalyzeSpec(Strict):
 
     spaces: list[str | SpaceSpec] = Field(
         ["pixel"], min_length=1, description="pixel, a torchvision name (hub-cache weights), or a SpaceSpec")
-    distances: list[Literal["mse", "cosine"]] = Field(["mse", "cosine"], min_length=1)
+    distances: list[Literal["mse", "cosine"]] = Field(["mse", "cosine"], min_length=1,
+        description="mse, and cosine (1 - cosine similarity), between masked prototypes")
     masked: bool = Field(True, description="multiply each prototype by its receptive-field mask first")
     exclude_silent: bool = Field(True, description="leave out units no image excited")
     batch_size: int = Field(256, ge=1, description="images per embedding forward pass")
@@ -312,12 +176,12 @@ class AtlasSpec(Strict):
     min_dist: float = Field(0.01, ge=0, description="UMAP (lucid used 0.01-0.05)")
     power: float = Field(2.0, ge=0, description="icon objective dot(a, v) * max(0.1, cos(a, v))^power")
     icon_size: int | None = Field(None, ge=8, description="default: the run's image size")
-    pool_size: int = Field(256, ge=1)
+    pool_size: int = Field(256, ge=1, description="random images scored per icon before its Adam steps")
     adam_steps: int = Field(128, ge=0, description="lucid's recipe: 128")
     robust: bool = Field(True, description="pad, jitter, scale and rotate the icon each step (no adversarial noise)")
     batch_size: int = Field(64, ge=1, description="icons per forward pass; fixed, not measured, so the random "
                                                   "transforms repeat exactly on every machine")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the sampled positions, the UMAP layout and the icons")
 
 
 class WidthSpec(Strict):
@@ -325,21 +189,25 @@ class WidthSpec(Strict):
     frozen, read linearly on a new task (data/width_tasks.py): translated digits (place -> digit), the
     built-in shapes (blunt/pointed -> form), or an image folder with a coarse -> fine map."""
 
-    task: Literal["digits", "shapes", "imagefolder"] = "digits"
+    task: Literal["digits", "shapes", "imagefolder"] = Field("digits",
+        description="digits: where a digit is -> which digit; shapes: blunt/pointed -> form; imagefolder: your coarse "
+                    "-> fine classes")
     root: Path | None = Field(None, description="imagefolder: <root>/<class>/<image> (or <root>/train, <root>/test)")
     coarse: dict[str, list[str]] | None = Field(
         None, description="coarse group -> its fine classes (the original task); shapes default: blunt/pointed")
     image_size: int = Field(32, ge=8, description="shapes and imagefolder")
-    families: list[Literal["fc", "conv"]] = ["fc", "conv"]
+    families: list[Literal["fc", "conv"]] = Field(["fc", "conv"],
+        description="fc: fully connected at about constant parameters; conv: convolutional, its last layer's width "
+                    "varies")
     widths: list[int] = Field([32, 64, 128, 256], min_length=1,
                               description="fc: depth ~ budget / width^2, so narrow widths make very deep nets")
-    seeds: list[int] = Field([0, 1, 2], min_length=1)
+    seeds: list[int] = Field([0, 1, 2], min_length=1, description="a net per (family, width, seed)")
     budget: int = Field(60_000, ge=1000, description="fc family: parameters each net keeps about constant")
     max_depth: int = Field(8, ge=1, description="fc family: deeper nets are capped (and have fewer parameters; "
                                                 "the count is recorded)")
     epochs: int = Field(20, ge=1, description="supervised training epochs on the original task")
-    train_size: int = Field(4000, ge=50)
-    test_size: int = Field(1000, ge=20)
+    train_size: int = Field(4000, ge=50, description="training images of the original task")
+    test_size: int = Field(1000, ge=20, description="test images, for both tasks")
     canvas: int = Field(16, ge=10, description="digits")
     positions: int = Field(3, ge=2, description="digits: places per axis; the original task has positions² classes")
 
@@ -365,7 +233,7 @@ class AlignSpec(Strict):
     track: list[str] | None = Field(
         None, description="runs whose every epoch is aligned with their final one; default: the pairs' runs; [] none")
     images: int | None = Field(None, ge=4, description="stimulus images used; default: all of rsa.images")
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="images per forward pass")
     threshold: float = Field(0.5, description="a unit whose matched correlation is below it has no partner")
     mi_samples: int = Field(10000, ge=0, description="(image, position) samples for mutual information; 0 skips it")
     bin_mass: float = Field(0.05, gt=0, le=1, description="mutual information: share of the positive values per bin")

@@ -1,10 +1,10 @@
-"""The study file's `tuning:` section (kept beside `specs`, which holds the other sections, at its size limit)."""
+"""The study file's `tuning:` section."""
 
 from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from .specs import Strict
+from .runs import Strict
 
 
 class TuningSpec(Strict):
@@ -22,7 +22,7 @@ class TuningSpec(Strict):
     contrasts: list[float] = Field([0.05, 0.1, 0.2, 0.4, 0.7, 1.0],
                                    description="grating contrasts, rising; the last is the orientation and frequency sweep's")
     shuffles: int = Field(20, ge=1, description="hue shuffles within each image: colour selectivity's chance level")
-    batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(256, ge=1, description="stimulus images per forward pass")
 
     @field_validator("contrasts")
     @classmethod

@@ -141,7 +141,13 @@ def pytest_collect_file(file_path, parent):
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the groups off the markers
 def pytest_collection_modifyitems(items):
+    """A page's blocks run on one worker, in order: they share a namespace, and a skip mark acts on the
+    next block (spread over two workers, a marked block ran unmarked). Pages that read the quick demo
+    join its group."""
     for item in items:
         path = Path(str(getattr(item, "path", "")))
-        if path.suffix == ".md" and _docs in path.parents and str(path.relative_to(_docs)) in READS_DEMO:
-            item.add_marker(pytest.mark.xdist_group("quick_demo"))
+        if path.suffix != ".md":
+            continue
+        page = str(path.relative_to(ROOT))
+        group = "quick_demo" if _docs in path.parents and str(path.relative_to(_docs)) in READS_DEMO else f"page:{page}"
+        item.add_marker(pytest.mark.xdist_group(group))

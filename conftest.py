@@ -1,4 +1,5 @@
-"""The code blocks of the docs and the README, run as tests (Sybil).
+"""Shared by tests/ and the docs: the quick demo's store (a session fixture), and the code blocks of
+the docs and the README, run as tests (Sybil).
 
 Every fenced block declares its language, and each is either run here or marked not runnable with a
 reason (`<!-- skip: next "why" -->` above it, reported as a skipped test with that reason):

@@ -1,5 +1,5 @@
 """Shared by tests/ and the docs: the quick demo's store (a session fixture), and the code blocks of
-the docs and the README, run as tests (Sybil).
+the docs, the README and bench/README.md, run as tests (Sybil).
 
 Every fenced block declares its language, and each is either run here or marked not runnable with a
 reason (`<!-- skip: next "why" -->` above it, reported as a skipped test with that reason):
@@ -128,12 +128,13 @@ _pages = [str(p.relative_to(_docs)) for p in sorted(_docs.rglob("*.md"))]
 _collect_docs = make_sybil([p for p in _pages if p not in READS_DEMO], _docs)
 _collect_demo_pages = make_sybil(sorted(READS_DEMO), _docs, fixtures=["quick_demo"])
 _collect_readme = make_sybil(["README.md"], ROOT)
+_collect_bench_guide = make_sybil(["README.md"], ROOT / "bench")  # the benchmarks page's text
 
 
 def pytest_collect_file(file_path, parent):
     path = Path(file_path)
-    if path == ROOT / "README.md":
-        return _collect_readme.pytest()(file_path, parent)
+    if path in (ROOT / "README.md", ROOT / "bench" / "README.md"):
+        return (_collect_readme if path.parent == ROOT else _collect_bench_guide).pytest()(file_path, parent)
     if path.suffix == ".md" and _docs in path.parents:
         rel = str(path.relative_to(_docs))
         return (_collect_demo_pages if rel in READS_DEMO else _collect_docs).pytest()(file_path, parent)

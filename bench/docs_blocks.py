@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The documentation's code blocks: how many the tests run, and how many are marked not runnable.
 
-Counts the fenced blocks of docs/**/*.md and README.md by language, and the tutorial notebook's code
+Counts the fenced blocks of docs/**/*.md, README.md and bench/README.md (the benchmarks page) by language, and the tutorial notebook's code
 cells. The tests run every `python` and `yaml` block (the root conftest.py, with Sybil) unless a
 `<!-- skip: next "why" -->` mark stands above it, and fail on an unmarked block of any other
 language; `text` blocks are listings. The notebook runs whole in tests/docs/test_pages.py.
@@ -37,7 +37,7 @@ def blocks(page: Path):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args(argv)
-    pages = sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
+    pages = sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md", ROOT / "bench" / "README.md"]
     run, skipped, listings, reasons = Counter(), Counter(), Counter(), []
     for page in pages:
         for language, reason in blocks(page):
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
                 run[language] += 1
     notebook = json.loads((ROOT / "docs" / "tutorial.ipynb").read_text())
     cells = sum(cell["cell_type"] == "code" for cell in notebook["cells"])
-    print(f"pages: {len(pages)} (docs/**/*.md and README.md)")
+    print(f"pages: {len(pages)} (docs/**/*.md, README.md and bench/README.md)")
     for language in sorted(set(run) | set(skipped)):
         print(f"{language:8s} run by the tests: {run[language]:3d}   marked not runnable: {skipped[language]:3d}")
     print(f"text listings (not code): {sum(listings.values())}")

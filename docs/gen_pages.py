@@ -101,27 +101,37 @@ def study_reference() -> str:
     return intro + "\n".join(model_table(m) for m in models_of(Study, []))
 
 
+def output_note(result: Path) -> str:
+    """A committed output, folded (a Material admonition), cut at 6,000 characters."""
+    text = result.read_text()
+    if len(text) > 6000:
+        text = text[:6000] + "\n… (cut here; the whole file is in the repository)\n"
+    return (f'??? note "`bench/results/{result.name}`"\n\n    ```text\n'
+            + "".join(f"    {line}\n" for line in text.splitlines()) + "    ```\n\n")
+
+
 def bench_reference() -> str:
+    """bench/README.md (what each bench measures, its commands, its results), then every script with its
+    committed outputs, then the outputs no script is named for (the demo's logs, the suite's times)."""
     results = sorted((ROOT / "bench" / "results").glob("*.txt"))
+    guide = (ROOT / "bench" / "README.md").read_text().split("\n", 1)[1]  # its own title is this page's
     parts = ["# Benchmarks\n\n",
-             "Every number in these pages comes from a committed script in `bench/` and its committed "
-             "output in `bench/results/`, made on the machine each output names. This page is generated "
-             "from those files: each script's own description, the command, and its outputs.\n\n"]
+             "Every number in these pages comes from a committed script in `bench/` and its committed output "
+             "in `bench/results/`, made on the machine each output names. This page is generated from those "
+             "files: `bench/README.md` first (what each bench measures and the commands that made the "
+             "outputs), then every script with its outputs.\n", guide, "\n## Every script and its outputs\n\n"]
+    shown = set()
     for script in sorted((ROOT / "bench").glob("*.py")):
         if script.name == "common.py":
             continue
-        doc = ast.get_docstring(ast.parse(script.read_text())) or ""
-        title, _, rest = doc.partition("\n")
+        title = (ast.get_docstring(ast.parse(script.read_text())) or "").split("\n")[0]
         outputs = [r for r in results if r.stem == script.stem or r.stem.startswith(script.stem + "_")]
-        body = rest.strip().replace("[", "\\[").replace("]", "\\]")  # options like [--seed 0] are not links
-        parts.append(f"## `{script.name}`\n\n{title}\n\n{body}\n\n")
-        parts.append(f"Its options: `python bench/{script.name} --help`.\n\n")
-        for result in outputs:
-            text = result.read_text()
-            if len(text) > 6000:
-                text = text[:6000] + "\n… (cut here; the whole file is in the repository)\n"
-            parts.append(f'??? note "`bench/results/{result.name}`"\n\n    ```text\n'
-                         + "".join(f"    {line}\n" for line in text.splitlines()) + "    ```\n\n")
+        shown.update(outputs)
+        parts.append(f"### `{script.name}`\n\n{title} Its options: `python bench/{script.name} --help`.\n\n")
+        parts.extend(output_note(result) for result in outputs)
+    parts.append("## Other outputs\n\nRun logs and times that no single script writes (their commands are in "
+                 "the notes above and in the files themselves).\n\n")
+    parts.extend(output_note(result) for result in results if result not in shown)
     return "".join(parts)
 
 

@@ -81,21 +81,21 @@ class TuningStage(StudyStage):
         model, net = self.traced(run, layers, device)
         load_into(model, checkpoints_at(study, run, [epoch], "tuning.epochs")[epoch])
         stimuli = self._stimuli(study, run)
-        rows, todo = [], list(layers)  # all again when one is missing: the job's rows are one file
 
-        def read(images):  # every layer from one truncated forward pass
-            out = net(normalize(images.to(device)))
-            return {layer: at_position(out[layer]) for layer in todo}
+        def read(images):  # every layer from one truncated forward pass (all again when one is missing: the
+            out = net(normalize(images.to(device)))  # job's rows are one file)
+            return {layer: at_position(out[layer]) for layer in layers}
 
         curves = measure(read, stimuli, study.tuning.batch_size)
-        for layer in todo:
-            found = indices(curves[layer], stimuli, study.tuning.shuffles)
-            self.record_settings(study)
-            store.write(name, layer, epoch, found)
-            rows += _rows(self.row(run, epoch=epoch, layer=layer), found)
+        found = {layer: indices(curves[layer], stimuli, study.tuning.shuffles) for layer in layers}
+        self.record_settings(study)  # once, with the job's first result
+        rows = []
+        for layer, values in found.items():
+            store.write(name, layer, epoch, values)
+            rows += _rows(self.row(run, epoch=epoch, layer=layer), values)
         emit(f"tuning epoch {epoch}")
         MetricsTable(study.store).write("tuning", f"{name}/{epoch}", rows)
-        return {"layers": len(todo)}
+        return {"layers": len(layers)}
 
 
 CIRCULAR = ("preferred_hue", "preferred_orientation")  # angles: a layer mean of them means nothing

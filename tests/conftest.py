@@ -73,8 +73,11 @@ def ray_cluster():
 
     import ray
 
+    from protoscope.executors import ray_on_loopback
+
     tests = str(Path(__file__).parent)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, object_store_memory=200 * 2**20,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([tests, *sys.path])}})
+    with ray_on_loopback():  # as a cluster protoscope starts: nothing listens beyond 127.0.0.1
+        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, object_store_memory=200 * 2**20,
+                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([tests, *sys.path])}})
     yield ray
     ray.shutdown()

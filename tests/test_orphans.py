@@ -2,9 +2,12 @@
 cluster it starts) SIGKILLed mid-stage leaves no process of its group or of its process tree 10 s
 later, and a rerun at once gives the store of an uninterrupted run; Ctrl-C to its process group ends
 it within seconds, with protoscope's own line last (`bench/kill_resume.py` starts and signals it).
-The same study on a local Ray gives the processes executor's store."""
+The same study on a local Ray gives the processes executor's store, and that cluster listens on
+loopback only; on a two-node cluster on loopback, joined by `--ray-address 127.0.0.1:PORT`, losing a
+node mid-stage still gives that store."""
 
 import importlib.util
+import ipaddress
 import os
 import signal
 import sys
@@ -151,13 +154,137 @@ def test_ctrl_c_to_the_group_stops_it_with_protoscopes_line_last(reference, tmp_
     assert watch.left() == []
 
 
-def test_a_local_ray_run_gives_the_processes_store(reference, tmp_path):
+def _listening() -> dict[str, str]:
+    """Socket inode -> "address:port" of every TCP socket listening in this network namespace."""
+    found = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # TCP_LISTEN
+                hexaddress, hexport = fields[1].split(":")
+                raw = bytes.fromhex(hexaddress)  # 32-bit words in host (little-endian) order
+                address = ipaddress.ip_address(b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)))
+                found[fields[9]] = f"{getattr(address, 'ipv4_mapped', None) or address}:{int(hexport, 16)}"
+    return found
+
+
+def listening_sockets(pids) -> list[tuple[str, str]]:
+    """(address:port, command) for every TCP socket one of `pids` listens on."""
+    table, found = _listening(), []
+    for pid in pids:
+        for link in map(_link, _entries(Path(f"/proc/{pid}/fd"))):
+            if link.startswith("socket:[") and link[8:-1] in table:
+                found.append((table[link[8:-1]], _command(pid)))
+    return found
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError:  # the process is gone
+        return []
+
+
+def _link(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:  # closed meanwhile (the listing's own descriptor, for one)
+        return ""
+
+
+def test_listening_sockets_reads_the_kernels_table(tmp_path):
+    """The reader above, on sockets of known addresses: a wrong decoding would hide a public one."""
+    import socket
+
+    servers = [socket.create_server(("127.0.0.1", 0)), socket.create_server(("0.0.0.0", 0))]
+    try:
+        seen = {address for address, _ in listening_sockets([os.getpid()])}
+        assert seen == {f"127.0.0.1:{servers[0].getsockname()[1]}", f"0.0.0.0:{servers[1].getsockname()[1]}"}
+    finally:
+        for server in servers:
+            server.close()
+
+
+def test_a_local_ray_run_gives_the_processes_store_and_listens_on_loopback_only(reference, tmp_path, watch):
     """Every stage's jobs as Ray tasks (one CPU each): checkpoints, prototypes, activations, RDMs,
-    metrics equal bit for bit (`differences`), and nothing left half-written."""
+    metrics equal bit for bit (`differences`), and nothing left half-written. While evolve's tasks
+    run, every socket a process of the command's tree listens on is on 127.0.0.1 (the GCS, the
+    raylet, the workers): Ray's own default is every interface."""
     pytest.importorskip("ray")
-    study, reference_store, _ = reference
-    run = harness.attempt(study, tmp_path / "store", args=LOCAL_RAY)
+    study, reference_store, durations = reference
+    sockets = []
+
+    def look(proc, _sig):
+        watch._note(proc)  # the command's process tree now
+        sockets.extend(listening_sockets(watch.tree))
+
+    run = harness.attempt(study, tmp_path / "store", "evolve", 0.3 * durations["evolve"], args=LOCAL_RAY, send=look)
     assert run.returncode == 0, "\n".join(text for _, text in run.lines[-20:])
+    assert any("gcs_server" in command for _, command in sockets), sockets  # the cluster was seen
+    assert [(address, command) for address, command in sockets if not address.startswith("127.")] == []
+    assert differences(reference_store, tmp_path / "store") == []
+    assert leftovers(tmp_path / "store") == []
+
+
+@pytest.fixture
+def two_node_cluster():
+    """A real two-node Ray cluster on this machine, on loopback (Ray's `cluster_utils`, as Ray's own
+    tests make one): a head and a second node of one CPU each."""
+    pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    from protoscope.executors import ray_on_loopback
+
+    with ray_on_loopback():
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+        second = cluster.add_node(num_cpus=1)
+    yield cluster, second
+    cluster.shutdown()
+
+
+def test_losing_a_node_of_a_loopback_cluster_mid_stage_still_gives_the_processes_store(reference, tmp_path,
+                                                                                       two_node_cluster):
+    """`--ray-address 127.0.0.1:PORT` to a cluster that listens on loopback only (Ray would connect to
+    the interface address instead and wait forever). Mid-evolve the second node is removed with its
+    processes killed while it runs jobs; Ray retries them on the head: the store equals the
+    processes executor's."""
+    study, reference_store, durations = reference
+    cluster, second = two_node_cluster
+    assert cluster.address.startswith("127.0.0.1:")
+    running = []
+
+    def remove_second_node(_proc, _sig):
+        raylet = second.all_processes["raylet"][0].process.pid
+        running.extend((pid, _command(pid)) for pid, (parent, *_) in _table().items() if parent == raylet)
+        cluster.remove_node(second, allow_graceful=False)  # SIGKILL: its raylet and every worker
+
+    run = harness.attempt(study, tmp_path / "store", "evolve", 0.3 * durations["evolve"],
+                          args=("--ray-address", cluster.address), send=remove_second_node)
+    assert run.returncode == 0, "\n".join(text for _, text in run.lines[-20:])
+    assert any("run_job" in command for _, command in running), running  # the node died mid-job
+    assert not [pid for pid, _ in running if _table().get(pid, (0, 0, "", "Z"))[3] != "Z"]  # and its workers
+    assert differences(reference_store, tmp_path / "store") == []
+    assert leftovers(tmp_path / "store") == []
+
+
+def test_a_second_command_on_the_same_store_is_refused_and_the_first_finishes(reference, tmp_path):
+    """Two shells, one study: the second `protoscope run` (started mid-evolve) says in one line who
+    holds the store and exits 2 at once; the first ends as if alone."""
+    import subprocess
+
+    study, reference_store, durations = reference
+    second = []
+
+    def start_second(_proc, _sig):
+        second.append(subprocess.run([*harness.protoscope_command(), "run", str(study), "--store", str(tmp_path / "store")],
+                                     capture_output=True, text=True, timeout=120))
+
+    run = harness.attempt(study, tmp_path / "store", "evolve", 0.3 * durations["evolve"], args=PROCESSES,
+                          send=start_second)
+    assert run.returncode == 0, "\n".join(text for _, text in run.lines[-20:])
+    said = (second[0].stdout + second[0].stderr).strip().splitlines()
+    assert second[0].returncode == 2 and len(said) == 1, said
+    assert "is in use by `protoscope run" in said[0] and f"pid {run.pid} " in said[0], said
     assert differences(reference_store, tmp_path / "store") == []
     assert leftovers(tmp_path / "store") == []
 

@@ -20,6 +20,7 @@ of memory, and race the rerun for the store.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -227,20 +228,86 @@ class RayExecutor(_Closing):
 
 def connect_ray(address: str | None = None):
     """The `ray` module, connected: to `address` (or $RAY_ADDRESS), else to a new local cluster,
-    whose processes die with this one (`lifelines.sharing_our_fate`).
+    whose processes die with this one (`lifelines.sharing_our_fate`) and listen on 127.0.0.1 only.
 
     Ray waits forever for a head node that does not answer, so a given address is tried first with a
-    plain TCP connection (5 s): a wrong one is a one-line error, not a hang."""
+    plain TCP connection (5 s): a wrong one is a one-line error, not a hang. A cluster that answers
+    on this machine's loopback only is joined on loopback (`_loopback_only`)."""
     import ray
 
     if ray.is_initialized():
         return ray
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if address not in (None, "auto", "local"):
+    local = address in (None, "local")
+    if not local and address != "auto":
         check_answers(address)
-    with sharing_our_fate(address in (None, "local")):
+    with sharing_our_fate(local), ray_on_loopback(local or _loopback_only(address)):
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     return ray
+
+
+# Ray's own switch (read when `ray` is imported, and by every process Ray starts): off, each node and
+# driver takes 127.0.0.1 as its address, and Ray's servers bind that address instead of every interface.
+_RAY_ON_LOOPBACK = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextmanager
+def ray_on_loopback(on: bool = True):
+    """Within the block, a Ray cluster started (or joined) here uses 127.0.0.1 only.
+
+    Why: by default Ray gives each node this machine's interface address, and its GCS, raylets and
+    workers listen on every interface; Ray's authentication may be off, and whoever reaches those
+    ports runs code as this user. A cluster protoscope starts for one command on one machine needs
+    no network. The switch Ray offers for this is an environment variable it reads at import, so an
+    already imported `ray` has its constant set for the block too; the processes the cluster starts
+    inherit the variable. Multi-node clusters on loopback (several nodes on this machine) work;
+    `ray start --address` refuses to add a node in this mode, so add them from Python."""
+    if not on:
+        yield
+        return
+    from ray._private import ray_constants
+
+    before_env, before = os.environ.get(_RAY_ON_LOOPBACK), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_RAY_ON_LOOPBACK], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+        if before_env is None:
+            os.environ.pop(_RAY_ON_LOOPBACK, None)
+        else:
+            os.environ[_RAY_ON_LOOPBACK] = before_env
+
+
+def _loopback_only(address: str | None) -> bool:
+    """Whether the cluster at a loopback `address` must be joined on loopback.
+
+    Ray replaces a loopback host by this machine's interface address before it connects; a cluster
+    started on 127.0.0.1 does not listen there, and the driver would retry forever. So where the
+    cluster answers at the loopback address but not at the one Ray would use, the driver stays on
+    loopback. A `ray://` address (Ray Client) is used as given."""
+    if not address or address == "auto" or address.startswith("ray://"):
+        return False
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+    if not loopback:
+        return False
+    from ray._private.services import get_node_ip_address
+
+    instead = get_node_ip_address()  # what Ray connects to in place of a loopback host
+    return not ipaddress.ip_address(instead).is_loopback and not _answers(instead, int(port), 2.0)
+
+
+def _answers(host: str, port: int, timeout: float) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def check_answers(address: str, timeout: float = 5.0) -> None:

@@ -45,36 +45,40 @@ def load(study: Path, store: Optional[Path], device: Optional[str]):
     return load_study(study, {key: value for key, value in overrides.items() if value is not None})
 
 
-def run_stage(verb: Callable, s, executor: Optional[str], ray_address: Optional[str], *args, announce: str = ""):
+def run_stage(verb: Callable, s, executor: Optional[str], ray_address: Optional[str], *args, announce: str = "",
+              writes: tuple[str, ...] = ("checkpoints", "results")):
     """Run a stage verb on a loaded study as `verb(s, *args, progress=…, executor=…)`; returns its result.
 
     Every command that runs on an executor comes through here, so each makes it after the study loaded
     (a study's mistake is reported first) and before printing (so is a bad executor name: `announce`
     prints after it), and each closes it on success, error or Ctrl-C: no pool or local Ray is left to
-    the interpreter's exit.
+    the interpreter's exit. Each holds the write locks of the parts of the store it `writes` meanwhile:
+    a second command on those refuses in one line naming this one (`store.lock`).
     """
     from ..executors import make_executor
+    from ..store.lock import writing
 
-    with make_executor(executor, ray_address) as chosen:
+    with make_executor(executor, ray_address) as chosen, writing(s, writes):
         if announce:
             out.print(announce)
         with stages.new_progress() as progress:
             return verb(s, *args, progress=progress, executor=chosen)
 
 
-def stage_command(name: str, verb: Callable, show: Callable, doc: str, per_run: bool = True) -> None:
+def stage_command(name: str, verb: Callable, show: Callable, doc: str, per_run: bool = True,
+                  writes: tuple[str, ...] = ("checkpoints", "results")) -> None:
     """Register `protoscope NAME`: load the study, run `verb` on the chosen executor, then `show(study,
     result)`. With `per_run`, the command takes --run and passes the names on to the verb."""
     if per_run:
         def command(study: StudyArg, run: RunOpt = None, store: StoreOpt = None, device: DeviceOpt = None,
                     executor: ExecutorOpt = None, ray_address: RayAddressOpt = None) -> None:
             s = load(study, store, device)
-            show(s, run_stage(verb, s, executor, ray_address, run))
+            show(s, run_stage(verb, s, executor, ray_address, run, writes=writes))
     else:
         def command(study: StudyArg, store: StoreOpt = None, device: DeviceOpt = None,
                     executor: ExecutorOpt = None, ray_address: RayAddressOpt = None) -> None:
             s = load(study, store, device)
-            show(s, run_stage(verb, s, executor, ray_address))
+            show(s, run_stage(verb, s, executor, ray_address, writes=writes))
     command.__doc__ = doc
     command.__name__ = name
     app.command(name)(command)

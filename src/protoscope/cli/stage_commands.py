@@ -90,7 +90,7 @@ stage_command("train", stages.train, _show_checkpoints, """Train the study's run
     Interrupted runs resume after their last finished epoch.
 
     Example: protoscope train study.yaml --run clrjit-s0
-    """)
+    """, writes=("checkpoints",))  # `protoscope watch` may follow it on the same store
 
 stage_command("probe", stages.probe, _show_probes, """Fit linear probes on frozen features of every checkpoint; results go to the metrics table.
 

@@ -102,9 +102,12 @@ def report(study: StudyArg, store: StoreOpt = None,
     """
     from ..report.site import write_site
 
+    from ..store.lock import writing
+
     s = load(study, store, None)
-    stages.report(s, site=False)
-    result = write_site(s, out_dir)
+    with writing(s, ("results",)):
+        stages.report(s, site=False)
+        result = write_site(s, out_dir)
     out.print(f"site: [bold]{result.path / 'index.html'}[/] ({result.written} files written in {result.seconds:.1f} s)",
               soft_wrap=True)
 
@@ -163,7 +166,8 @@ def watch(study: StudyArg, store: StoreOpt = None, device: DeviceOpt = None, exe
 
     import functools
 
-    result = run_stage(functools.partial(stages.watch, poll=poll, site=site, on_round=said), s, executor, ray_address)
+    result = run_stage(functools.partial(stages.watch, poll=poll, site=site, on_round=said), s, executor, ray_address,
+                       writes=("results",))  # the training beside it holds the checkpoints
     out.print(f"watched {len(result)} runs to the end; store [bold]{s.store}[/]")
 
 

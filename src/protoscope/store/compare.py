@@ -3,7 +3,7 @@
 `differences(a, b)` reads every result the way its writer stored it — Zarr arrays value by value
 (and their attributes), checkpoints tensor by tensor, RSA's HDF5 datasets, alignment's netCDF
 datasets, the metrics table row by row — and lists what differs. Figures are drawings, not results,
-and wall-clock times differ from run to run: both are left out. `leftovers(store)` lists the
+and wall-clock times differ from run to run: both are left out, and so is the write lock's file. `leftovers(store)` lists the
 temporary files a killed write leaves (Zarr's ``*.partial``, ours ``.*.tmp``), which a finished run
 must have swept.
 """
@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from . import layout
 
 DRAWINGS = ("figures", "prototypes")
 TIMINGS = {"seconds", "trust_seconds"}  # metrics that measure wall time
@@ -46,7 +48,8 @@ def _results(store: Path) -> set[Path]:
     found = set()
     for path in store.rglob("*"):
         rel = path.relative_to(store)
-        if rel.parts[0] in DRAWINGS or any(part.endswith(".zarr") for part in rel.parts[:-1]):
+        if (rel.parts[0] in DRAWINGS or rel.name in layout.LOCKS.values()
+                or any(part.endswith(".zarr") for part in rel.parts[:-1])):
             continue
         if path.is_dir() and path.suffix != ".zarr":
             continue

@@ -19,6 +19,7 @@ ALIGN = "align"  # netCDF results of convergent learning (store/alignment.py)
 RDMS = "rsa"  # rsatoolbox HDF5 RDMs (store/rdms.py)
 METRICS = "metrics"  # the tidy metrics table (store/metrics.py)
 FIGURES = "figures"
+LOCKS = {"checkpoints": ".protoscope-train.lock", "results": ".protoscope.lock"}  # store/lock.py; not results
 
 
 def root(where) -> Path:
@@ -64,6 +65,11 @@ def rdms(where) -> Path:
 
 def figures(where) -> Path:
     return root(where) / FIGURES
+
+
+def lock(where, part: str) -> Path:
+    """The file whose lock the command writing `part` of the store holds."""
+    return root(where) / LOCKS[part]
 
 
 def check_name(kind: str, name: str) -> str:

@@ -87,3 +87,22 @@ def test_a_failing_job_raises_its_own_error_and_the_rest_stop(pooled, tmp_path):
     assert [e.job.key for e in events if e.kind == "failed"] == [(3,)]
     assert (3,) not in {e.job.key for e in events if e.kind == "finished"}
     assert not any(e.job.key == (5,) and e.kind == "started" for e in events)  # never submitted
+
+
+def test_a_loopback_address_is_joined_on_loopback_only_where_the_cluster_answers_only_there():
+    """Ray swaps a loopback host for this machine's interface address. Where a server answers at both
+    (Ray's default cluster, on every interface), Ray's way stands; where it answers on loopback only,
+    the driver stays there. Other addresses are Ray's business."""
+    import socket
+
+    pytest.importorskip("ray")
+    from protoscope.executors import _loopback_only
+
+    everywhere, loopback = socket.create_server(("0.0.0.0", 0)), socket.create_server(("127.0.0.1", 0))
+    with everywhere, loopback:
+        assert _loopback_only(f"127.0.0.1:{everywhere.getsockname()[1]}") is False
+        assert _loopback_only(f"127.0.0.1:{loopback.getsockname()[1]}") is True
+        assert _loopback_only(f"localhost:{loopback.getsockname()[1]}") is True
+        assert _loopback_only(f"ray://127.0.0.1:{loopback.getsockname()[1]}") is False
+        assert _loopback_only(f"10.0.0.5:{loopback.getsockname()[1]}") is False
+        assert _loopback_only("auto") is False

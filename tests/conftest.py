@@ -77,7 +77,7 @@ def ray_cluster():
 
     tests = str(Path(__file__).parent)
     with ray_on_loopback():  # as a cluster protoscope starts: nothing listens beyond 127.0.0.1
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, object_store_memory=200 * 2**20,
-                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([tests, *sys.path])}})
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+                 object_store_memory=200 * 2**20, runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([tests, *sys.path])}})
     yield ray
     ray.shutdown()

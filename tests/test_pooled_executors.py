@@ -3,6 +3,7 @@ shared) and a pool of local processes. One task per job, in-flight tasks bounded
 raised as itself, and the quick demo's store equal to the one-thread local run's (the same on a
 local Ray: tests/test_orphans.py, on a smaller study)."""
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,3 +107,21 @@ def test_a_loopback_address_is_joined_on_loopback_only_where_the_cluster_answers
         assert _loopback_only(f"ray://127.0.0.1:{loopback.getsockname()[1]}") is False
         assert _loopback_only(f"10.0.0.5:{loopback.getsockname()[1]}") is False
         assert _loopback_only("auto") is False
+
+
+@pytest.mark.parametrize("address", [None, "local"])
+def test_a_local_cluster_is_always_a_new_one(monkeypatch, address):
+    """Given no address, `ray.init` joins any cluster it finds on this machine (another command's, or
+    a dead head's address file left in /tmp/ray); a cluster protoscope starts is its own, on loopback."""
+    ray = pytest.importorskip("ray")
+    from ray._private import ray_constants
+
+    from protoscope import executors
+
+    asked = {}
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **options: asked.update(options, loopback=not ray_constants.ENABLE_RAY_CLUSTER))
+    monkeypatch.setattr(executors, "sharing_our_fate", lambda local: contextlib.nullcontext())
+    executors.connect_ray(address)
+    assert asked["address"] == "local" and asked["loopback"] is True

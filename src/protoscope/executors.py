@@ -242,7 +242,9 @@ def connect_ray(address: str | None = None):
     if not local and address != "auto":
         check_answers(address)
     with sharing_our_fate(local), ray_on_loopback(local or _loopback_only(address)):
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+        # "local", not None: given no address, Ray joins a cluster it finds on this machine (another
+        # command's, or one whose head died and left its address file behind) instead of starting one
+        ray.init(address="local" if local else address, include_dashboard=False, logging_level=logging.WARNING)
     return ray
 
 

@@ -125,6 +125,29 @@ def test_a_rerun_writes_nothing_and_a_lost_file_is_written_again(demo, tmp_path)
     assert lost.is_file() and result.written == 2  # that sheet and its masked twin (they are made together)
 
 
+def test_a_layer_of_many_units_gets_a_sheet_per_chunk_of_units(demo, tmp_path, monkeypatch):
+    """Chunks of 5 units (64 in use) over the quick demo's 64-unit layer4: unit u is cell u % 5 of the
+    sheet ..._c<u // 5>.png (none for the first), plain and masked, at the layer's column count."""
+    from protoscope.demo import demo_study
+    from protoscope.report.site import sprites, write_site
+
+    out, _, _ = demo
+    shutil.copytree(out, tmp_path / "demo", ignore=shutil.ignore_patterns("site"))
+    monkeypatch.setattr(sprites, "CHUNK", 5)
+    write_site(demo_study(tmp_path / "demo", quick=True))
+    site = tmp_path / "demo" / "site"
+    run, layer = _entry(read_script(site / "data" / "index.js"), "clrjit-s0", "layer4")
+    assert (layer["chunk"], layer["columns"], layer["units"]) == (5, 3, 64)
+    where = site / "img" / run["id"] / layer["id"]
+    store = ArrayStore(out / "arrays.zarr")
+    stored = store.read_job("clrjit-s0", "layer4", 2, 1)["prototype"]
+    for unit in (0, 4, 5, 12, 63):
+        chunk = f"_c{unit // 5}" if unit >= 5 else ""
+        assert np.array_equal(cell(where / f"e2_r1{chunk}.png", unit % 5, 3, layer["cell"]), stored[unit])
+        assert (where / f"e2_r1_m{chunk}.png").is_file()
+    assert not (where / "e2_r1_c13.png").exists() and len(list(where.glob("e2_r1_c*.png"))) == 12
+
+
 def test_figures_are_drawn_again_only_when_the_store_changed(demo, tmp_path):
     from protoscope import stages
     from protoscope.demo import demo_study

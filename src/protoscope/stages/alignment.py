@@ -20,12 +20,14 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import torch
 import xarray as xr
 
-from ..analyze.activations import stimulus_set
+from ..analyze.activations import stimulus_set, stream_activations
+from ..analyze.align.cka import cka_matrix
 from ..analyze.align.correlation import Correlation
-from ..analyze.align.pair import accumulate, check_memory, stream
-from ..analyze.align.passes import _cka_rows, _row, analyze_pair, pair_name
+from ..analyze.align.pair import accumulate, check_memory
+from ..analyze.align.passes import _cka_rows, _row, analyze_pair, moments_cka, pair_name
 from ..analyze.align.stats import Moments, accumulation_device, pool
 from ..analyze.align.track import IdentityTracking
 from ..errors import UserError, did_you_mean
@@ -142,7 +144,7 @@ def pairs_job(study, epoch: int, pairs: list[tuple[str, str]], layers: list[str]
         rows += [_row(pair_name(a, b), epoch, layer, k, v, condition) for k, v in metrics.items()]
     blocks = [(r, l) for r in runs for l in layers]
     summary: dict = {}
-    rows += _cka_rows(pooled, blocks, epoch, summary, "cka")
+    rows += _cka_rows(moments_cka(pooled), blocks, epoch, summary, "cka")
     for k, (r, l) in enumerate(blocks):
         summary[f"mean_{k}"] = (f"unit_{k}", pooled.mean(k))
     write_result(xr.Dataset(summary, attrs={"epoch": epoch, "runs": runs, "layers": layers,
@@ -156,20 +158,12 @@ def track_job(study, name: str, layers: list[str], images, device) -> list[dict]
     run = study.run(name)
     epochs = sorted(checkpoints(study, run))
     final = epochs[-1]
-    models = _sides(study, [(name, e) for e in epochs], layers)
-    acc = accumulation_device(device)
-    moments = {(e, l): Moments(acc, higher=False) for e in epochs for l in layers}
-    pooled = Moments(acc, names=[f"{e}/{l}" for e in epochs for l in layers])
-    for outs in stream(models, layers, images, device, spec.batch_size):
-        pooled.partial_fit(*[pool(outs[k][l]) for k in range(len(epochs)) for l in layers])
-        for (k, e), layer in itertools.product(enumerate(epochs), layers):
-            moments[e, layer].partial_fit(outs[k][layer], outs[-1][layer])
+    corrs, pooled = _track_statistics(study, name, epochs, layers, images, device)
     rows: list[dict] = []
     row = dict(condition=run.condition, seed=run.seed)
     root = layout.alignment(study) / "track" / name
     for layer in layers:
-        corrs = {e: Correlation().fit(moments[e, layer]) for e in epochs}
-        track = IdentityTracking(spec.threshold).fit(corrs)
+        track = IdentityTracking(spec.threshold).fit({e: corrs[e, layer] for e in epochs})
         ds = xr.Dataset({"self_corr": (("epoch", "unit"), track.self_corr_), "alive": (("epoch", "unit"), track.alive_),
                          "identity_epoch": ("unit", track.identity_epoch_),
                          "mean_self_corr": ("epoch", track.mean_self_corr_),
@@ -184,7 +178,9 @@ def track_job(study, name: str, layers: list[str], images, device) -> list[dict]
                 rows.append(_row(name, e, layer, metric, value, **row))
     blocks = [(str(e), l) for e in epochs for l in layers]
     summary: dict = {}
-    cka_rows = _cka_rows(pooled, blocks, None, summary, "track_cka")
+    matrices = {debiased: cka_matrix([pooled[e, l] for e in epochs for l in layers], debiased)
+                for debiased in (False, True)}
+    cka_rows = _cka_rows(matrices, blocks, None, summary, "track_cka")
     # keep the rows that compare an epoch with the final epoch at the same layer (the matrix has the rest)
     for r in cka_rows:
         if "~" in r["run"] and r["layer"] and "~" not in r["layer"] and r["run"].endswith(f"~{final}"):
@@ -192,6 +188,34 @@ def track_job(study, name: str, layers: list[str], images, device) -> list[dict]
     write_result(xr.Dataset(summary, attrs={"run": name, "epochs": epochs, "layers": layers,
                                       "blocks": [f"{e}/{l}" for e, l in blocks]}), root / "cka.nc")
     return rows
+
+
+def _track_statistics(study, name: str, epochs: list[int], layers: list[str], images, device):
+    """Per (epoch, layer): the correlations of its units with the final epoch's, and its activations
+    pooled over space (images, units), for CKA.
+
+    One checkpoint in memory at a time, against the final epoch's activations kept from a first pass
+    (images × units × positions per layer, however many epochs): memory grows with the epochs only by
+    what the results themselves hold (bench/scale_soak.py measures it)."""
+    spec, acc = study.align, accumulation_device(device)
+
+    def batches(epoch: int):
+        model = _sides(study, [(name, epoch)], layers)[0]
+        return stream_activations(model, layers, images, device=device, batch_size=spec.batch_size, pool=False)
+
+    final = [{layer: a.cpu() for layer, a in out.items()} for out in batches(epochs[-1])]
+    corrs, pooled = {}, {}
+    for epoch in epochs:
+        moments = {layer: Moments(acc, higher=False) for layer in layers}
+        kept: dict[str, list] = {layer: [] for layer in layers}
+        for out, last in zip(final if epoch == epochs[-1] else batches(epoch), final):
+            for layer in layers:
+                moments[layer].partial_fit(out[layer], last[layer])
+                kept[layer].append(pool(out[layer]).to("cpu", torch.float64))
+        for layer in layers:
+            corrs[epoch, layer] = Correlation().fit(moments[layer])
+            pooled[epoch, layer] = torch.cat(kept[layer])
+    return corrs, pooled
 
 
 def _key(job) -> str:

@@ -75,3 +75,21 @@ def test_every_block_pair_of_a_many_block_stream_equals_the_gram_computation(deb
     for i in range(4):
         for j in range(4):
             assert m.cka(i, j, debiased) == pytest.approx(gram_cka(blocks[i], blocks[j], debiased), rel=1e-8)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_the_in_memory_cka_matrix_equals_the_reference_and_the_streamed_one(debiased):
+    """`cka_matrix` (Gram matrices, for many blocks of few samples: every epoch of a tracked run)
+    against the definitions above and against `CKA` on `Moments`, block pair by block pair."""
+    from protoscope.analyze.align.cka import cka_matrix
+
+    rng = np.random.default_rng(6)
+    base = np.maximum(rng.standard_normal((30, 3)), 0)
+    blocks = [base @ rng.uniform(0, 1, (3, d)) + 0.3 * rng.standard_normal((30, d)) + 2 for d in (4, 2, 6, 3, 5)]
+    matrix = cka_matrix(blocks, debiased)
+    streamed = CKA(debiased).fit(Moments().partial_fit(*blocks)).matrix_
+    np.testing.assert_allclose(matrix, streamed, rtol=1e-8, atol=1e-12)
+    for i in range(5):
+        for j in range(i + 1, 5):
+            assert matrix[i, j] == pytest.approx(gram_cka(blocks[i], blocks[j], debiased), rel=1e-8)
+    assert np.ptp(matrix[np.triu_indices(5, 1)]) > 0.05  # the blocks differ: a matrix of ones would not pass

@@ -99,10 +99,16 @@ def _row(run, epoch, layer, metric, value, condition=None, seed=None) -> dict:
             "value": float(value)}
 
 
-def _cka_rows(moments: Moments, blocks: list[tuple[str, str]], epoch: int | None, summary: dict, tag: str) -> list[dict]:
+def moments_cka(moments: Moments) -> dict[bool, np.ndarray]:
+    """{debiased: CKA matrix} of a `Moments`' blocks, as `_cka_rows` takes them."""
+    return {debiased: CKA(debiased).fit(moments).matrix_ for debiased in (False, True)}
+
+
+def _cka_rows(matrices: dict[bool, np.ndarray], blocks: list[tuple[str, str]], epoch: int | None, summary: dict,
+              tag: str) -> list[dict]:
+    """A row per pair of blocks of both CKA matrices ({debiased: matrix}), and both into `summary`."""
     rows = []
-    for debiased in (False, True):
-        matrix = CKA(debiased).fit(moments).matrix_
+    for debiased, matrix in matrices.items():
         summary[f"cka{'_debiased' if debiased else ''}"] = (("block", "block2"), matrix)
         for i, j in itertools.combinations_with_replacement(range(len(blocks)), 2):
             (ri, li), (rj, lj) = blocks[i], blocks[j]

@@ -6,7 +6,8 @@ Layout of the site::
     data/index.js                        runs, layers, epochs, coverage, headline tables, figures
     data/<r>/<l>/units.js                one (run, layer) over training: scores, change, partners …
     data/<r>/<l>/e<epoch>.js             one epoch: traces, top stimulus images, histograms
-    img/<r>/<l>/e<epoch>_r<repeat>.png   sprite sheet of every unit's prototype (…_m.png: masked)
+    img/<r>/<l>/e<epoch>_r<repeat>.png   sprite sheet of every unit's prototype (…_m.png: masked;
+                                          …_c<k>.png: units 64k and on, in a layer of more than 64)
     img/<r>/<l>/e<epoch>_mask.png        the receptive-field mask (a sheet when masks are per unit)
     img/stimuli.png                        the stimulus images, one sheet
     img/atlas/<r>/<l>/e<epoch>.png       the atlas at that epoch
@@ -150,30 +151,42 @@ def _layer_sprites(arrays: units.LayerArrays, site: Path, where: str, manifest: 
             mask = np.asarray(group["rf_mask_unit"][e] if per_unit else group["rf_mask"][e])
             _mask_image(mask, site, f"img/{where}/e{epoch}_mask.png", cell, manifest)
         for r in np.flatnonzero(done[e]):
-            block = f"img/{where}/e{epoch}_r{r}"
-            stamp = fingerprint(arrays.score[e, r], cell, mask)
-            if not manifest.stale(f"{block}.png", stamp) and not manifest.stale(f"{block}_m.png", stamp):
-                continue
-            images = np.asarray(group["prototype"][e, r])
-            sprites.write_png(sprites.sheet(images, cell), site / f"{block}.png")
-            sprites.write_png(sprites.sheet(sprites.masked(images, mask), cell), site / f"{block}_m.png")
-            manifest.record(f"{block}.png", stamp)
-            manifest.record(f"{block}_m.png", stamp)
-    return {"units": n_units, "image_size": size, "cell": cell, "columns": sprites.columns(n_units),
+            _prototype_sheets(group, arrays.score[e, r], (e, r), mask, f"img/{where}/e{epoch}_r{r}", cell, site, manifest)
+    return {"units": n_units, "image_size": size, "cell": cell, "columns": sprites.chunk_columns(n_units), "chunk": sprites.CHUNK,
             "epochs": epochs, "repeats": int(done.shape[1]), "done": done.tolist(),
             "rf": [epoch for epoch, d in zip(epochs, rf_done) if d], "per_unit_rf": per_unit,
             "rf_box": rf_box(masks, size)}
 
 
-def _mask_image(mask: np.ndarray, site: Path, relative: str, cell: int, manifest: Manifest) -> None:
-    stamp = fingerprint(mask, cell)
-    if not manifest.stale(relative, stamp):
+def _prototype_sheets(group, score, at: tuple[int, int], mask, block: str, cell: int, site: Path,
+                      manifest: Manifest) -> None:
+    """The plain and masked sheets of one (epoch, repeat), a pair per chunk of units; only stale ones."""
+    stamp = fingerprint(score, cell, mask)
+    plain = sprites.chunked(f"{block}.png", len(score))
+    masked = sprites.chunked(f"{block}_m.png", len(score))
+    if not any(manifest.stale(name, stamp) for pair in zip(plain, masked) for name, _ in pair):
         return
+    images = np.asarray(group["prototype"][at])
+    seen, cols = sprites.masked(images, mask), sprites.chunk_columns(len(score))
+    for (name, units), (masked_name, _) in zip(plain, masked):
+        sprites.write_png(sprites.sheet(images[units], cell, cols), site / name)
+        sprites.write_png(sprites.sheet(seen[units], cell, cols), site / masked_name)
+        manifest.record(name, stamp)
+        manifest.record(masked_name, stamp)
+
+
+def _mask_image(mask: np.ndarray, site: Path, relative: str, cell: int, manifest: Manifest) -> None:
+    """The layer's mask as one image, or every unit's as sheets (chunked as the prototypes')."""
+    stamp = fingerprint(mask, cell)
     grey = (np.clip(np.nan_to_num(mask), 0, 1) * 255).round().astype(np.uint8)
     rgb = np.repeat(grey[..., None], 3, axis=-1)
-    image = sprites.sheet(rgb, cell) if rgb.ndim == 4 else sprites.sheet(rgb[None], cell)
-    sprites.write_png(image, site / relative)
-    manifest.record(relative, stamp)
+    parts = sprites.chunked(relative, len(rgb)) if rgb.ndim == 4 else [(relative, None)]
+    for name, units in parts:
+        if manifest.stale(name, stamp):
+            image = sprites.sheet(rgb[units], cell, sprites.chunk_columns(len(rgb))) if units is not None \
+                else sprites.sheet(rgb[None], cell)
+            sprites.write_png(image, site / name)
+            manifest.record(name, stamp)
 
 
 @dataclass

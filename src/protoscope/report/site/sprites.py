@@ -2,8 +2,12 @@
 
 A layer view shows hundreds of units and a unit page steps through every epoch; one file per sheet
 keeps that to one request per slider step, and a study of a million prototypes to a few thousand
-files. Unit `i` sits at column ``i % columns``, row ``i // columns``, every cell `cell` pixels square;
-the page scales the sheet with CSS (`background-size`) to show one cell at any size.
+files. A layer of more than `CHUNK` units gets a sheet per `CHUNK` units (``…_c1.png``, ``…_c2.png``
+after the first): a unit page shows one unit from four sheets per step, and a browser decodes a whole
+sheet to show one cell (512 units at 96 px: 0.5 s a step, `bench/results/scale_soak.txt`). Unit `i`
+is cell ``i % CHUNK`` of chunk ``i // CHUNK``, at column ``cell % columns``, row ``cell // columns``,
+every cell `cell` pixels square; the page scales the sheet with CSS (`background-size`) to show one
+cell at any size.
 
 Sheets are written only when their source changed (`Manifest`): a report rerun on an unchanged
 store writes nothing.
@@ -22,22 +26,36 @@ from PIL import Image
 from ...atomic import atomic_path, write_text
 
 MAX_CELL = 128  # px; larger prototypes are shrunk in the sheet (the store keeps them whole)
+CHUNK = 64  # units per sheet: at most 1024 x 1024 px
 
 
 def columns(units: int) -> int:
     return max(1, math.ceil(math.sqrt(units)))
 
 
+def chunk_columns(units: int) -> int:
+    """Columns of every sheet of a `units`-unit layer."""
+    return columns(min(units, CHUNK))
+
+
+def chunked(relative: str, units: int) -> list[tuple[str, slice]]:
+    """(file name, units in it) of each sheet of a `units`-unit layer, `relative` ending in .png."""
+    stem = relative.removesuffix(".png")
+    return [(f"{stem}_c{k}.png" if k else relative, slice(k * CHUNK, min((k + 1) * CHUNK, units)))
+            for k in range(max(1, math.ceil(units / CHUNK)))]
+
+
 def cell_size(image_size: int) -> int:
     return min(image_size, MAX_CELL)
 
 
-def sheet(images: np.ndarray, cell: int) -> np.ndarray:
-    """(units, S, S, 3) uint8 -> one (rows·cell, columns·cell, 3) image, white where no unit is."""
+def sheet(images: np.ndarray, cell: int, cols: int | None = None) -> np.ndarray:
+    """(units, S, S, 3) uint8 -> one (rows·cell, cols·cell, 3) image, white where no unit is; `cols`
+    defaults to `columns(units)` (a layer's chunks all take its first chunk's)."""
     units, size = len(images), images.shape[1]
     if size != cell:
         images = np.stack([np.asarray(Image.fromarray(im).resize((cell, cell), Image.BILINEAR)) for im in images])
-    cols = columns(units)
+    cols = cols or columns(units)
     rows = math.ceil(units / cols)
     out = np.full((rows * cell, cols * cell, 3), 255, np.uint8)
     for index in range(units):

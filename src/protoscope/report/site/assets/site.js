@@ -133,8 +133,13 @@ window.protoscope = (() => {
   const findLayer = (run, name) => run.layers.find((l) => l.name === name) || run.layers[0];
   const nearest = (epochs, wanted) => epochs.includes(wanted) ? wanted : epochs[epochs.length - 1];
   const doneEpochs = (layer) => layer.epochs.filter((e, i) => layer.done[i].some(Boolean));
-  const sheet = (run, layer, epoch, repeat, masked) =>
-    `img/${run.id}/${layer.id}/e${epoch}_r${repeat}${masked ? "_m" : ""}.png`;
+  // a layer of more than `layer.chunk` units has a sheet per chunk of units: unit u is cell u % chunk
+  // of the sheet ending _c<k>.png, k = u / chunk (none for the first)
+  const chunkOf = (layer, unit) => layer.chunk ? Math.floor(unit / layer.chunk) : 0;
+  const cellOf = (layer, unit) => layer.chunk ? unit % layer.chunk : unit;
+  const chunked = (stem, layer, unit) => `${stem}${chunkOf(layer, unit) ? "_c" + chunkOf(layer, unit) : ""}.png`;
+  const sheet = (run, layer, epoch, repeat, masked, unit) =>
+    chunked(`img/${run.id}/${layer.id}/e${epoch}_r${repeat}${masked ? "_m" : ""}`, layer, unit);
 
   function render() {
     if (stopPlaying) stopPlaying();
@@ -316,13 +321,17 @@ window.protoscope = (() => {
         if (vb === null || vb === undefined) return -1;
         return direction * (va - vb) || a - b;
       });
-      const src = sheet(run, layer, epoch, repeat, masked);
+      const srcs = new Set();
       const silent = (data.silent && data.silent[e] && data.silent[e][repeat]) || [];
-      grid.replaceChildren(...order.map((u) => el("a", { href: link("unit", run.name, layer.name, u, epoch), "data-unit": u,
-        class: silent[u] ? "silent" : null, title: silent[u] ? "silent: no image found that drives this unit" : null },
-        sprite(src, u, layer.columns, layer.cell, size, {}, viewBox(layer)),
-        `${u}` + (silent[u] ? " · silent" : "") + (sort === "unit" ? "" : ` · ${fmt(values[u])}`))));
-      return src;
+      grid.replaceChildren(...order.map((u) => {
+        const src = sheet(run, layer, epoch, repeat, masked, u);
+        srcs.add(src);
+        return el("a", { href: link("unit", run.name, layer.name, u, epoch), "data-unit": u,
+          class: silent[u] ? "silent" : null, title: silent[u] ? "silent: no image found that drives this unit" : null },
+          sprite(src, cellOf(layer, u), layer.columns, layer.cell, size, {}, viewBox(layer)),
+          `${u}` + (silent[u] ? " · silent" : "") + (sort === "unit" ? "" : ` · ${fmt(values[u])}`));
+      }));
+      return [...srcs];
     };
     const update = () => {
       replaceHash(link("layer", run.name, layer.name, epoch, sort, repeat, masked ? "masked" : "plain"));
@@ -333,7 +342,7 @@ window.protoscope = (() => {
         (v) => { location.hash = link("layer", v, layer.name, epoch, sort); }, { id: "run-select" })),
       el("label", {}, "layer", select(run.layers.map((l) => [l.name, l.name]), layer.name,
         (v) => { location.hash = link("layer", run.name, v, epoch, sort); }, { id: "layer-select" })),
-      epochSlider(epochs, epoch, (value) => { const t = performance.now(); epoch = value; afterPaint(t, [update()]); }),
+      epochSlider(epochs, epoch, (value) => { const t = performance.now(); epoch = value; afterPaint(t, update()); }),
       el("label", {}, "repeat", select(Array.from({ length: layer.repeats }, (_, r) => [r, r]), repeat,
         (v) => { repeat = Number(v); update(); }, { id: "repeat-select" })),
       el("label", {}, el("input", { type: "checkbox", id: "masked", checked: masked,
@@ -343,7 +352,7 @@ window.protoscope = (() => {
         (v) => { sort = v; update(); }, { id: "sort-select" })));
     main.append(el("h1", {}, run.name, " · ", layer.name, ` · ${layer.units} units`), controls, grid);
     const started = performance.now();
-    await afterPaint(started, [update()]);
+    await afterPaint(started, update());
     timing.firstLayerPaint = performance.now() - started;
   }
 
@@ -414,9 +423,9 @@ window.protoscope = (() => {
     for (let r = 0; r < layer.repeats; r++) {
       if (!layer.done[layer.epochs.indexOf(epoch)][r]) continue;
       for (const masked of [false, true]) {
-        const src = sheet(run, layer, epoch, r, masked);
+        const src = sheet(run, layer, epoch, r, masked, unit);
         srcs.push(src);
-        figures.push(el("figure", {}, sprite(src, unit, layer.columns, layer.cell, 144,
+        figures.push(el("figure", {}, sprite(src, cellOf(layer, unit), layer.columns, layer.cell, 144,
           { class: "sprite proto", "data-repeat": r, "data-masked": masked ? 1 : 0 }, viewBox(layer)),
           el("figcaption", {}, `repeat ${r}${masked ? ", masked" : ""}`)));
       }
@@ -430,9 +439,10 @@ window.protoscope = (() => {
 
   function maskPanel(run, layer, unit, epoch, srcs) {
     if (!layer.rf.includes(epoch)) return el("section", { class: "panel" }, el("h2", {}, "Receptive field"), el("p", { class: "note" }, "no mask stored at this epoch"));
-    const src = `img/${run.id}/${layer.id}/e${epoch}_mask.png`;
+    const stem = `img/${run.id}/${layer.id}/e${epoch}_mask`;
+    const src = layer.per_unit_rf ? chunked(stem, layer, unit) : `${stem}.png`;
     srcs.push(src);
-    const node = layer.per_unit_rf ? sprite(src, unit, layer.columns, layer.cell, 144, { id: "rf-mask" })
+    const node = layer.per_unit_rf ? sprite(src, cellOf(layer, unit), layer.columns, layer.cell, 144, { id: "rf-mask" })
       : sprite(src, 0, 1, layer.cell, 144, { id: "rf-mask" });
     return el("section", { class: "panel" }, el("h2", {}, `Receptive-field mask, epoch ${epoch}`), node,
       el("p", { class: "note" }, layer.per_unit_rf ? "this unit's mask" : "the layer's mask (all units)"));
@@ -580,9 +590,9 @@ window.protoscope = (() => {
       const stored = otherLayer && doneEpochs(otherLayer).includes(epoch);
       let picture = null;
       if (stored) {
-        const src = sheet(other, otherLayer, epoch, 0, false);
+        const src = sheet(other, otherLayer, epoch, 0, false, partner);
         srcs.push(src);
-        picture = sprite(src, partner, otherLayer.columns, otherLayer.cell, 96, { class: "sprite partner-proto" });
+        picture = sprite(src, cellOf(otherLayer, partner), otherLayer.columns, otherLayer.cell, 96, { class: "sprite partner-proto" });
       }
       return el("div", { class: "row partner", "data-run": other.name },
         picture, el("div", {}, el("a", { href: link("unit", other.name, layer.name, partner, epoch), class: "partner-link" },

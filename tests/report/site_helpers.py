@@ -22,6 +22,13 @@ def cell(sheet_path: Path, unit: int, columns: int, size: int) -> np.ndarray:
     return sheet[row * size:(row + 1) * size, column * size:(column + 1) * size]
 
 
+def sheet_cell(stem: Path, index: int, entry: dict) -> np.ndarray:
+    """Cell `index` of a chunked sheet (`stem` without .png; `entry` has columns, cell and chunk)."""
+    chunk, at = divmod(index, entry.get("chunk") or index + 1)
+    path = stem.parent / f"{stem.name}{f'_c{chunk}' if chunk else ''}.png"
+    return cell(path, at, entry["columns"], entry["cell"])
+
+
 def chromium_path() -> str | None:
     for candidate in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
         if Path(candidate).is_file():

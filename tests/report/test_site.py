@@ -8,7 +8,7 @@ import pytest
 from protoscope.store.activations import read_activations
 from protoscope.store.alignment import read_result
 from protoscope.store.arrays import ArrayStore
-from site_helpers import cell, read_script
+from site_helpers import cell, read_script, sheet_cell
 
 pytestmark = pytest.mark.xdist_group("quick_demo")  # the quick demo's store, made once
 
@@ -128,6 +128,7 @@ def test_a_rerun_writes_nothing_and_a_lost_file_is_written_again(demo, tmp_path)
 def test_a_layer_of_many_units_gets_a_sheet_per_chunk_of_units(demo, tmp_path, monkeypatch):
     """Chunks of 5 units (64 in use) over the quick demo's 64-unit layer4: unit u is cell u % 5 of the
     sheet ..._c<u // 5>.png (none for the first), plain and masked, at the layer's column count."""
+    from protoscope.analyze.activations import stimulus_set
     from protoscope.demo import demo_study
     from protoscope.report.site import sprites, write_site
 
@@ -146,6 +147,11 @@ def test_a_layer_of_many_units_gets_a_sheet_per_chunk_of_units(demo, tmp_path, m
         assert np.array_equal(cell(where / f"e2_r1{chunk}.png", unit % 5, 3, layer["cell"]), stored[unit])
         assert (where / f"e2_r1_m{chunk}.png").is_file()
     assert not (where / "e2_r1_c13.png").exists() and len(list(where.glob("e2_r1_c*.png"))) == 12
+    probe = read_script(site / "data" / "index.js")["probe"]  # the stimulus images, chunked alike
+    images = stimulus_set(demo_study(out, quick=True)).images.permute(0, 2, 3, 1).numpy()
+    assert probe["chunk"] == 5 and len(list((site / "img").glob("stimuli_c*.png"))) == -(-len(images) // 5) - 1
+    for k in (0, 7, len(images) - 1):
+        assert np.array_equal(sheet_cell(site / "img" / "stimuli", k, probe), images[k])
 
 
 def test_figures_are_drawn_again_only_when_the_store_changed(demo, tmp_path):
@@ -212,7 +218,7 @@ def test_the_probe_sheet_holds_the_images_the_activations_were_computed_on(demo)
     probe = index["probe"]
     assert probe["count"] == len(images) == len(probe["labels"])
     for k in (0, 17, len(images) - 1):
-        assert np.array_equal(cell(site / "img" / "stimuli.png", k, probe["columns"], probe["cell"]), images[k])
+        assert np.array_equal(sheet_cell(site / "img" / "stimuli", k, probe), images[k])
 
 
 def test_the_rf_square_holds_the_mask_and_is_left_out_when_the_field_fills_the_image():

@@ -288,3 +288,35 @@ def test_at_phone_width_nothing_runs_off_the_screen(demo, browser):
                                   "n.getBoundingClientRect().right))")
             assert right <= 390, f"{route}: the slider row ends at {right} px"
     page.close()
+
+
+def test_a_chunked_layer_shows_each_unit_from_its_chunk(demo, open_page, tmp_path, monkeypatch):
+    """Sheets of 5 units (64 in use) over the quick demo: the layer view shows every unit from the sheet
+    of its chunk at its cell there, the unit page's four prototypes and top images likewise."""
+    import shutil
+
+    from protoscope.demo import demo_study
+    from protoscope.report.site import sprites, write_site
+    from site_helpers import sheet_cell
+
+    out, _, _ = demo
+    shutil.copytree(out, tmp_path / "demo", ignore=shutil.ignore_patterns("site"))
+    monkeypatch.setattr(sprites, "CHUNK", 5)
+    write_site(demo_study(tmp_path / "demo", quick=True))
+    site = tmp_path / "demo" / "site"
+    index = read_script(site / "data" / "index.js")
+    run_id, layer_id = _ids(index, "clrjit-s0", "layer3")
+    page = open_page(site, "#/layer/clrjit-s0/layer3/2/unit")
+    page.wait_for_selector("#unit-grid a")
+    shown = page.locator("#unit-grid a .sprite").evaluate_all("ns => ns.map(n => [n.dataset.src, Number(n.dataset.unit)])")
+    assert shown == [[f"img/{run_id}/{layer_id}/e2_r0{f'_c{u // 5}' if u >= 5 else ''}.png", u % 5] for u in range(len(shown))]
+    page = open_page(site, "#/unit/clrjit-s0/layer3/12/2")
+    page.wait_for_selector("#top-images .top-image")
+    protos = page.locator(".proto").evaluate_all("ns => ns.map(n => [n.dataset.src, Number(n.dataset.unit)])")
+    assert protos == [[f"img/{run_id}/{layer_id}/e2_r{r}{'_m' if m else ''}_c2.png", 2] for r in (0, 1) for m in (0, 1)]
+    probe = index["probe"]
+    for node in page.locator("#top-images .top-image").evaluate_all("ns => ns.map(n => [n.dataset.src, Number(n.dataset.unit), Number(n.dataset.image)])"):
+        src, at, image = node
+        assert (src, at) == (f"img/stimuli{f'_c{image // 5}' if image >= 5 else ''}.png", image % 5)
+        assert np.array_equal(sheet_cell(site / "img" / "stimuli", image, probe),
+                              sheet_cell(out / "site" / "img" / "stimuli", image, read_script(out / "site" / "data" / "index.js")["probe"]))

@@ -9,7 +9,7 @@ Layout of the site::
     img/<r>/<l>/e<epoch>_r<repeat>.png   sprite sheet of every unit's prototype (…_m.png: masked;
                                           …_c<k>.png: units 64k and on, in a layer of more than 64)
     img/<r>/<l>/e<epoch>_mask.png        the receptive-field mask (a sheet when masks are per unit)
-    img/stimuli.png                        the stimulus images, one sheet
+    img/stimuli.png                        the stimulus images, a sheet per 64 (img/stimuli_c<k>.png after the first)
     img/atlas/<r>/<l>/e<epoch>.png       the atlas at that epoch
     figures/                             every PNG figure of STORE/figures
 
@@ -228,7 +228,7 @@ def _epoch_files(arrays: units.LayerArrays, site: Path, where: str, activations:
 
 def _stimulus_sheet(store: Path, site: Path, manifest: Manifest) -> dict | None:
     """The stimulus set the stored activations were computed on (their recorded settings, not the study's
-    current ones), as one sheet; None when no activations are stored."""
+    current ones), as sheets of `sprites.CHUNK` images; None when no activations are stored."""
     from ...data.datasets import labelled
     from ...study import DataSpec
 
@@ -238,12 +238,14 @@ def _stimulus_sheet(store: Path, site: Path, manifest: Manifest) -> dict | None:
     first = units.open_group(groups[0].parent)
     settings, count = first.attrs["probe"], int(first.attrs["n_images"])
     cell_px = sprites.cell_size(int(settings["data"]["image_size"]))
-    stamp = fingerprint(settings, cell_px)
-    if manifest.stale("img/stimuli.png", stamp):
-        images = labelled(DataSpec(**settings["data"]), "probe", settings["images"]).images
-        sprites.write_png(sprites.sheet(images.permute(0, 2, 3, 1).numpy(), cell_px), site / "img/stimuli.png")
-        manifest.record("img/stimuli.png", stamp)
-    return {"count": count, "cell": cell_px, "columns": sprites.columns(count), "settings": settings,
+    stamp, parts = fingerprint(settings, cell_px), sprites.chunked("img/stimuli.png", count)
+    if any(manifest.stale(name, stamp) for name, _ in parts):
+        images = labelled(DataSpec(**settings["data"]), "probe", settings["images"]).images.permute(0, 2, 3, 1).numpy()
+        for name, chunk in parts:  # a unit page shows a few of them: it loads their chunks only
+            sprites.write_png(sprites.sheet(images[chunk], cell_px, sprites.chunk_columns(count)), site / name)
+            manifest.record(name, stamp)
+    return {"count": count, "cell": cell_px, "columns": sprites.chunk_columns(count), "chunk": sprites.CHUNK,
+            "settings": settings,
             "labels": np.asarray(first["label"][:]).tolist(), "categories": list(first.attrs["categories"])}
 
 

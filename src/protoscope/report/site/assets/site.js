@@ -557,10 +557,11 @@ window.protoscope = (() => {
       return el("section", { class: "panel" }, el("h2", {}, "Top stimulus images"), el("p", { class: "note" }, "stimulus activations not stored at this epoch"));
     }
     const probe = index.probe;
-    srcs.push("img/stimuli.png");
     const images = perEpoch.top[unit].map((image, k) => el("figure", {},
-      sprite("img/stimuli.png", image, probe.columns, probe.cell, 64, { class: "sprite top-image", "data-image": image }),
+      sprite(chunked("img/stimuli", probe, image), cellOf(probe, image), probe.columns, probe.cell, 64,
+        { class: "sprite top-image", "data-image": image }),
       el("figcaption", {}, `${probe.categories[probe.labels[image]]} ${fmt(perEpoch.top_value[unit][k])}`)));
+    srcs.push(...new Set(perEpoch.top[unit].map((image) => chunked("img/stimuli", probe, image))));
     const hist = perEpoch.histogram[unit];
     const width = 300, height = 90, most = Math.max(1, ...hist.counts);
     const svg = svgEl("svg", { width, height, class: "histogram" });

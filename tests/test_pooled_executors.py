@@ -90,23 +90,29 @@ def test_a_failing_job_raises_its_own_error_and_the_rest_stop(pooled, tmp_path):
     assert not any(e.job.key == (5,) and e.kind == "started" for e in events)  # never submitted
 
 
+LOOPBACK_CHECKS = """
+import socket
+from protoscope.executors import _loopback_only
+
+everywhere, loopback = socket.create_server(("0.0.0.0", 0)), socket.create_server(("127.0.0.1", 0))
+with everywhere, loopback:
+    print(_loopback_only(f"127.0.0.1:{everywhere.getsockname()[1]}"), _loopback_only(f"127.0.0.1:{loopback.getsockname()[1]}"),
+          _loopback_only(f"localhost:{loopback.getsockname()[1]}"), _loopback_only(f"ray://127.0.0.1:{loopback.getsockname()[1]}"),
+          _loopback_only(f"10.0.0.5:{loopback.getsockname()[1]}"), _loopback_only("auto"))
+"""
+
+
 def test_a_loopback_address_is_joined_on_loopback_only_where_the_cluster_answers_only_there():
     """Ray swaps a loopback host for this machine's interface address. Where a server answers at both
     (Ray's default cluster, on every interface), Ray's way stands; where it answers on loopback only,
-    the driver stays there. Other addresses are Ray's business."""
-    import socket
+    the driver stays there. Other addresses are Ray's business. In a fresh process, as a command
+    meets it (a Ray already started in this one answers with its own node's address)."""
+    import subprocess
+    import sys
 
     pytest.importorskip("ray")
-    from protoscope.executors import _loopback_only
-
-    everywhere, loopback = socket.create_server(("0.0.0.0", 0)), socket.create_server(("127.0.0.1", 0))
-    with everywhere, loopback:
-        assert _loopback_only(f"127.0.0.1:{everywhere.getsockname()[1]}") is False
-        assert _loopback_only(f"127.0.0.1:{loopback.getsockname()[1]}") is True
-        assert _loopback_only(f"localhost:{loopback.getsockname()[1]}") is True
-        assert _loopback_only(f"ray://127.0.0.1:{loopback.getsockname()[1]}") is False
-        assert _loopback_only(f"10.0.0.5:{loopback.getsockname()[1]}") is False
-        assert _loopback_only("auto") is False
+    said = subprocess.run([sys.executable, "-c", LOOPBACK_CHECKS], capture_output=True, text=True, timeout=120)
+    assert said.stdout.split() == ["False", "True", "True", "False", "False", "False"], said.stderr[-2000:]
 
 
 @pytest.mark.parametrize("address", [None, "local"])

@@ -240,6 +240,7 @@ def test_no_demo_unit_is_silent_while_a_stimulus_image_excites_it_and_layer4_loo
     from protoscope.nets.checkpoint_files import run_checkpoints
     from protoscope.nets.checkpoints import load_into
     from protoscope.nets.models import run_model
+    from protoscope.runtime import use_bf16
 
     out = quick_demo[0]
     study = demo_study(out, quick=True)
@@ -254,7 +255,11 @@ def test_no_demo_unit_is_silent_while_a_stimulus_image_excites_it_and_layer4_loo
                 if silent.any():
                     model = load_into(run_model(run), files[int(epoch)]).eval()
                     best = centre_values(model, layer, images).max(0).values.numpy()
-                    assert (best[silent] <= 0).all(), (run.name, layer, int(epoch), best[silent])
+                    # the engine searched in bf16 where the CPU has it (`precision: auto`); this reads float32:
+                    # a unit bf16 left at 0 may sit a rounding above it (seen: 0.024 in a layer whose best unit
+                    # reaches 415, on an AVX-512 bf16 Xeon); 2^-12 of the layer's largest value allows that
+                    slack = 2.0 ** -12 * float(best.max()) if use_bf16(torch.device("cpu"), study.precision) else 0.0
+                    assert (best[silent] <= slack).all(), (run.name, layer, int(epoch), best[silent], slack)
                     checked += int(silent.sum())
             assert arrays.attrs["position_centred"], (run.name, layer, arrays.attrs["position_note"])
         field = ps.receptive_field(load_into(run_model(run), files[max(files)]).eval(), "layer4", 32, samples=128)

@@ -46,14 +46,14 @@ def load(study: Path, store: Optional[Path], device: Optional[str]):
 
 
 def run_stage(verb: Callable, s, executor: Optional[str], ray_address: Optional[str], *args, announce: str = "",
-              writes: tuple[str, ...] = ("checkpoints", "results")):
+              writes: tuple[str, ...] | None = None):
     """Run a stage verb on a loaded study as `verb(s, *args, progress=…, executor=…)`; returns its result.
 
     Every command that runs on an executor comes through here, so each makes it after the study loaded
     (a study's mistake is reported first) and before printing (so is a bad executor name: `announce`
     prints after it), and each closes it on success, error or Ctrl-C: no pool or local Ray is left to
-    the interpreter's exit. Each holds the write locks of the parts of the store it `writes` meanwhile:
-    a second command on those refuses in one line naming this one (`store.lock`).
+    the interpreter's exit. Each holds the write locks of the parts of the store it `writes` (default:
+    all) meanwhile: a second command on those refuses in one line naming this one (`store.lock`).
     """
     from ..executors import make_executor
     from ..store.lock import writing
@@ -66,7 +66,7 @@ def run_stage(verb: Callable, s, executor: Optional[str], ray_address: Optional[
 
 
 def stage_command(name: str, verb: Callable, show: Callable, doc: str, per_run: bool = True,
-                  writes: tuple[str, ...] = ("checkpoints", "results")) -> None:
+                  writes: tuple[str, ...] | None = None) -> None:
     """Register `protoscope NAME`: load the study, run `verb` on the chosen executor, then `show(study,
     result)`. With `per_run`, the command takes --run and passes the names on to the verb."""
     if per_run:

@@ -101,7 +101,6 @@ def report(study: StudyArg, store: StoreOpt = None,
     Example: protoscope report study.yaml
     """
     from ..report.site import write_site
-
     from ..store.lock import writing
 
     s = load(study, store, None)

@@ -3,9 +3,9 @@
 `differences(a, b)` reads every result the way its writer stored it — Zarr arrays value by value
 (and their attributes), checkpoints tensor by tensor, RSA's HDF5 datasets, alignment's netCDF
 datasets, the metrics table row by row — and lists what differs. Figures are drawings, not results,
-and wall-clock times differ from run to run: both are left out, and so is the write lock's file. `leftovers(store)` lists the
-temporary files a killed write leaves (Zarr's ``*.partial``, ours ``.*.tmp``), which a finished run
-must have swept.
+and wall-clock times differ from run to run: both are left out, and so are the write locks' files.
+`leftovers(store)` lists the temporary files a killed write leaves (Zarr's ``*.partial``, ours
+``.*.tmp``), which a finished run must have swept.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import os
 import socket
 import sys
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 
 from ..errors import UserError
@@ -39,23 +39,24 @@ def holder_description() -> str:
     return f"`{command}` (pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')})"
 
 
-PARTS = ("checkpoints", "results")  # taken in this order
+PARTS = tuple(layout.LOCKS)  # checkpoints, then results: taken in this order
 
 
 @contextmanager
-def writing(where, parts: tuple[str, ...] = PARTS):
-    """Hold the write locks of the store's `parts` for the block, or raise a `UserError` naming the
-    command that holds one. Re-entrant within a process."""
+def writing(where, parts: tuple[str, ...] | None = None):
+    """Hold the write locks of the store's `parts` (default: every part) for the block, or raise a
+    `UserError` naming the command that holds one. Re-entrant within a process."""
     with ExitStack() as held:
         for part in PARTS:
-            if part in parts:
+            if parts is None or part in parts:
                 held.enter_context(_holding(layout.lock(where, part).resolve()))
         yield
 
 
 @contextmanager
 def _holding(path: Path):
-    if fcntl is None or path in _held:
+    """The lock on `path`, taken the first time this process asks for it; counted after that."""
+    with _locked(path) if fcntl is not None and path not in _held else nullcontext():
         _held[path] = _held.get(path, 0) + 1
         try:
             yield
@@ -63,13 +64,6 @@ def _holding(path: Path):
             _held[path] -= 1
             if not _held[path]:
                 del _held[path]
-        return
-    with _locked(path):
-        _held[path] = 1
-        try:
-            yield
-        finally:
-            del _held[path]
 
 
 @contextmanager

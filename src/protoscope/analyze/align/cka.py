@@ -54,8 +54,8 @@ def cka_matrix(features: list, debiased: bool = False) -> np.ndarray:
 
     Why Gram matrices: with centered features X̃, ‖X̃ᵀỸ‖² = ⟨K, L⟩ for K = X̃X̃ᵀ, L = ỸỸᵀ, and the
     debiased terms are K's and L's diagonals and traces. So memory is n² per block, where `Moments`
-    needs (Σ units)² for all blocks together: 70 GiB for 101 epochs of a ResNet-18's 960 channels,
-    0.5 GiB here at 400 images (bench/results/scale_soak.txt)."""
+    needs (Σ units)² for all blocks together: 70 GiB for 101 epochs of a ResNet-18's 960 channels
+    (bench/results/scale_soak_before_fixes.txt), where 404 Gram matrices of 400 images take 0.5 GiB."""
     n = int(features[0].shape[0])
     if debiased and n < 4:
         raise ValueError(f"debiased CKA needs at least 4 samples, have {n}")

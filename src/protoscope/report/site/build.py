@@ -151,42 +151,35 @@ def _layer_sprites(arrays: units.LayerArrays, site: Path, where: str, manifest: 
             mask = np.asarray(group["rf_mask_unit"][e] if per_unit else group["rf_mask"][e])
             _mask_image(mask, site, f"img/{where}/e{epoch}_mask.png", cell, manifest)
         for r in np.flatnonzero(done[e]):
-            _prototype_sheets(group, arrays.score[e, r], (e, r), mask, f"img/{where}/e{epoch}_r{r}", cell, site, manifest)
-    return {"units": n_units, "image_size": size, "cell": cell, "columns": sprites.chunk_columns(n_units), "chunk": sprites.CHUNK,
-            "epochs": epochs, "repeats": int(done.shape[1]), "done": done.tolist(),
+            _prototype_sheets(group, arrays.score[e, r], (e, r), mask, f"img/{where}/e{epoch}_r{r}", cell, site,
+                              manifest)
+    return {"units": n_units, "image_size": size, "cell": cell, "columns": sprites.chunk_columns(n_units),
+            "chunk": sprites.CHUNK, "epochs": epochs, "repeats": int(done.shape[1]), "done": done.tolist(),
             "rf": [epoch for epoch, d in zip(epochs, rf_done) if d], "per_unit_rf": per_unit,
             "rf_box": rf_box(masks, size)}
 
 
 def _prototype_sheets(group, score, at: tuple[int, int], mask, block: str, cell: int, site: Path,
                       manifest: Manifest) -> None:
-    """The plain and masked sheets of one (epoch, repeat), a pair per chunk of units; only stale ones."""
+    """The plain and masked sheets of one (epoch, repeat), made together when any of them is stale."""
     stamp = fingerprint(score, cell, mask)
-    plain = sprites.chunked(f"{block}.png", len(score))
-    masked = sprites.chunked(f"{block}_m.png", len(score))
-    if not any(manifest.stale(name, stamp) for pair in zip(plain, masked) for name, _ in pair):
+    names = [name for suffix in ("", "_m") for name, _ in sprites.chunked(f"{block}{suffix}.png", len(score))]
+    if not any(manifest.stale(name, stamp) for name in names):
         return
     images = np.asarray(group["prototype"][at])
-    seen, cols = sprites.masked(images, mask), sprites.chunk_columns(len(score))
-    for (name, units), (masked_name, _) in zip(plain, masked):
-        sprites.write_png(sprites.sheet(images[units], cell, cols), site / name)
-        sprites.write_png(sprites.sheet(seen[units], cell, cols), site / masked_name)
-        manifest.record(name, stamp)
-        manifest.record(masked_name, stamp)
+    sprites.write_sheets(images, f"{block}.png", cell, site, manifest, stamp)
+    sprites.write_sheets(sprites.masked(images, mask), f"{block}_m.png", cell, site, manifest, stamp)
 
 
 def _mask_image(mask: np.ndarray, site: Path, relative: str, cell: int, manifest: Manifest) -> None:
     """The layer's mask as one image, or every unit's as sheets (chunked as the prototypes')."""
     stamp = fingerprint(mask, cell)
+    names = [name for name, _ in sprites.chunked(relative, len(mask))] if mask.ndim == 3 else [relative]
+    if not any(manifest.stale(name, stamp) for name in names):
+        return
     grey = (np.clip(np.nan_to_num(mask), 0, 1) * 255).round().astype(np.uint8)
     rgb = np.repeat(grey[..., None], 3, axis=-1)
-    parts = sprites.chunked(relative, len(rgb)) if rgb.ndim == 4 else [(relative, None)]
-    for name, units in parts:
-        if manifest.stale(name, stamp):
-            image = sprites.sheet(rgb[units], cell, sprites.chunk_columns(len(rgb))) if units is not None \
-                else sprites.sheet(rgb[None], cell)
-            sprites.write_png(image, site / name)
-            manifest.record(name, stamp)
+    sprites.write_sheets(rgb if rgb.ndim == 4 else rgb[None], relative, cell, site, manifest, stamp)
 
 
 @dataclass
@@ -238,12 +231,11 @@ def _stimulus_sheet(store: Path, site: Path, manifest: Manifest) -> dict | None:
     first = units.open_group(groups[0].parent)
     settings, count = first.attrs["probe"], int(first.attrs["n_images"])
     cell_px = sprites.cell_size(int(settings["data"]["image_size"]))
-    stamp, parts = fingerprint(settings, cell_px), sprites.chunked("img/stimuli.png", count)
-    if any(manifest.stale(name, stamp) for name, _ in parts):
+    stamp = fingerprint(settings, cell_px)
+    if any(manifest.stale(name, stamp) for name, _ in sprites.chunked("img/stimuli.png", count)):
         images = labelled(DataSpec(**settings["data"]), "probe", settings["images"]).images.permute(0, 2, 3, 1).numpy()
-        for name, chunk in parts:  # a unit page shows a few of them: it loads their chunks only
-            sprites.write_png(sprites.sheet(images[chunk], cell_px, sprites.chunk_columns(count)), site / name)
-            manifest.record(name, stamp)
+        # chunked: a unit page shows a few of them and loads their chunks only
+        sprites.write_sheets(images, "img/stimuli.png", cell_px, site, manifest, stamp)
     return {"count": count, "cell": cell_px, "columns": sprites.chunk_columns(count), "chunk": sprites.CHUNK,
             "settings": settings,
             "labels": np.asarray(first["label"][:]).tolist(), "categories": list(first.attrs["categories"])}

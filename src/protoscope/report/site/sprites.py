@@ -4,10 +4,10 @@ A layer view shows hundreds of units and a unit page steps through every epoch; 
 keeps that to one request per slider step, and a study of a million prototypes to a few thousand
 files. A layer of more than `CHUNK` units gets a sheet per `CHUNK` units (``…_c1.png``, ``…_c2.png``
 after the first): a unit page shows one unit from four sheets per step, and a browser decodes a whole
-sheet to show one cell (512 units at 96 px: 0.5 s a step, `bench/results/scale_soak.txt`). Unit `i`
-is cell ``i % CHUNK`` of chunk ``i // CHUNK``, at column ``cell % columns``, row ``cell // columns``,
-every cell `cell` pixels square; the page scales the sheet with CSS (`background-size`) to show one
-cell at any size.
+sheet to show one cell (512 units at 96 px: 0.5 s a step, `bench/results/scale_soak_before_fixes.txt`).
+Unit `i` is cell ``i % CHUNK`` of chunk ``i // CHUNK``, at column ``cell % columns``, row
+``cell // columns``, every cell `cell` pixels square; the page scales the sheet with CSS
+(`background-size`) to show one cell at any size.
 
 Sheets are written only when their source changed (`Manifest`): a report rerun on an unchanged
 store writes nothing.
@@ -78,6 +78,14 @@ def masked(images: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     weights = usable_masks(weights)[0].clamp(0, 1).numpy()
     out = images.astype(np.float32) * weights[..., None] + 128 * (1 - weights[..., None])
     return out.round().astype(np.uint8)
+
+
+def write_sheets(images: np.ndarray, relative: str, cell: int, site: Path, manifest: "Manifest", stamp: str) -> None:
+    """Every sheet of `images` (one per `CHUNK`, named by `chunked`) under `site`, recorded with `stamp`."""
+    cols = chunk_columns(len(images))
+    for name, units in chunked(relative, len(images)):
+        write_png(sheet(images[units], cell, cols), site / name)
+        manifest.record(name, stamp)
 
 
 def write_png(image: np.ndarray, path: Path) -> None:
